@@ -1,0 +1,182 @@
+//! Reading typed fields out of a JSON body, with the French messages of the
+//! original API for each way a field can be wrong.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, Validator};
+
+pub type Object = Map<String, Value>;
+
+pub const REQUIRED: &str = "Ce champ est obligatoire.";
+pub const BLANK: &str = "Ce champ ne peut être vide.";
+pub const NOT_A_STRING: &str = "Chaîne de caractères attendue.";
+
+/// The body as a JSON object. An empty body counts as `{}`.
+pub fn parse_object(body: &[u8]) -> Result<Object, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Object::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => {
+            let mut e = ApiError::invalid_json();
+            e.message = "Le corps de la requête doit être un objet JSON".into();
+            Err(e)
+        }
+        Err(_) => Err(ApiError::invalid_json()),
+    }
+}
+
+/// A string field: `Ok(None)` if absent or null, `Err` (recorded in `v`) if
+/// of another type.
+pub fn optional_string(obj: &Object, field: &str, v: &mut Validator) -> Option<String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            v.add(field, NOT_A_STRING);
+            None
+        }
+    }
+}
+
+/// A required, non-blank string field (trimmed unless `keep_spaces`).
+pub fn required_string(
+    obj: &Object,
+    field: &str,
+    v: &mut Validator,
+    keep_spaces: bool,
+) -> Option<String> {
+    if v.has(field) {
+        return None;
+    }
+    match optional_string(obj, field, v) {
+        None if !v.has(field) => {
+            v.add(field, REQUIRED);
+            None
+        }
+        None => None,
+        Some(s) if s.trim().is_empty() => {
+            v.add(field, BLANK);
+            None
+        }
+        Some(s) if keep_spaces => Some(s),
+        Some(s) => Some(s.trim().to_string()),
+    }
+}
+
+/// A plain string, without validation messages: for endpoints whose errors
+/// are not per field (login, refresh).
+pub fn plain_string(obj: &Object, field: &str) -> Option<String> {
+    match obj.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The syntax check Django's EmailValidator makes, in short.
+pub fn valid_email(email: &str) -> bool {
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.contains('@')
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+}
+
+/// Digits with optional `+`, spaces, dots, dashes and parentheses; 6 to 20 digits.
+pub fn valid_phone(phone: &str) -> bool {
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    (6..=20).contains(&digits)
+        && phone.len() <= 32
+        && phone
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || " .-()".contains(c) || (c == '+' && i == 0))
+}
+
+/// The optional profile fields shared by register and profile update.
+pub fn check_gender(gender: Option<String>, v: &mut Validator) -> Option<String> {
+    match gender.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(g @ ("H" | "F")) => Some(g.to_string()),
+        Some(other) => {
+            v.add(
+                "gender",
+                format!("« {other} » n'est pas un choix valide (H ou F)."),
+            );
+            None
+        }
+    }
+}
+
+pub fn check_phone(phone: Option<String>, v: &mut Validator) -> Option<String> {
+    match phone.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) if valid_phone(p) => Some(p.to_string()),
+        Some(_) => {
+            v.add("phone", "Saisissez un numéro de téléphone valide.");
+            None
+        }
+    }
+}
+
+pub fn check_name(field: &str, value: Option<String>, v: &mut Validator) -> Option<String> {
+    let value = value?;
+    if value.chars().count() > 150 {
+        v.add(
+            field,
+            "Assurez-vous que ce champ ne comporte pas plus de 150 caractères.",
+        );
+        return None;
+    }
+    if value.chars().any(char::is_control) {
+        v.add(field, "Ce champ contient des caractères non autorisés.");
+        return None;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_and_phones() {
+        assert!(valid_email("dev@example.com"));
+        assert!(valid_email("jean.dupont+tag@mail.example.fr"));
+        for bad in [
+            "",
+            "dev",
+            "dev@",
+            "@example.com",
+            "dev@example",
+            "d ev@example.com",
+            "a@b@c.com",
+            "dev@.com",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+        assert!(valid_phone("0612345678"));
+        assert!(valid_phone("+33 6 12 34 56 78"));
+        assert!(!valid_phone("12"));
+        assert!(!valid_phone("06-12-ab"));
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        assert!(parse_object(b"").expect("empty").is_empty());
+        assert_eq!(parse_object(b"{").expect_err("bad").status, 400);
+        assert_eq!(
+            parse_object(b"[1]").expect_err("not an object").code,
+            "invalid_json"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! The account API the gateway answers itself, under `/api/accounts/`.
+//!
+//! One file per endpoint, each with the same two steps: parse the JSON body
+//! into a typed request, then apply it to the store. Nothing here knows
+//! Pingora or HTTP framing: the adapter in `proxy/` hands over the method, the
+//! path, the Bearer token and the body bytes, and writes back the `Reply` or
+//! the `ApiError`. Handlers are synchronous and block (argon2, redb commits);
+//! the adapter runs them on the blocking pool.
+
+mod input;
+mod login;
+mod logout;
+pub mod operator;
+mod profile;
+mod refresh;
+mod register;
+mod throttle;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::{self, AuthFailure};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::revocation::RevocationList;
+use crate::store::{AccountRecord, Revocation, Store};
+use crate::tokens::{Identity, TokenKeys};
+
+pub use operator::{OperatorCommand, OperatorReply};
+pub use throttle::Throttle;
+
+/// The endpoints under `/api/accounts/` (and the JWKS document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    Profile,
+    Jwks,
+}
+
+impl Endpoint {
+    /// Stable name, used as the route label in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Register => "accounts.register",
+            Endpoint::Login => "accounts.login",
+            Endpoint::Refresh => "accounts.refresh",
+            Endpoint::Logout => "accounts.logout",
+            Endpoint::Profile => "accounts.profile",
+            Endpoint::Jwks => "jwks",
+        }
+    }
+
+    /// Whether the handler hashes a password (and so needs a hashing slot).
+    pub fn hashes(self) -> bool {
+        matches!(self, Endpoint::Register | Endpoint::Login)
+    }
+
+    /// Whether the handler needs a body at all.
+    pub fn reads_body(self) -> bool {
+        !matches!(self, Endpoint::Profile | Endpoint::Jwks)
+    }
+}
+
+/// Label for requests under `/api/accounts/` that match no endpoint.
+pub const UNKNOWN_ACCOUNT_PATH: &str = "accounts.unknown";
+
+/// Which of the gateway's own endpoints `path` names, if any: `None` when the
+/// path is not the gateway's own (it goes to the route table), `Some(Err)` for
+/// an unknown account path (404) or a wrong method (405 with `Allow`).
+pub fn resolve(method: &str, path: &str) -> Option<Result<Endpoint, ApiError>> {
+    if path == "/.well-known/jwks.json" {
+        return Some(only(method, "GET", Endpoint::Jwks));
+    }
+    let rest = path.strip_prefix("/api/accounts")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let rest = rest.trim_end_matches('/');
+    Some(match rest {
+        "" => only(method, "GET", Endpoint::Profile),
+        "/register" => only(method, "POST", Endpoint::Register),
+        "/login" => only(method, "POST", Endpoint::Login),
+        "/refresh-token" | "/refresh" => only(method, "POST", Endpoint::Refresh),
+        "/logout" => only(method, "POST", Endpoint::Logout),
+        _ => Err(ApiError::not_found()),
+    })
+}
+
+fn only(method: &str, allow: &'static str, endpoint: Endpoint) -> Result<Endpoint, ApiError> {
+    if allow.split(", ").any(|m| m == method) {
+        Ok(endpoint)
+    } else {
+        Err(ApiError::method_not_allowed(allow))
+    }
+}
+
+/// What the adapter hands to a handler.
+pub struct AccountRequest<'a> {
+    pub endpoint: Endpoint,
+    /// The `Authorization` header, as sent.
+    pub authorization: Option<&'a [u8]>,
+    pub body: &'a [u8],
+    pub client_ip: Option<IpAddr>,
+}
+
+/// A successful answer: status and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    fn json(status: u16, body: impl Serialize) -> Result<Reply, ApiError> {
+        let body = serde_json::to_value(body).map_err(|_| ApiError::internal())?;
+        Ok(Reply { status, body })
+    }
+}
+
+/// The account object of SPEC.md.
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    pub id: u64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub gender: Option<String>,
+    pub phone: Option<String>,
+    pub role: String,
+    pub is_active: bool,
+    pub date_joined: String,
+    pub last_login: Option<String>,
+}
+
+impl From<&AccountRecord> for AccountView {
+    fn from(a: &AccountRecord) -> AccountView {
+        AccountView {
+            id: a.id,
+            email: a.email.clone(),
+            first_name: a.first_name.clone(),
+            last_name: a.last_name.clone(),
+            gender: a.gender.clone(),
+            phone: a.phone.clone(),
+            role: a.role.clone(),
+            is_active: a.is_active,
+            date_joined: crate::rfc3339(a.date_joined),
+            last_login: a.last_login.map(crate::rfc3339),
+        }
+    }
+}
+
+/// Everything the account handlers share.
+pub struct AccountService {
+    pub store: Arc<Store>,
+    pub tokens: Arc<TokenKeys>,
+    pub revocations: Arc<RevocationList>,
+    default_role: String,
+    password_min_length: usize,
+    reuse_grace: u64,
+    login_throttle: Throttle,
+    dummy_hash: String,
+    hash_seconds: prometheus::Histogram,
+}
+
+impl AccountService {
+    pub fn new(
+        config: &Config,
+        store: Arc<Store>,
+        tokens: Arc<TokenKeys>,
+        revocations: Arc<RevocationList>,
+        hash_seconds: prometheus::Histogram,
+    ) -> AccountService {
+        AccountService {
+            store,
+            tokens,
+            revocations,
+            default_role: config.accounts.default_role.clone(),
+            password_min_length: config.accounts.password_min_length,
+            reuse_grace: config.tokens.reuse_grace.as_secs(),
+            login_throttle: Throttle::new(
+                config.accounts.login_throttle.max_failures,
+                config.accounts.login_throttle.window,
+            ),
+            dummy_hash: crate::passwords::dummy_hash(),
+            hash_seconds,
+        }
+    }
+
+    /// Runs an argon2 hash or check, timing it for the metrics.
+    fn timed_hash<T>(&self, f: impl FnOnce() -> T) -> T {
+        let timer = self.hash_seconds.start_timer();
+        let out = f();
+        timer.observe_duration();
+        out
+    }
+
+    /// Runs one endpoint. Blocks: call it from the blocking pool.
+    pub fn handle(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
+        match req.endpoint {
+            Endpoint::Register => register::apply(self, input::parse_object(req.body)?),
+            Endpoint::Login => login::apply(self, input::parse_object(req.body)?, req.client_ip),
+            Endpoint::Refresh => refresh::apply(self, input::parse_object(req.body)?),
+            Endpoint::Logout => {
+                let who = self.authenticate(req.authorization)?;
+                logout::apply(self, &who, input::parse_object(req.body)?)
+            }
+            Endpoint::Profile => {
+                let who = self.authenticate(req.authorization)?;
+                profile::show(self, &who)
+            }
+            Endpoint::Jwks => {
+                let keys: Value = serde_json::from_slice(self.tokens.jwks_json())
+                    .map_err(|_| ApiError::internal())?;
+                Ok(Reply {
+                    status: 200,
+                    body: keys,
+                })
+            }
+        }
+    }
+
+    /// The Bearer check of the proxy path, for the account endpoints that need it.
+    fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Identity, ApiError> {
+        match auth::authenticate(authorization, &self.tokens, &self.revocations) {
+            Ok(Some(identity)) => Ok(identity),
+            Ok(None) => Err(AuthFailure::Missing.into()),
+            Err(failure) => Err(failure.into()),
+        }
+    }
+
+    /// Records committed revocations in the in-memory list.
+    fn revoked(&self, revocations: &[Revocation]) {
+        self.revocations.insert_all(revocations);
+    }
+
+    fn account_of(&self, who: &Identity) -> Result<AccountRecord, ApiError> {
+        let id: u64 = who.account_id.parse().map_err(|_| AuthFailure::Invalid)?;
+        match self.store.account(id).map_err(internal)? {
+            Some(account) if account.is_active => Ok(account),
+            _ => Err(AuthFailure::Invalid.into()),
+        }
+    }
+}
+
+/// Store and signing failures are the gateway's fault: logged, answered 500.
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "internal error in the account API");
+    ApiError::internal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_with_and_without_trailing_slash() {
+        assert_eq!(
+            resolve("POST", "/api/accounts/login/"),
+            Some(Ok(Endpoint::Login))
+        );
+        assert_eq!(
+            resolve("POST", "/api/accounts/login"),
+            Some(Ok(Endpoint::Login))
+        );
+        assert_eq!(
+            resolve("POST", "/api/accounts/refresh/"),
+            Some(Ok(Endpoint::Refresh))
+        );
+        assert_eq!(resolve("GET", "/api/accounts"), Some(Ok(Endpoint::Profile)));
+        assert_eq!(
+            resolve("GET", "/api/accounts/"),
+            Some(Ok(Endpoint::Profile))
+        );
+        assert_eq!(resolve("GET", "/api/stocks/"), None);
+        assert_eq!(resolve("GET", "/api/accountsX"), None);
+        let e = resolve("GET", "/api/accounts/login/")
+            .and_then(Result::err)
+            .expect("405");
+        assert_eq!((e.status, e.allow.as_deref()), (405, Some("POST")));
+        let e = resolve("GET", "/api/accounts/nope/")
+            .and_then(Result::err)
+            .expect("404");
+        assert_eq!(e.status, 404);
+    }
+}

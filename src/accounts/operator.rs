@@ -1,0 +1,169 @@
+//! Operator commands (`vigile user ...`, `vigile role ...`): the same code runs
+//! in the CLI against the store file when no gateway holds it, and inside the
+//! running gateway when it does (sent over the admin listener), so a change
+//! such as `deactivate` reaches the gateway's memory at once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{internal, register, AccountService, AccountView};
+use crate::error::ApiError;
+use crate::store::AccountRecord;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OperatorCommand {
+    CreateUser {
+        email: String,
+        first_name: String,
+        last_name: String,
+        password: String,
+        role: Option<String>,
+        gender: Option<String>,
+        phone: Option<String>,
+    },
+    ListUsers,
+    ShowUser {
+        email: String,
+    },
+    SetRole {
+        email: String,
+        role: String,
+    },
+    Deactivate {
+        email: String,
+    },
+    Activate {
+        email: String,
+    },
+    CreateRole {
+        name: String,
+    },
+    ListRoles,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum OperatorReply {
+    Account(Value),
+    Accounts(Vec<Value>),
+    Roles(Vec<String>),
+    Done(String),
+}
+
+fn account_value(account: &AccountRecord) -> Result<Value, ApiError> {
+    serde_json::to_value(AccountView::from(account)).map_err(internal)
+}
+
+fn no_such_account(email: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "account_not_found",
+        format!("Aucun compte avec l'email {email}"),
+    )
+}
+
+fn check_role(service: &AccountService, role: &str) -> Result<(), ApiError> {
+    if role == service.default_role || service.store.role_exists(role).map_err(internal)? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            400,
+            "unknown_role",
+            format!("Rôle inconnu : {role} (créez-le avec « vigile role create {role} »)"),
+        ))
+    }
+}
+
+fn find(service: &AccountService, email: &str) -> Result<AccountRecord, ApiError> {
+    service
+        .store
+        .account_by_email(email)
+        .map_err(internal)?
+        .ok_or_else(|| no_such_account(email))
+}
+
+fn update(
+    service: &AccountService,
+    email: &str,
+    change: impl FnOnce(&mut AccountRecord),
+) -> Result<OperatorReply, ApiError> {
+    let account = find(service, email)?;
+    let (updated, revoked) = service
+        .store
+        .update_account(account.id, crate::unix_now(), change)
+        .map_err(internal)?
+        .ok_or_else(|| no_such_account(email))?;
+    service.revoked(&revoked);
+    Ok(OperatorReply::Account(account_value(&updated)?))
+}
+
+/// Runs one command. Blocks (argon2, redb).
+pub fn execute(
+    service: &AccountService,
+    command: OperatorCommand,
+) -> Result<OperatorReply, ApiError> {
+    match command {
+        OperatorCommand::CreateUser {
+            email,
+            first_name,
+            last_name,
+            password,
+            role,
+            gender,
+            phone,
+        } => {
+            let body = json!({"email": email, "first_name": first_name, "last_name": last_name,
+                "password": password, "gender": gender, "phone": phone});
+            let Value::Object(body) = body else {
+                return Err(ApiError::internal());
+            };
+            let reg = register::parse(&body, service.password_min_length)?;
+            if let Some(r) = &role {
+                check_role(service, r)?;
+            }
+            let account = register::create(service, reg, role)?;
+            Ok(OperatorReply::Account(account_value(&account)?))
+        }
+        OperatorCommand::ListUsers => {
+            let accounts = service.store.accounts().map_err(internal)?;
+            Ok(OperatorReply::Accounts(
+                accounts
+                    .iter()
+                    .map(account_value)
+                    .collect::<Result<_, _>>()?,
+            ))
+        }
+        OperatorCommand::ShowUser { email } => Ok(OperatorReply::Account(account_value(&find(
+            service, &email,
+        )?)?)),
+        OperatorCommand::SetRole { email, role } => {
+            check_role(service, &role)?;
+            update(service, &email, |a| a.role = role)
+        }
+        OperatorCommand::Deactivate { email } => update(service, &email, |a| a.is_active = false),
+        OperatorCommand::Activate { email } => update(service, &email, |a| a.is_active = true),
+        OperatorCommand::CreateRole { name } => {
+            let name = name.trim();
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(ApiError::new(
+                    400,
+                    "invalid_role",
+                    "Nom de rôle invalide (1 à 64 caractères)",
+                ));
+            }
+            let created = service
+                .store
+                .create_role(name, crate::unix_now())
+                .map_err(internal)?;
+            Ok(OperatorReply::Done(if created {
+                format!("role {name} created")
+            } else {
+                format!("role {name} already exists")
+            }))
+        }
+        OperatorCommand::ListRoles => Ok(OperatorReply::Roles(
+            service.store.roles().map_err(internal)?,
+        )),
+    }
+}

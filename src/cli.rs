@@ -1,0 +1,347 @@
+//! The command line: `serve`, `check-config`, and the operator commands
+//! (`user ...`, `role ...`).
+//!
+//! Operator commands open the store themselves when no gateway runs on it.
+//! When one does (redb lets one process hold the file), they are sent to that
+//! gateway's admin listener with the token it keeps in `<data dir>/admin.token`,
+//! so the change reaches its memory at once.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::accounts::{operator, AccountService, OperatorCommand, OperatorReply};
+use crate::config::{default_config_path, Config, LogFormat};
+use crate::revocation::RevocationList;
+use crate::store::StoreError;
+use crate::tokens::TokenKeys;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vigile",
+    version,
+    about = "Reverse-proxy authentication gateway: account API, JWT check and revocation in front of your backends",
+    after_help = "The configuration file defaults to $VIGILE_CONFIG, then config/vigile.yaml."
+)]
+pub struct Cli {
+    /// Configuration file (YAML).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Access-log format; overrides server.log_format.
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
+    },
+    /// Check the configuration and exit (non-zero, naming the key, if it is wrong).
+    CheckConfig,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage roles.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account (the password is read from stdin or asked for).
+    Create(CreateUser),
+    /// List every account.
+    List,
+    /// Show one account.
+    Show { email: String },
+    /// Give an account another role (the role must exist).
+    SetRole { email: String, role: String },
+    /// Deactivate an account: every token of it stops working at once.
+    Deactivate { email: String },
+    /// Activate an account again.
+    Activate { email: String },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateUser {
+    #[arg(long)]
+    email: String,
+    #[arg(long)]
+    first_name: String,
+    #[arg(long)]
+    last_name: String,
+    /// Role (defaults to accounts.default_role).
+    #[arg(long)]
+    role: Option<String>,
+    /// H or F.
+    #[arg(long)]
+    gender: Option<String>,
+    #[arg(long)]
+    phone: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleCommand {
+    /// Create a role.
+    Create { name: String },
+    /// List the roles.
+    List,
+}
+
+/// Runs the command line; the returned value is the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let path = cli.config.clone().unwrap_or_else(default_config_path);
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vigile: invalid configuration {}: {e}", path.display());
+            return 2;
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            println!(
+                "{}: OK ({} routes, {} upstreams)",
+                path.display(),
+                config.routes.len(),
+                config.upstreams.len()
+            );
+            0
+        }
+        Command::Serve { log_format } => {
+            let format = match log_format.as_deref() {
+                Some("json") => LogFormat::Json,
+                Some(_) => LogFormat::Text,
+                None => config.server.log_format,
+            };
+            init_logging(format);
+            match crate::gateway::serve(config) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("vigile: {e}");
+                    1
+                }
+            }
+        }
+        Command::User(cmd) => match user_command(cmd) {
+            Ok(command) => operate(&config, command),
+            Err(e) => {
+                eprintln!("vigile: {e}");
+                2
+            }
+        },
+        Command::Role(RoleCommand::Create { name }) => {
+            operate(&config, OperatorCommand::CreateRole { name })
+        }
+        Command::Role(RoleCommand::List) => operate(&config, OperatorCommand::ListRoles),
+    }
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn read_password(from_stdin: bool) -> Result<String, String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to ask the password on: pass --password-stdin".into());
+    }
+    let first = rpassword::prompt_password("Mot de passe : ").map_err(|e| e.to_string())?;
+    let again =
+        rpassword::prompt_password("Mot de passe (confirmation) : ").map_err(|e| e.to_string())?;
+    if first != again {
+        return Err("les mots de passe ne correspondent pas".into());
+    }
+    Ok(first)
+}
+
+fn user_command(cmd: UserCommand) -> Result<OperatorCommand, String> {
+    Ok(match cmd {
+        UserCommand::Create(c) => OperatorCommand::CreateUser {
+            password: read_password(c.password_stdin)?,
+            email: c.email,
+            first_name: c.first_name,
+            last_name: c.last_name,
+            role: c.role,
+            gender: c.gender,
+            phone: c.phone,
+        },
+        UserCommand::List => OperatorCommand::ListUsers,
+        UserCommand::Show { email } => OperatorCommand::ShowUser { email },
+        UserCommand::SetRole { email, role } => OperatorCommand::SetRole { email, role },
+        UserCommand::Deactivate { email } => OperatorCommand::Deactivate { email },
+        UserCommand::Activate { email } => OperatorCommand::Activate { email },
+    })
+}
+
+/// Runs an operator command locally or through the running gateway, prints
+/// the outcome, and returns the exit code.
+fn operate(config: &Config, command: OperatorCommand) -> i32 {
+    match execute(config, command) {
+        Ok(reply) => {
+            print_reply(&reply);
+            0
+        }
+        Err(Failure::Api(body)) => {
+            let message = body["error"].as_str().unwrap_or("erreur");
+            eprintln!(
+                "vigile: {message} ({})",
+                body["code"].as_str().unwrap_or("error")
+            );
+            if let Some(fields) = body["fields"].as_object() {
+                for (field, messages) in fields {
+                    for m in messages.as_array().into_iter().flatten() {
+                        eprintln!("  {field}: {}", m.as_str().unwrap_or(""));
+                    }
+                }
+            }
+            1
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("vigile: {e}");
+            1
+        }
+    }
+}
+
+enum Failure {
+    /// An error body from the account layer.
+    Api(serde_json::Value),
+    Other(String),
+}
+
+fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, Failure> {
+    let window = config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs();
+    match crate::store::Store::open(&config.store.path, window) {
+        Ok(store) => {
+            let tokens = TokenKeys::from_config(&config.tokens, &config.store.data_dir())
+                .map_err(Failure::Other)?;
+            let metrics =
+                crate::metrics::Metrics::new().map_err(|e| Failure::Other(e.to_string()))?;
+            let service = AccountService::new(
+                config,
+                Arc::new(store),
+                Arc::new(tokens),
+                Arc::new(RevocationList::default()),
+                metrics.password_hash_seconds.clone(),
+            );
+            operator::execute(&service, command)
+                .map_err(|e| Failure::Api(serde_json::from_slice(&e.body()).unwrap_or_default()))
+        }
+        Err(StoreError::Locked) => remote(config, &command),
+        Err(e) => Err(Failure::Other(format!(
+            "{e} ({})",
+            config.store.path.display()
+        ))),
+    }
+}
+
+/// Sends the command to the gateway that holds the store.
+fn remote(config: &Config, command: &OperatorCommand) -> Result<OperatorReply, Failure> {
+    let token_path = config
+        .store
+        .data_dir()
+        .join(crate::gateway::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_path).map_err(|e| {
+        Failure::Other(format!(
+            "a gateway holds the store; its operator token {} cannot be read: {e}",
+            token_path.display()
+        ))
+    })?;
+    let mut addr = config.admin.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut response = agent
+        .post(format!("http://{addr}{}", crate::admin::COMMAND_PATH))
+        .header("Authorization", format!("Bearer {}", token.trim()))
+        .send_json(command)
+        .map_err(|e| {
+            Failure::Other(format!(
+                "a gateway holds the store but its admin listener {addr} did not answer: {e}"
+            ))
+        })?;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response
+        .body_mut()
+        .read_json()
+        .map_err(|e| Failure::Other(format!("unreadable answer from the gateway: {e}")))?;
+    if status == 200 {
+        serde_json::from_value(body)
+            .map_err(|e| Failure::Other(format!("unreadable answer from the gateway: {e}")))
+    } else {
+        Err(Failure::Api(body))
+    }
+}
+
+fn print_reply(reply: &OperatorReply) {
+    match reply {
+        OperatorReply::Account(account) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(account).unwrap_or_default()
+            );
+        }
+        OperatorReply::Accounts(accounts) => {
+            println!(
+                "{:<6} {:<32} {:<28} {:<12} active",
+                "id", "email", "name", "role"
+            );
+            for a in accounts {
+                let name = format!(
+                    "{} {}",
+                    a["first_name"].as_str().unwrap_or(""),
+                    a["last_name"].as_str().unwrap_or("")
+                );
+                println!(
+                    "{:<6} {:<32} {:<28} {:<12} {}",
+                    a["id"],
+                    a["email"].as_str().unwrap_or(""),
+                    name,
+                    a["role"].as_str().unwrap_or(""),
+                    if a["is_active"].as_bool().unwrap_or(false) {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
+            }
+        }
+        OperatorReply::Roles(roles) => {
+            for r in roles {
+                println!("{r}");
+            }
+        }
+        OperatorReply::Done(message) => println!("{message}"),
+    }
+}

@@ -1,0 +1,295 @@
+//! Assembling a running gateway: opening the store, loading the keys and the
+//! revocation list, then wiring the Pingora services (proxy, admin listener,
+//! upstream health checks, housekeeping) and running them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::LoadBalancer;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::accounts::AccountService;
+use crate::config::{Config, UpstreamConfig};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::revocation::RevocationList;
+use crate::store::{Store, StoreError};
+use crate::tokens::TokenKeys;
+
+/// Name of the operator credential file in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The state every part of a running gateway shares.
+pub struct Gateway {
+    pub config: Config,
+    pub accounts: Arc<AccountService>,
+    pub metrics: Arc<Metrics>,
+    pub hash_pool: HashPool,
+    /// The operator channel's credential, also in `<data dir>/admin.token` (0600).
+    pub admin_token: String,
+}
+
+/// Opens the store, waiting a little if another process (an operator
+/// command) holds it just now.
+pub fn open_store(config: &Config) -> Result<Store, StoreError> {
+    let window = config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs();
+    let mut tries = 0;
+    loop {
+        match Store::open(&config.store.path, window) {
+            Err(StoreError::Locked) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Gateway {
+    /// Everything but the network: store, keys, revocations, metrics.
+    pub fn open(config: Config) -> Result<Gateway, String> {
+        let data_dir = config.store.data_dir();
+        let store =
+            open_store(&config).map_err(|e| format!("{e} ({})", config.store.path.display()))?;
+        store
+            .create_role(&config.accounts.default_role, crate::unix_now())
+            .map_err(|e| e.to_string())?;
+        let tokens = TokenKeys::from_config(&config.tokens, &data_dir)?;
+        let revocations = RevocationList::new(
+            store
+                .revocations(crate::unix_now())
+                .map_err(|e| e.to_string())?,
+        );
+        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        metrics.revoked_sessions.set(revocations.len() as i64);
+        let accounts = AccountService::new(
+            &config,
+            Arc::new(store),
+            Arc::new(tokens),
+            Arc::new(revocations),
+            metrics.password_hash_seconds.clone(),
+        );
+        let admin_token = {
+            use base64::Engine;
+            let bytes: [u8; 32] = rand::random();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        };
+        let token_path = data_dir.join(ADMIN_TOKEN_FILE);
+        crate::fsutil::write_private(&token_path, admin_token.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", token_path.display()))?;
+        let hash_pool = HashPool::new(config.accounts.hash_workers, config.accounts.hash_queue);
+        Ok(Gateway {
+            config,
+            accounts: Arc::new(accounts),
+            metrics: Arc::new(metrics),
+            hash_pool,
+            admin_token,
+        })
+    }
+}
+
+/// Bounds the password hashing running at once, and the queue in front of it:
+/// past the queue, callers get 503 `overloaded` instead of waiting without end.
+pub struct HashPool {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue: usize,
+}
+
+impl HashPool {
+    pub fn new(workers: usize, queue: usize) -> HashPool {
+        HashPool {
+            slots: Arc::new(Semaphore::new(workers.max(1))),
+            waiting: AtomicUsize::new(0),
+            queue,
+        }
+    }
+
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError::overloaded());
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| ApiError::internal())
+    }
+}
+
+/// One named upstream: its balancer and timeouts.
+pub struct UpstreamPool {
+    pub name: String,
+    pub balancer: Arc<LoadBalancer<RoundRobin>>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+fn build_balancer(name: &str, up: &UpstreamConfig) -> Result<LoadBalancer<RoundRobin>, String> {
+    let targets: Vec<String> = up.targets.iter().map(|a| a.to_string()).collect();
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(targets)
+        .map_err(|e| format!("upstreams.{name}.targets: {e}"))?;
+    if let Some(hc) = &up.health_check {
+        match &hc.path {
+            Some(path) => {
+                let mut check = HttpHealthCheck::new("localhost", false);
+                check.req.set_uri(
+                    path.parse()
+                        .map_err(|_| format!("upstreams.{name}.health_check.path: not a path"))?,
+                );
+                check.peer_template.options.connection_timeout = Some(up.connect_timeout);
+                check.peer_template.options.read_timeout =
+                    Some(up.connect_timeout.max(Duration::from_secs(1)));
+                lb.set_health_check(Box::new(check));
+            }
+            None => {
+                let mut check = TcpHealthCheck::new();
+                check.peer_template.options.connection_timeout = Some(up.connect_timeout);
+                lb.set_health_check(check);
+            }
+        }
+        lb.health_check_frequency = Some(hc.interval);
+    }
+    Ok(lb)
+}
+
+/// Periodic upkeep: drops revocations and sessions nothing can use any more,
+/// and refreshes the gauges.
+struct Housekeeping {
+    gateway: Arc<Gateway>,
+    pools: Arc<Vec<UpstreamPool>>,
+    every: Duration,
+}
+
+impl Housekeeping {
+    async fn tick(&self) {
+        let now = crate::unix_now();
+        let accounts = &self.gateway.accounts;
+        accounts.revocations.purge(now);
+        let store = accounts.store.clone();
+        match tokio::task::spawn_blocking(move || store.purge_expired(now)).await {
+            Ok(Ok((sessions, revocations))) if sessions + revocations > 0 => {
+                tracing::info!(
+                    sessions,
+                    revocations,
+                    "housekeeping: expired entries purged"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "housekeeping failed"),
+            _ => {}
+        }
+        self.refresh_gauges();
+    }
+
+    fn refresh_gauges(&self) {
+        let m = &self.gateway.metrics;
+        m.revoked_sessions
+            .set(self.gateway.accounts.revocations.len() as i64);
+        for pool in self.pools.iter() {
+            let backends = pool.balancer.backends();
+            let healthy = backends
+                .get_backend()
+                .iter()
+                .filter(|b| backends.ready(b))
+                .count();
+            m.upstream_healthy
+                .with_label_values(&[&pool.name])
+                .set(healthy as i64);
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut interval = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = interval.tick() => self.tick().await,
+            }
+        }
+    }
+}
+
+/// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
+/// SIGINT (at once).
+pub fn serve(config: Config) -> Result<(), String> {
+    let gateway = Arc::new(Gateway::open(config)?);
+    let cfg = &gateway.config;
+    let data_dir = cfg.store.data_dir();
+    let grace = cfg.server.grace_period.as_secs();
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        work_stealing: cfg.server.work_stealing,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace.max(1)),
+        pid_file: data_dir.join("vigile.pid").to_string_lossy().into_owned(),
+        upgrade_sock: data_dir
+            .join("vigile-upgrade.sock")
+            .to_string_lossy()
+            .into_owned(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+
+    let mut pools = Vec::new();
+    for (name, up) in &cfg.upstreams {
+        let lb = build_balancer(name, up)?;
+        let balancer = if up.health_check.is_some() {
+            let service = background_service(&format!("health check {name}"), lb);
+            let task = service.task();
+            server.add_service(service);
+            task
+        } else {
+            Arc::new(lb)
+        };
+        pools.push(UpstreamPool {
+            name: name.clone(),
+            balancer,
+            connect_timeout: up.connect_timeout,
+            read_timeout: up.read_timeout,
+        });
+    }
+    let pools = Arc::new(pools);
+
+    let proxy = crate::proxy::Proxy::new(gateway.clone(), pools.clone());
+    let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    proxy_service.add_tcp(&cfg.server.listen.to_string());
+    server.add_service(proxy_service);
+
+    let mut admin_service = crate::admin::service(gateway.clone(), pools.clone());
+    admin_service.add_tcp(&cfg.admin.listen.to_string());
+    server.add_service(admin_service);
+
+    let housekeeping = Housekeeping {
+        gateway: gateway.clone(),
+        pools,
+        every: cfg
+            .tokens
+            .access_ttl
+            .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+    };
+    housekeeping.refresh_gauges();
+    server.add_service(background_service("housekeeping", housekeeping));
+
+    tracing::info!(
+        listen = %cfg.server.listen,
+        admin = %cfg.admin.listen,
+        store = %cfg.store.path.display(),
+        revoked_sessions = gateway.accounts.revocations.len(),
+        "vigile started"
+    );
+    server.run(RunArgs::default());
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! vigile: a reverse-proxy authentication gateway on Pingora.
+//!
+//! Where a request goes:
+//! - `proxy/` is the Pingora adapter: it turns a session into typed inputs and
+//!   writes back what the core returns.
+//! - `accounts/` answers `/api/accounts/...` (one file per endpoint).
+//! - `auth` authenticates and authorizes requests on the proxy path;
+//!   `routes` picks the route; `proxy/mutate` shapes what the upstream gets.
+//! - `tokens` issues and checks JWTs; `revocation` is the in-memory list the
+//!   request path consults; `store` is the redb file behind both.
+//! - `config` turns the YAML into checked structs; `cli` is the command line;
+//!   `admin` serves metrics, health and the operator channel.
+
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod gateway;
+pub mod metrics;
+pub mod passwords;
+pub mod proxy;
+pub mod revocation;
+pub mod routes;
+pub mod store;
+pub mod tokens;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-21T13:07:41Z` for a Unix time in seconds.
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}

@@ -1,0 +1,140 @@
+//! Prometheus metrics, on a registry of the gateway's own (two gateways in one
+//! process do not collide). Labels are route names, upstream names, results
+//! and reasons: bounded sets, never raw paths.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub upstream_healthy: IntGaugeVec,
+    pub logins: IntCounterVec,
+    pub registrations: IntCounterVec,
+    pub refreshes: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub revoked_sessions: IntGauge,
+    pub password_hash_seconds: Histogram,
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = counter(
+            &registry,
+            "vigile_requests_total",
+            "Requests by route name, method and status",
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "vigile_request_duration_seconds",
+                "Request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route"],
+        )?;
+        registry.register(Box::new(latency.clone()))?;
+        let upstream_errors = counter(
+            &registry,
+            "vigile_upstream_errors_total",
+            "Upstream failures by upstream and kind",
+            &["upstream", "kind"],
+        )?;
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new(
+                "vigile_upstream_healthy_targets",
+                "Healthy targets by upstream",
+            ),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(upstream_healthy.clone()))?;
+        let logins = counter(
+            &registry,
+            "vigile_logins_total",
+            "Logins by result",
+            &["result"],
+        )?;
+        let registrations = counter(
+            &registry,
+            "vigile_registrations_total",
+            "Registrations by result",
+            &["result"],
+        )?;
+        let refreshes = counter(
+            &registry,
+            "vigile_refreshes_total",
+            "Token refreshes by result",
+            &["result"],
+        )?;
+        let auth_failures = counter(
+            &registry,
+            "vigile_auth_failures_total",
+            "Refused Bearer tokens by reason",
+            &["reason"],
+        )?;
+        let revoked_sessions =
+            IntGauge::new("vigile_revoked_sessions", "Revoked sessions held in memory")?;
+        registry.register(Box::new(revoked_sessions.clone()))?;
+        let password_hash_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigile_password_hash_seconds",
+                "Time of one argon2 hash or verification",
+            )
+            .buckets(vec![0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),
+        )?;
+        registry.register(Box::new(password_hash_seconds.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            upstream_healthy,
+            logins,
+            registrations,
+            refreshes,
+            auth_failures,
+            revoked_sessions,
+            password_hash_seconds,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// Methods outside the standard set share one label value.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}

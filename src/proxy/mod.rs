@@ -1,0 +1,435 @@
+//! The Pingora adapter. It turns a session into typed inputs, calls the core
+//! (account handlers, `auth`, the route table) and writes back what the core
+//! returns. The request pipeline on a proxied route has three stages:
+//! authenticate (who is this?), authorize (may they?), mutate (what does the
+//! upstream get?, in `mutate.rs`).
+
+mod mutate;
+mod respond;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorType;
+
+use crate::accounts::{self, AccountRequest, Endpoint, Reply};
+use crate::auth::{self, AuthFailure};
+use crate::config::AuthMode;
+use crate::error::ApiError;
+use crate::gateway::{Gateway, UpstreamPool};
+use crate::metrics::method_label;
+use crate::routes::RouteTable;
+use crate::tokens::Identity;
+
+pub use mutate::IdentityHeaderNames;
+
+/// Largest body the account endpoints read.
+pub const MAX_BODY: usize = 64 * 1024;
+/// How long a client may take to send that body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Route label for requests that matched no route.
+const UNMATCHED: &str = "unmatched";
+
+pub struct Proxy {
+    gateway: Arc<Gateway>,
+    routes: RouteTable,
+    pools: Arc<Vec<UpstreamPool>>,
+    identity_headers: IdentityHeaderNames,
+}
+
+impl Proxy {
+    pub fn new(gateway: Arc<Gateway>, pools: Arc<Vec<UpstreamPool>>) -> Proxy {
+        let routes = RouteTable::new(&gateway.config.routes, |name| {
+            pools.iter().position(|p| p.name == name).unwrap_or(0)
+        });
+        let identity_headers = IdentityHeaderNames::new(&gateway.config.identity_headers);
+        Proxy {
+            gateway,
+            routes,
+            pools,
+            identity_headers,
+        }
+    }
+}
+
+/// What one request has learned on its way through the filters.
+pub struct RequestCtx {
+    started: Instant,
+    /// Route name (or endpoint name) for metrics and logs.
+    label: RouteLabel,
+    identity: Option<Identity>,
+    request_id: String,
+    target: Option<std::net::SocketAddr>,
+}
+
+enum RouteLabel {
+    Route(usize),
+    Fixed(&'static str),
+}
+
+impl Proxy {
+    fn label<'a>(&'a self, ctx: &RequestCtx) -> &'a str {
+        match ctx.label {
+            RouteLabel::Route(i) => self.routes.get(i).map_or(UNMATCHED, |r| r.name.as_str()),
+            RouteLabel::Fixed(name) => name,
+        }
+    }
+
+    /// Reads the body of a request the gateway answers itself, up to `MAX_BODY`.
+    async fn read_body(session: &mut Session) -> Result<Vec<u8>, ApiError> {
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(ApiError::body_too_large());
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        let read = async {
+            while let Some(chunk) = session
+                .read_request_body()
+                .await
+                .map_err(|_| ApiError::invalid_json())?
+            {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(ApiError::body_too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Ok(result) => result.map(|_| body),
+            Err(_) => Err(ApiError::new(
+                408,
+                "request_timeout",
+                "Le corps de la requête est arrivé trop lentement",
+            )),
+        }
+    }
+
+    /// Runs one account endpoint on the blocking pool.
+    async fn answer_account(
+        &self,
+        session: &mut Session,
+        endpoint: Endpoint,
+    ) -> Result<Reply, ApiError> {
+        let body = Self::read_body(session).await?;
+        let authorization = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let permit = if endpoint.hashes() {
+            Some(self.gateway.hash_pool.acquire().await?)
+        } else {
+            None
+        };
+        let accounts = self.gateway.accounts.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            accounts.handle(&AccountRequest {
+                endpoint,
+                authorization: authorization.as_deref(),
+                body: &body,
+                client_ip,
+            })
+        })
+        .await
+        .map_err(|_| ApiError::internal())?
+    }
+
+    fn count_account_result(&self, endpoint: Endpoint, result: &Result<Reply, ApiError>) {
+        let m = &self.gateway.metrics;
+        let outcome = match result {
+            Ok(_) => "success",
+            Err(e) => e.code,
+        };
+        match endpoint {
+            Endpoint::Login => m.logins.with_label_values(&[outcome]).inc(),
+            Endpoint::Register => m.registrations.with_label_values(&[outcome]).inc(),
+            Endpoint::Refresh => m.refreshes.with_label_values(&[outcome]).inc(),
+            _ => {}
+        }
+        if let Err(e) = result {
+            if e.bearer_challenge {
+                m.auth_failures.with_label_values(&[e.code]).inc();
+            }
+        }
+    }
+
+    /// Authenticate and authorize a request on a proxied route.
+    fn check_access(
+        &self,
+        session: &Session,
+        route_index: usize,
+    ) -> Result<Option<Identity>, ApiError> {
+        let Some(route) = self.routes.get(route_index) else {
+            return Err(ApiError::not_found());
+        };
+        let req = session.req_header();
+        if !route.allows(req.method.as_str()) {
+            return Err(ApiError::method_not_allowed(route.allow.clone()));
+        }
+        if route.auth == AuthMode::None {
+            return Ok(None);
+        }
+        let accounts = &self.gateway.accounts;
+        let authorization = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let identity =
+            match auth::authenticate(authorization, &accounts.tokens, &accounts.revocations) {
+                Ok(None) if route.auth == AuthMode::Required => {
+                    return Err(AuthFailure::Missing.into())
+                }
+                Ok(identity) => identity,
+                Err(failure) => return Err(failure.into()),
+            };
+        if let Some(who) = &identity {
+            auth::authorize(who, &route.roles)?;
+        }
+        Ok(identity)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            label: RouteLabel::Fixed(UNMATCHED),
+            identity: None,
+            request_id: String::new(),
+            target: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = mutate::request_id(session.req_header());
+        let (method, path) = {
+            let req = session.req_header();
+            (req.method.clone(), req.uri.path().to_string())
+        };
+
+        // The gateway's own endpoints.
+        if let Some(resolved) = accounts::resolve(method.as_str(), &path) {
+            let result = match resolved {
+                Ok(endpoint) => {
+                    ctx.label = RouteLabel::Fixed(endpoint.name());
+                    let result = self.answer_account(session, endpoint).await;
+                    self.count_account_result(endpoint, &result);
+                    result
+                }
+                Err(e) => {
+                    ctx.label = RouteLabel::Fixed(accounts::UNKNOWN_ACCOUNT_PATH);
+                    Err(e)
+                }
+            };
+            match result {
+                Ok(reply) => {
+                    respond::json(session, reply.status, &reply.body, &ctx.request_id).await?
+                }
+                Err(e) => respond::error(session, &e, &ctx.request_id).await?,
+            }
+            return Ok(true);
+        }
+
+        // Proxied routes: authenticate, authorize; mutation comes in upstream_request_filter.
+        let Some(index) = self.routes.find_index(&path) else {
+            respond::error(session, &ApiError::not_found(), &ctx.request_id).await?;
+            return Ok(true);
+        };
+        ctx.label = RouteLabel::Route(index);
+        match self.check_access(session, index) {
+            Ok(identity) => {
+                ctx.identity = identity;
+                Ok(false)
+            }
+            Err(e) => {
+                if e.bearer_challenge {
+                    self.gateway
+                        .metrics
+                        .auth_failures
+                        .with_label_values(&[e.code])
+                        .inc();
+                }
+                respond::error(session, &e, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let pool = match ctx.label {
+            RouteLabel::Route(i) => self.routes.get(i).and_then(|r| self.pools.get(r.upstream)),
+            RouteLabel::Fixed(_) => None,
+        };
+        let Some(pool) = pool else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "no upstream for this request",
+            ));
+        };
+        let Some(addr) = pool
+            .balancer
+            .select(b"", 256)
+            .and_then(|b| b.addr.as_inet().copied())
+        else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "no healthy target",
+            ));
+        };
+        ctx.target = Some(addr);
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(pool.connect_timeout);
+        peer.options.read_timeout = Some(pool.read_timeout);
+        peer.options.write_timeout = Some(pool.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let RouteLabel::Route(index) = ctx.label else {
+            return Ok(());
+        };
+        let Some(route) = self.routes.get(index) else {
+            return Ok(());
+        };
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        mutate::for_upstream(
+            upstream_request,
+            route,
+            &self.identity_headers,
+            ctx.identity.as_ref(),
+            &ctx.request_id,
+            client_ip,
+        )
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(mutate::REQUEST_ID, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let upstream = match ctx.label {
+            RouteLabel::Route(i) => self.routes.get(i).and_then(|r| self.pools.get(r.upstream)),
+            RouteLabel::Fixed(_) => None,
+        }
+        .map_or("none", |p| p.name.as_str());
+        let (api, kind) = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                (Some(ApiError::upstream_timeout()), "timeout")
+            }
+            ErrorType::HTTPStatus(502) => {
+                (Some(ApiError::upstream_unavailable()), "no_healthy_target")
+            }
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => {
+                    (Some(ApiError::upstream_unavailable()), "connect")
+                }
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (None, "downstream")
+                    }
+                    _ => (
+                        Some(ApiError::new(400, "bad_request", "Requête invalide")),
+                        "downstream",
+                    ),
+                },
+                _ => (Some(ApiError::internal()), "internal"),
+            },
+        };
+        if kind != "downstream" {
+            self.gateway
+                .metrics
+                .upstream_errors
+                .with_label_values(&[upstream, kind])
+                .inc();
+        }
+        let code = match api {
+            Some(api) if session.response_written().is_none() => {
+                if respond::error(session, &api, &ctx.request_id)
+                    .await
+                    .is_err()
+                {
+                    0
+                } else {
+                    api.status
+                }
+            }
+            Some(api) => api.status,
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let method = method_label(session.req_header().method.as_str());
+        let route = self.label(ctx);
+        let elapsed = ctx.started.elapsed();
+        let m = &self.gateway.metrics;
+        let mut buf = itoa::Buffer::new();
+        m.requests
+            .with_label_values(&[route, method, buf.format(status)])
+            .inc();
+        m.latency
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let account = ctx.identity.as_ref().map_or("-", |i| i.account_id.as_str());
+        let target = ctx.target.map(|t| t.to_string());
+        tracing::info!(
+            target: "vigile::access",
+            request_id = %ctx.request_id,
+            route,
+            method,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream = target.as_deref().unwrap_or("-"),
+            account,
+            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! The third stage of the proxy path: what the upstream gets. Client-sent
+//! identity headers are removed on every route (whatever their case, however
+//! often repeated) before the gateway sets its own; the request id and
+//! `X-Forwarded-For` are set; `Authorization` is dropped when the route says so.
+
+use std::net::IpAddr;
+
+use http::HeaderName;
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+use crate::config::IdentityHeaders;
+use crate::routes::Route;
+use crate::tokens::Identity;
+
+pub const REQUEST_ID: &str = "X-Request-Id";
+
+/// The configured identity header names, parsed once.
+pub struct IdentityHeaderNames {
+    user_id: HeaderName,
+    email: HeaderName,
+    role: HeaderName,
+    session_id: HeaderName,
+}
+
+impl IdentityHeaderNames {
+    pub fn new(cfg: &IdentityHeaders) -> IdentityHeaderNames {
+        // Names were checked at config load; a fallback keeps this total.
+        let parse = |name: &str, fallback: &'static str| {
+            HeaderName::from_bytes(name.as_bytes()).unwrap_or(HeaderName::from_static(fallback))
+        };
+        IdentityHeaderNames {
+            user_id: parse(&cfg.user_id, "x-user-id"),
+            email: parse(&cfg.email, "x-user-email"),
+            role: parse(&cfg.role, "x-user-role"),
+            session_id: parse(&cfg.session_id, "x-session-id"),
+        }
+    }
+}
+
+/// The client's request id when it is a sane token (1 to 128 characters of
+/// `[A-Za-z0-9._:-]`), else a fresh random one.
+pub fn request_id(req: &RequestHeader) -> String {
+    if let Some(value) = req.headers.get(REQUEST_ID) {
+        let bytes = value.as_bytes();
+        if (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+        {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                return text.to_string();
+            }
+        }
+    }
+    format!("{:032x}", rand::random::<u128>())
+}
+
+pub fn for_upstream(
+    req: &mut RequestHeader,
+    route: &Route,
+    names: &IdentityHeaderNames,
+    identity: Option<&Identity>,
+    request_id: &str,
+    client_ip: Option<IpAddr>,
+) -> Result<()> {
+    for name in [&names.user_id, &names.email, &names.role, &names.session_id] {
+        req.remove_header(name);
+    }
+    if let Some(who) = identity {
+        req.insert_header(names.user_id.clone(), who.account_id.as_str())?;
+        req.insert_header(names.email.clone(), who.email.as_str())?;
+        req.insert_header(names.role.clone(), who.role.as_str())?;
+        req.insert_header(names.session_id.clone(), who.session.to_string())?;
+    }
+    req.insert_header(REQUEST_ID, request_id)?;
+    if let Some(ip) = client_ip {
+        let forwarded = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(earlier) if !earlier.trim().is_empty() => format!("{}, {ip}", earlier.trim()),
+            _ => ip.to_string(),
+        };
+        req.insert_header("X-Forwarded-For", forwarded)?;
+    }
+    if !route.forward_authorization {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
+    if route.strip_prefix {
+        let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let stripped = route.upstream_path(path_and_query);
+        if let Ok(uri) = stripped.parse() {
+            req.set_uri(uri);
+        }
+    }
+    Ok(())
+}

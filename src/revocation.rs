@@ -1,0 +1,99 @@
+//! The revocation list the request path consults: memory only, O(1) per
+//! lookup. The store holds the durable copy; this list is loaded from it at
+//! start and updated by every revocation as it is committed.
+//!
+//! An entry lives until no token of its session can be valid any more (the
+//! revocation time plus the access-token lifetime); `purge` drops the rest, so
+//! the list never grows without bound.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use parking_lot::RwLock;
+
+use crate::store::Revocation;
+use crate::tokens::SessionId;
+
+/// Session ids are 128 random bits: folding them is already a good hash.
+#[derive(Default)]
+struct RandomIdHasher(u64);
+
+impl Hasher for RandomIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(buf);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+type IdMap = HashMap<u128, u64, BuildHasherDefault<RandomIdHasher>>;
+
+#[derive(Default)]
+pub struct RevocationList {
+    entries: RwLock<IdMap>,
+}
+
+impl RevocationList {
+    pub fn new(initial: Vec<Revocation>) -> RevocationList {
+        let list = RevocationList::default();
+        list.insert_all(&initial);
+        list
+    }
+
+    pub fn is_revoked(&self, session: SessionId) -> bool {
+        self.entries.read().contains_key(&session.0)
+    }
+
+    pub fn insert_all(&self, revocations: &[Revocation]) {
+        if revocations.is_empty() {
+            return;
+        }
+        let mut map = self.entries.write();
+        for (session, until) in revocations {
+            let entry = map.entry(session.0).or_insert(*until);
+            *entry = (*entry).max(*until);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the entries no token can outlive any more; returns how many.
+    pub fn purge(&self, now: u64) -> usize {
+        let mut map = self.entries.write();
+        let before = map.len();
+        map.retain(|_, until| *until >= now);
+        before - map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_sessions_are_found_until_purged() {
+        let list = RevocationList::new(vec![(SessionId(1), 100)]);
+        list.insert_all(&[(SessionId(2), 200)]);
+        assert!(list.is_revoked(SessionId(1)));
+        assert!(list.is_revoked(SessionId(2)));
+        assert!(!list.is_revoked(SessionId(3)));
+        assert_eq!(list.purge(150), 1);
+        assert!(!list.is_revoked(SessionId(1)));
+        assert!(list.is_revoked(SessionId(2)));
+        assert_eq!(list.len(), 1);
+    }
+}

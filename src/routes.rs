@@ -1,0 +1,135 @@
+//! The route table: which upstream a path goes to and under which policy.
+//! Resolved once per request; the longest matching prefix wins.
+
+use crate::config::{AuthMode, RouteConfig};
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub prefix: String,
+    /// Index of the upstream in the gateway's upstream list.
+    pub upstream: usize,
+    pub auth: AuthMode,
+    pub roles: Vec<String>,
+    pub strip_prefix: bool,
+    pub forward_authorization: bool,
+    pub methods: Vec<String>,
+    /// `Allow` header value when `methods` is set.
+    pub allow: String,
+}
+
+impl Route {
+    pub fn allows(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+
+    /// The path the upstream sees: with the prefix removed when the route says
+    /// so (keeping a leading `/`).
+    pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        if !self.strip_prefix {
+            return path.into();
+        }
+        let rest = path
+            .strip_prefix(self.prefix.trim_end_matches('/'))
+            .unwrap_or(path);
+        if rest.starts_with('/') {
+            rest.into()
+        } else {
+            format!("/{rest}").into()
+        }
+    }
+}
+
+pub struct RouteTable {
+    /// Longest prefix first.
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// `upstream_index` maps an upstream name (already checked to exist) to its index.
+    pub fn new(config: &[RouteConfig], upstream_index: impl Fn(&str) -> usize) -> RouteTable {
+        let mut routes: Vec<Route> = config
+            .iter()
+            .map(|r| Route {
+                name: r.name.clone(),
+                prefix: r.prefix.clone(),
+                upstream: upstream_index(&r.upstream),
+                auth: r.auth,
+                roles: r.roles.clone(),
+                strip_prefix: r.strip_prefix,
+                forward_authorization: r.forward_authorization,
+                methods: r.methods.clone(),
+                allow: r.methods.join(", "),
+            })
+            .collect();
+        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        RouteTable { routes }
+    }
+
+    /// The index of the route for `path`. `/api/stocks` matches the prefix
+    /// `/api/stocks/` too.
+    pub fn find_index(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| {
+            path.starts_with(r.prefix.as_str())
+                || (r.prefix.ends_with('/')
+                    && path.len() + 1 == r.prefix.len()
+                    && r.prefix.starts_with(path))
+        })
+    }
+
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.find_index(path).and_then(|i| self.routes.get(i))
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Route> {
+        self.routes.get(index)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, prefix: &str, strip: bool) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            prefix: prefix.into(),
+            upstream: "u".into(),
+            auth: AuthMode::Required,
+            roles: vec![],
+            strip_prefix: strip,
+            forward_authorization: true,
+            methods: vec![],
+        }
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let table = RouteTable::new(
+            &[
+                route("api", "/api/", false),
+                route("stocks", "/api/stocks/", false),
+                route("admin", "/api/stocks/admin/", false),
+            ],
+            |_| 0,
+        );
+        let name = |p: &str| table.find(p).map(|r| r.name.clone());
+        assert_eq!(name("/api/stocks/1"), Some("stocks".into()));
+        assert_eq!(name("/api/stocks"), Some("stocks".into()));
+        assert_eq!(name("/api/stocks/admin/x"), Some("admin".into()));
+        assert_eq!(name("/api/jobs/"), Some("api".into()));
+        assert_eq!(name("/other"), None);
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        let table = RouteTable::new(&[route("s", "/api/stocks/", true)], |_| 0);
+        let r = table.find("/api/stocks/1").expect("route");
+        assert_eq!(r.upstream_path("/api/stocks/1?x=1"), "/1?x=1");
+        assert_eq!(r.upstream_path("/api/stocks"), "/");
+    }
+}

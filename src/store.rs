@@ -1,0 +1,614 @@
+//! The durable store: one redb file holding accounts, the email index, roles,
+//! sessions and revocations. This is the only module that knows redb; the
+//! tables and their key formats are all declared just below.
+//!
+//! Every write is one transaction committed durably (redb's default
+//! `Durability::Immediate`, an fsync) before the caller answers its client.
+//! Calls block: async callers run them on the blocking pool.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::tokens::SessionId;
+
+/// account id -> JSON `AccountRecord`
+const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
+/// lower-cased, trimmed email -> account id (uniqueness lives here)
+const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails");
+/// role name -> creation time (unix seconds)
+const ROLES: TableDefinition<&str, u64> = TableDefinition::new("roles");
+/// session id -> JSON `SessionRecord`
+const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
+/// (account id, session id) -> (): the sessions of an account
+const ACCOUNT_SESSIONS: TableDefinition<(u64, u128), ()> = TableDefinition::new("account_sessions");
+/// revoked session id -> unix time after which no token of it can be valid
+const REVOKED: TableDefinition<u128, u64> = TableDefinition::new("revoked");
+/// counters: "next_account_id"
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is open in another process")]
+    Locked,
+    #[error("store: {0}")]
+    Db(String),
+    #[error("store: cannot prepare the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store: unreadable record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> StoreError {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> StoreError {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub id: u64,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub gender: Option<String>,
+    pub phone: Option<String>,
+    pub role: String,
+    pub is_active: bool,
+    pub date_joined: u64,
+    pub last_login: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub account_id: u64,
+    pub created_at: u64,
+    /// Expiry of the newest refresh token; the record may go after it.
+    pub expires_at: u64,
+    /// `jti` of the refresh token that is current.
+    pub refresh_jti: u128,
+    /// `jti` of the refresh token retired by the last rotation, and when.
+    pub previous_jti: Option<u128>,
+    pub rotated_at: u64,
+    pub revoked_at: Option<u64>,
+}
+
+/// What a revocation produced: the session and the time after which no token
+/// of it can be valid any more (when its entry may be dropped).
+pub type Revocation = (SessionId, u64);
+
+/// An account that could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAccountError {
+    #[error("email already used")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Store {
+    db: Database,
+    /// How long after a revocation an access token of the session may still
+    /// pass the signature check (access lifetime + leeway).
+    access_window: u64,
+}
+
+/// Emails are unique without regard to case or surrounding spaces.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> StoreResult<T> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+impl Store {
+    /// Opens (or creates, mode 0600, with its folder) the store at `path`.
+    /// Fails with `StoreError::Locked` when another process has it open.
+    pub fn open(path: &Path, access_window: u64) -> StoreResult<Store> {
+        crate::fsutil::touch_private(path)?;
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(ACCOUNTS)?;
+            txn.open_table(EMAILS)?;
+            txn.open_table(ROLES)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(ACCOUNT_SESSIONS)?;
+            txn.open_table(REVOKED)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(Store { db, access_window })
+    }
+
+    // --- accounts ----------------------------------------------------------
+
+    /// Inserts a new account (its `id` is assigned here) and creates its role
+    /// if missing. Exactly one of two concurrent calls with the same email wins.
+    pub fn create_account(
+        &self,
+        mut account: AccountRecord,
+    ) -> Result<AccountRecord, CreateAccountError> {
+        let key = normalize_email(&account.email);
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut emails = txn.open_table(EMAILS).map_err(StoreError::from)?;
+            if emails
+                .get(key.as_str())
+                .map_err(StoreError::from)?
+                .is_some()
+            {
+                return Err(CreateAccountError::EmailTaken);
+            }
+            let mut meta = txn.open_table(META).map_err(StoreError::from)?;
+            let id = meta
+                .get("next_account_id")
+                .map_err(StoreError::from)?
+                .map_or(1, |v| v.value());
+            meta.insert("next_account_id", id + 1)
+                .map_err(StoreError::from)?;
+            account.id = id;
+            account.email = account.email.trim().to_string();
+            emails.insert(key.as_str(), id).map_err(StoreError::from)?;
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(StoreError::from)?;
+            accounts
+                .insert(id, encode(&account)?.as_slice())
+                .map_err(StoreError::from)?;
+            let mut roles = txn.open_table(ROLES).map_err(StoreError::from)?;
+            if roles
+                .get(account.role.as_str())
+                .map_err(StoreError::from)?
+                .is_none()
+            {
+                roles
+                    .insert(account.role.as_str(), account.date_joined)
+                    .map_err(StoreError::from)?;
+            }
+        }
+        txn.commit().map_err(StoreError::from)?;
+        Ok(account)
+    }
+
+    pub fn account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ACCOUNTS)?;
+        let found = table.get(id)?;
+        found.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn account_by_email(&self, email: &str) -> StoreResult<Option<AccountRecord>> {
+        let txn = self.db.begin_read()?;
+        let emails = txn.open_table(EMAILS)?;
+        let Some(id) = emails
+            .get(normalize_email(email).as_str())?
+            .map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let accounts = txn.open_table(ACCOUNTS)?;
+        let found = accounts.get(id)?;
+        found.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ACCOUNTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn account_count(&self) -> StoreResult<u64> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(ACCOUNTS)?.len()?)
+    }
+
+    /// Applies `change` to the account and saves it; `None` if there is no such
+    /// account. When the change deactivates the account, all its sessions are
+    /// revoked in the same transaction and returned.
+    pub fn update_account(
+        &self,
+        id: u64,
+        now: u64,
+        change: impl FnOnce(&mut AccountRecord),
+    ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut accounts = txn.open_table(ACCOUNTS)?;
+            let current: Option<AccountRecord> =
+                accounts.get(id)?.map(|v| decode(v.value())).transpose()?;
+            match current {
+                None => None,
+                Some(mut account) => {
+                    let was_active = account.is_active;
+                    change(&mut account);
+                    if account.id != id {
+                        return Err(StoreError::Db("an account's id cannot change".into()));
+                    }
+                    accounts.insert(id, encode(&account)?.as_slice())?;
+                    let mut roles = txn.open_table(ROLES)?;
+                    if roles.get(account.role.as_str())?.is_none() {
+                        roles.insert(account.role.as_str(), now)?;
+                    }
+                    drop(roles);
+                    let revoked = if was_active && !account.is_active {
+                        self.revoke_account_sessions_in(&txn, id, now, None)?
+                    } else {
+                        Vec::new()
+                    };
+                    Some((account, revoked))
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    // --- roles -----------------------------------------------------------------
+
+    /// Creates the role; `false` when it already existed.
+    pub fn create_role(&self, name: &str, now: u64) -> StoreResult<bool> {
+        let txn = self.db.begin_write()?;
+        let created = {
+            let mut roles = txn.open_table(ROLES)?;
+            if roles.get(name)?.is_some() {
+                false
+            } else {
+                roles.insert(name, now)?;
+                true
+            }
+        };
+        txn.commit()?;
+        Ok(created)
+    }
+
+    pub fn roles(&self) -> StoreResult<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROLES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, _) = row?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn role_exists(&self, name: &str) -> StoreResult<bool> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(ROLES)?.get(name)?.is_some())
+    }
+
+    // --- sessions --------------------------------------------------------------
+
+    /// Records a new session (a login) and the account's `last_login`.
+    pub fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            sessions.insert(session.0, encode(record)?.as_slice())?;
+            let mut index = txn.open_table(ACCOUNT_SESSIONS)?;
+            index.insert((record.account_id, session.0), ())?;
+            let mut accounts = txn.open_table(ACCOUNTS)?;
+            let current: Option<AccountRecord> = accounts
+                .get(record.account_id)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            if let Some(mut account) = current {
+                account.last_login = Some(record.created_at);
+                accounts.insert(record.account_id, encode(&account)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let found = table.get(session.0)?;
+        found.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Applies `change` to the session in one transaction and saves it. If the
+    /// change revokes the session, the revocation is recorded too and returned.
+    /// `None` when there is no such session.
+    pub fn update_session<R>(
+        &self,
+        session: SessionId,
+        change: impl FnOnce(&mut SessionRecord) -> R,
+    ) -> StoreResult<Option<(R, Option<Revocation>)>> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let current: Option<SessionRecord> = sessions
+                .get(session.0)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            match current {
+                None => None,
+                Some(mut record) => {
+                    let was_revoked = record.revoked_at.is_some();
+                    let out = change(&mut record);
+                    sessions.insert(session.0, encode(&record)?.as_slice())?;
+                    let revocation = match record.revoked_at {
+                        Some(at) if !was_revoked => {
+                            let until = at + self.access_window;
+                            txn.open_table(REVOKED)?.insert(session.0, until)?;
+                            Some((session, until))
+                        }
+                        _ => None,
+                    };
+                    Some((out, revocation))
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// Revokes every live session of the account but `except`.
+    pub fn revoke_account_sessions(
+        &self,
+        account_id: u64,
+        now: u64,
+        except: Option<SessionId>,
+    ) -> StoreResult<Vec<Revocation>> {
+        let txn = self.db.begin_write()?;
+        let revoked = self.revoke_account_sessions_in(&txn, account_id, now, except)?;
+        txn.commit()?;
+        Ok(revoked)
+    }
+
+    fn revoke_account_sessions_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        account_id: u64,
+        now: u64,
+        except: Option<SessionId>,
+    ) -> StoreResult<Vec<Revocation>> {
+        let index = txn.open_table(ACCOUNT_SESSIONS)?;
+        let mut ids = Vec::new();
+        for row in index.range((account_id, 0u128)..=(account_id, u128::MAX))? {
+            let (k, _) = row?;
+            ids.push(k.value().1);
+        }
+        drop(index);
+        let mut sessions = txn.open_table(SESSIONS)?;
+        let mut revoked_table = txn.open_table(REVOKED)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if except.is_some_and(|e| e.0 == id) {
+                continue;
+            }
+            let current: Option<SessionRecord> =
+                sessions.get(id)?.map(|v| decode(v.value())).transpose()?;
+            let Some(mut record) = current else { continue };
+            if record.revoked_at.is_some() || record.expires_at < now {
+                continue;
+            }
+            record.revoked_at = Some(now);
+            sessions.insert(id, encode(&record)?.as_slice())?;
+            let until = now + self.access_window;
+            revoked_table.insert(id, until)?;
+            out.push((SessionId(id), until));
+        }
+        Ok(out)
+    }
+
+    /// Revocations still in force at `now`, to load into memory at start.
+    pub fn revocations(&self, now: u64) -> StoreResult<Vec<Revocation>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REVOKED)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            if v.value() >= now {
+                out.push((SessionId(k.value()), v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops sessions whose last refresh token has expired and revocations no
+    /// token can outlive any more. Returns (sessions, revocations) removed.
+    pub fn purge_expired(&self, now: u64) -> StoreResult<(usize, usize)> {
+        let txn = self.db.begin_write()?;
+        let counts = {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut expired = Vec::new();
+            for row in sessions.iter()? {
+                let (k, v) = row?;
+                let record: SessionRecord = decode(v.value())?;
+                if record.expires_at < now {
+                    expired.push((record.account_id, k.value()));
+                }
+            }
+            let mut index = txn.open_table(ACCOUNT_SESSIONS)?;
+            for (account, id) in &expired {
+                sessions.remove(*id)?;
+                index.remove((*account, *id))?;
+            }
+            let mut revoked = txn.open_table(REVOKED)?;
+            let mut stale = Vec::new();
+            for row in revoked.iter()? {
+                let (k, v) = row?;
+                if v.value() < now {
+                    stale.push(k.value());
+                }
+            }
+            for id in &stale {
+                revoked.remove(*id)?;
+            }
+            (expired.len(), stale.len())
+        };
+        txn.commit()?;
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(email: &str) -> AccountRecord {
+        AccountRecord {
+            id: 0,
+            email: email.into(),
+            password_hash: "x".into(),
+            first_name: "Jean".into(),
+            last_name: "Dupont".into(),
+            gender: Some("H".into()),
+            phone: None,
+            role: "Visiteur".into(),
+            is_active: true,
+            date_joined: 1,
+            last_login: None,
+        }
+    }
+
+    fn session(account_id: u64, expires_at: u64) -> SessionRecord {
+        SessionRecord {
+            account_id,
+            created_at: 10,
+            expires_at,
+            refresh_jti: 1,
+            previous_jti: None,
+            rotated_at: 10,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn emails_are_unique_without_regard_to_case() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let a = store
+            .create_account(account("Dev@Example.com "))
+            .expect("create");
+        assert_eq!(a.id, 1);
+        assert_eq!(a.email, "Dev@Example.com");
+        assert!(matches!(
+            store.create_account(account("dev@example.COM")),
+            Err(CreateAccountError::EmailTaken)
+        ));
+        assert_eq!(
+            store
+                .account_by_email(" DEV@example.com")
+                .expect("read")
+                .map(|a| a.id),
+            Some(1)
+        );
+        assert_eq!(
+            store
+                .create_account(account("b@example.com"))
+                .expect("create")
+                .id,
+            2
+        );
+        assert!(store.role_exists("Visiteur").expect("roles"));
+    }
+
+    #[test]
+    fn the_file_is_private_and_survives_reopening() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/s.redb");
+        {
+            let store = Store::open(&path, 300).expect("open");
+            store
+                .create_account(account("a@example.com"))
+                .expect("create");
+            assert!(matches!(Store::open(&path, 300), Err(StoreError::Locked)));
+        }
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let store = Store::open(&path, 300).expect("reopen");
+        assert_eq!(store.account_count().expect("count"), 1);
+    }
+
+    #[test]
+    fn deactivation_revokes_every_session_durably() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let a = store
+            .create_account(account("a@example.com"))
+            .expect("create");
+        let (s1, s2) = (SessionId(11), SessionId(22));
+        store
+            .create_session(s1, &session(a.id, 5_000))
+            .expect("session");
+        store
+            .create_session(s2, &session(a.id, 5_000))
+            .expect("session");
+        let (updated, revoked) = store
+            .update_account(a.id, 1_000, |acc| acc.is_active = false)
+            .expect("update")
+            .expect("exists");
+        assert!(!updated.is_active);
+        assert_eq!(updated.last_login, Some(10));
+        let mut ids: Vec<_> = revoked.iter().map(|r| r.0).collect();
+        ids.sort();
+        assert_eq!(ids, vec![s1, s2]);
+        assert_eq!(store.revocations(1_000).expect("load").len(), 2);
+        assert_eq!(
+            store.revocations(1_301).expect("load").len(),
+            0,
+            "past the access window"
+        );
+    }
+
+    #[test]
+    fn purging_drops_what_has_expired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let a = store
+            .create_account(account("a@example.com"))
+            .expect("create");
+        store
+            .create_session(SessionId(1), &session(a.id, 100))
+            .expect("session");
+        store
+            .create_session(SessionId(2), &session(a.id, 10_000))
+            .expect("session");
+        let revoked = store
+            .revoke_account_sessions(a.id, 50, Some(SessionId(2)))
+            .expect("revoke");
+        assert_eq!(revoked, vec![(SessionId(1), 350)]);
+        assert_eq!(store.purge_expired(200).expect("purge"), (1, 0));
+        assert!(store.session(SessionId(1)).expect("read").is_none());
+        assert_eq!(store.purge_expired(400).expect("purge"), (0, 1));
+        assert!(store.session(SessionId(2)).expect("read").is_some());
+    }
+}

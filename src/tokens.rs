@@ -1,0 +1,472 @@
+//! JSON Web Tokens: issuing access and refresh tokens, and checking them.
+//!
+//! The algorithm is pinned by configuration: a token signed with any other
+//! (`none` included) fails the check. Issuer, audience, expiry (with the
+//! configured leeway) and the `token_type` claim are checked on every token.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Algorithm, KeySource, TokenConfig};
+use crate::fsutil;
+
+/// A session is one login; every token it issues carries its id (`sid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u128);
+
+impl SessionId {
+    pub fn random() -> SessionId {
+        SessionId(rand::random())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = ();
+    fn from_str(s: &str) -> Result<SessionId, ()> {
+        if s.len() != 32 {
+            return Err(());
+        }
+        u128::from_str_radix(s, 16).map(SessionId).map_err(|_| ())
+    }
+}
+
+/// Id of one refresh token inside its session (`jti`), retired on rotation.
+pub fn random_token_id() -> u128 {
+    rand::random()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub email: String,
+    pub role: String,
+    pub sid: String,
+    pub jti: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub token_type: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub sid: String,
+    pub jti: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub token_type: String,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Bad signature, bad shape, wrong issuer/audience/algorithm, or the wrong `token_type`.
+    Invalid,
+    Expired,
+}
+
+/// Who the access token speaks for, as the proxy path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub account_id: String,
+    pub email: String,
+    pub role: String,
+    pub session: SessionId,
+    pub expires_at: u64,
+}
+
+/// The account data an access token carries.
+pub struct Subject<'a> {
+    pub account_id: u64,
+    pub email: &'a str,
+    pub role: &'a str,
+}
+
+pub struct TokenKeys {
+    header: Header,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    access_ttl: u64,
+    refresh_ttl: u64,
+    jwks: Vec<u8>,
+}
+
+const SECRET_FILE: &str = "jwt-secret";
+const ED25519_FILE: &str = "jwt-ed25519.pem";
+
+impl TokenKeys {
+    /// Builds the keys; a generated secret or key is read from, or first
+    /// written to, the data directory (mode 0600).
+    pub fn from_config(cfg: &TokenConfig, data_dir: &Path) -> Result<TokenKeys, String> {
+        let (alg, encoding, decoding) = match (&cfg.algorithm, &cfg.key) {
+            (Algorithm::HS256, KeySource::Secret(secret)) => hs256(secret),
+            (Algorithm::HS256, KeySource::GeneratedSecret) => {
+                let path = data_dir.join(SECRET_FILE);
+                let secret = fsutil::read_or_create_private(&path, || {
+                    use base64::Engine;
+                    let bytes: [u8; 32] = rand::random();
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(bytes)
+                        .into_bytes()
+                })
+                .map_err(|e| {
+                    format!(
+                        "tokens: cannot keep the generated secret in {}: {e}",
+                        path.display()
+                    )
+                })?;
+                hs256(&secret)
+            }
+            (Algorithm::EdDSA, KeySource::PrivateKeyPem(pem)) => ed25519(pem)?,
+            (Algorithm::EdDSA, KeySource::GeneratedEd25519) => {
+                let path = data_dir.join(ED25519_FILE);
+                let pem =
+                    fsutil::read_or_create_private(&path, generate_ed25519_pem).map_err(|e| {
+                        format!(
+                            "tokens: cannot keep the generated key in {}: {e}",
+                            path.display()
+                        )
+                    })?;
+                ed25519(&pem)?
+            }
+            (Algorithm::RS256, KeySource::PrivateKeyPem(pem)) => {
+                let encoding = EncodingKey::from_rsa_pem(pem).map_err(|e| {
+                    format!("tokens.private_key_file: not an RSA private key in PEM: {e}")
+                })?;
+                let jwk = Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::RS256)
+                    .map_err(|e| format!("tokens: cannot derive the public key: {e}"))?;
+                (
+                    jsonwebtoken::Algorithm::RS256,
+                    encoding,
+                    PublicKey::Jwk(Box::new(jwk)),
+                )
+            }
+            _ => return Err("tokens: algorithm and key source do not match".into()),
+        };
+        let mut header = Header::new(alg);
+        let (decoding, jwks) = match decoding {
+            PublicKey::Secret(d) => (d, JwkSet { keys: vec![] }),
+            PublicKey::Jwk(jwk) => {
+                let mut jwk = *jwk;
+                let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+                jwk.common.key_id = Some(kid.clone());
+                jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+                header.kid = Some(kid);
+                let decoding = DecodingKey::from_jwk(&jwk)
+                    .map_err(|e| format!("tokens: cannot use the public key: {e}"))?;
+                (decoding, JwkSet { keys: vec![jwk] })
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = cfg.leeway.as_secs();
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = false;
+        Ok(TokenKeys {
+            header,
+            encoding,
+            decoding,
+            validation,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            access_ttl: cfg.access_ttl.as_secs(),
+            refresh_ttl: cfg.refresh_ttl.as_secs(),
+            jwks: serde_json::to_vec(&jwks).map_err(|e| e.to_string())?,
+        })
+    }
+
+    pub fn access_ttl(&self) -> u64 {
+        self.access_ttl
+    }
+
+    pub fn refresh_ttl(&self) -> u64 {
+        self.refresh_ttl
+    }
+
+    /// `{"keys": [...]}`: the public verification keys (empty for HS256).
+    pub fn jwks_json(&self) -> &[u8] {
+        &self.jwks
+    }
+
+    pub fn issue_access(
+        &self,
+        subject: &Subject,
+        session: SessionId,
+        now: u64,
+    ) -> Result<String, String> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.account_id.to_string(),
+            email: subject.email.to_string(),
+            role: subject.role.to_string(),
+            sid: session.to_string(),
+            jti: format!("{:032x}", random_token_id()),
+            iat: now,
+            exp: now + self.access_ttl,
+            token_type: "access".into(),
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
+    }
+
+    /// A refresh token with the given `jti` and expiry (both kept in the session).
+    pub fn issue_refresh(
+        &self,
+        account_id: u64,
+        session: SessionId,
+        jti: u128,
+        now: u64,
+        exp: u64,
+    ) -> Result<String, String> {
+        let claims = RefreshClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: account_id.to_string(),
+            sid: session.to_string(),
+            jti: format!("{jti:032x}"),
+            iat: now,
+            exp,
+            token_type: "refresh".into(),
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, TokenError> {
+        match jsonwebtoken::decode::<T>(token, &self.decoding, &self.validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+            Err(_) => Err(TokenError::Invalid),
+        }
+    }
+
+    /// Signature, algorithm, issuer, audience, expiry and type of an access
+    /// token. Revocation is the caller's second step.
+    pub fn verify_access(&self, token: &str) -> Result<Identity, TokenError> {
+        let claims: AccessClaims = self.decode(token)?;
+        if claims.token_type != "access" {
+            return Err(TokenError::Invalid);
+        }
+        let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
+        Ok(Identity {
+            account_id: claims.sub,
+            email: claims.email,
+            role: claims.role,
+            session,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// A refresh token's session and `jti`, after the same checks.
+    pub fn verify_refresh(&self, token: &str) -> Result<(u64, SessionId, u128), TokenError> {
+        let claims: RefreshClaims = self.decode(token)?;
+        if claims.token_type != "refresh" {
+            return Err(TokenError::Invalid);
+        }
+        let account = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+        let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
+        let jti = u128::from_str_radix(&claims.jti, 16).map_err(|_| TokenError::Invalid)?;
+        Ok((account, session, jti))
+    }
+}
+
+/// How tokens are checked: the shared secret, or a published public key.
+enum PublicKey {
+    Secret(DecodingKey),
+    Jwk(Box<Jwk>),
+}
+
+type Keys = (jsonwebtoken::Algorithm, EncodingKey, PublicKey);
+
+fn hs256(secret: &[u8]) -> Keys {
+    if secret.len() < 32 {
+        tracing::warn!("the HS256 secret is shorter than 32 bytes; use a longer one");
+    }
+    (
+        jsonwebtoken::Algorithm::HS256,
+        EncodingKey::from_secret(secret),
+        PublicKey::Secret(DecodingKey::from_secret(secret)),
+    )
+}
+
+fn ed25519(pem: &[u8]) -> Result<Keys, String> {
+    use base64::Engine;
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
+        OctetKeyPairType,
+    };
+    let bad = |e: &dyn std::fmt::Display| {
+        format!("tokens.private_key_file: not an Ed25519 private key in PEM: {e}")
+    };
+    let encoding = EncodingKey::from_ed_pem(pem).map_err(|e| bad(&e))?;
+    let text = std::str::from_utf8(pem).map_err(|e| bad(&e))?;
+    let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| bad(&e))?;
+    let x =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
+    let jwk = Jwk {
+        common: CommonParameters {
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x,
+        }),
+    };
+    Ok((
+        jsonwebtoken::Algorithm::EdDSA,
+        encoding,
+        PublicKey::Jwk(Box::new(jwk)),
+    ))
+}
+
+fn generate_ed25519_pem() -> Vec<u8> {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    match key.to_pkcs8_pem(LineEnding::LF) {
+        Ok(pem) => pem.as_bytes().to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config(alg: Algorithm, key: KeySource) -> TokenConfig {
+        TokenConfig {
+            algorithm: alg,
+            key,
+            issuer: "vigile".into(),
+            audience: "api".into(),
+            access_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(86_400),
+            reuse_grace: Duration::from_secs(10),
+            leeway: Duration::ZERO,
+        }
+    }
+
+    fn hs_keys(secret: &[u8]) -> TokenKeys {
+        let dir = tempfile::tempdir().expect("tempdir");
+        TokenKeys::from_config(
+            &config(Algorithm::HS256, KeySource::Secret(secret.to_vec())),
+            dir.path(),
+        )
+        .expect("keys")
+    }
+
+    fn subject() -> Subject<'static> {
+        Subject {
+            account_id: 7,
+            email: "dev@example.com",
+            role: "Visiteur",
+        }
+    }
+
+    #[test]
+    fn an_access_token_round_trips() {
+        let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
+        let sid = SessionId::random();
+        let token = keys
+            .issue_access(&subject(), sid, crate::unix_now())
+            .expect("issue");
+        let id = keys.verify_access(&token).expect("valid");
+        assert_eq!(id.account_id, "7");
+        assert_eq!(id.role, "Visiteur");
+        assert_eq!(id.session, sid);
+    }
+
+    #[test]
+    fn expired_tampered_and_foreign_tokens_are_refused() {
+        let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
+        let sid = SessionId::random();
+        let old = keys
+            .issue_access(&subject(), sid, crate::unix_now() - 1000)
+            .expect("issue");
+        assert_eq!(keys.verify_access(&old), Err(TokenError::Expired));
+
+        let good = keys
+            .issue_access(&subject(), sid, crate::unix_now())
+            .expect("issue");
+        let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+        parts[1] = parts[1].replacen('e', "f", 1);
+        assert_eq!(
+            keys.verify_access(&parts.join(".")),
+            Err(TokenError::Invalid)
+        );
+
+        let other = hs_keys(b"another secret, another gateway!");
+        assert_eq!(other.verify_access(&good), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        use base64::Engine;
+        let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
+        let good = keys
+            .issue_access(&subject(), SessionId::random(), crate::unix_now())
+            .expect("issue");
+        let payload = good.split('.').nth(1).expect("payload");
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert_eq!(
+            keys.verify_access(&format!("{header}.{payload}.")),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_is_not_an_access_token() {
+        let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
+        let now = crate::unix_now();
+        let sid = SessionId::random();
+        let refresh = keys
+            .issue_refresh(7, sid, 42, now, now + 60)
+            .expect("issue");
+        assert_eq!(keys.verify_access(&refresh), Err(TokenError::Invalid));
+        assert_eq!(keys.verify_refresh(&refresh), Ok((7, sid, 42)));
+        let access = keys.issue_access(&subject(), sid, now).expect("issue");
+        assert_eq!(keys.verify_refresh(&access), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_generated_eddsa_key_is_kept_and_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(Algorithm::EdDSA, KeySource::GeneratedEd25519);
+        let keys = TokenKeys::from_config(&cfg, dir.path()).expect("keys");
+        let token = keys
+            .issue_access(&subject(), SessionId::random(), crate::unix_now())
+            .expect("issue");
+        let again = TokenKeys::from_config(&cfg, dir.path()).expect("keys again");
+        assert!(
+            again.verify_access(&token).is_ok(),
+            "the key survives a restart"
+        );
+        let jwks: serde_json::Value = serde_json::from_slice(keys.jwks_json()).expect("json");
+        assert_eq!(jwks["keys"][0]["kty"], "OKP");
+        assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    }
+}
