@@ -325,7 +325,7 @@ fn print_reply(reply: &OperatorReply) {
                 );
                 println!(
                     "{:<6} {:<32} {:<28} {:<12} {}",
-                    a["id"],
+                    a["id"].as_u64().unwrap_or(0),
                     a["email"].as_str().unwrap_or(""),
                     name,
                     a["role"].as_str().unwrap_or(""),

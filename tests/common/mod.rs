@@ -1,0 +1,401 @@
+//! End-to-end harness: starts the real `vigile` binary with a temporary
+//! config, store and secret on free loopback ports, in front of real
+//! `vigile-demo-upstream` processes, and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {addr}");
+}
+
+/// A running demo upstream; killed on drop.
+pub struct Upstream {
+    child: Child,
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        Upstream::start_on(name, free_port())
+    }
+
+    pub fn start_on(name: &str, port: u16) -> Upstream {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigile-demo-upstream"))
+            .args(["--listen", &addr.to_string(), "--name", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the demo upstream");
+        wait_for_port(addr, &mut child, "the demo upstream");
+        Upstream {
+            child,
+            addr,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a test may change in the gateway's configuration.
+pub struct Options {
+    pub access_ttl: &'static str,
+    pub reuse_grace: &'static str,
+    pub max_failures: u32,
+    /// Extra routes (YAML list items), added after stocks and jobs.
+    pub extra_routes: String,
+    /// Extra upstreams (YAML map entries).
+    pub extra_upstreams: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            access_ttl: "5m",
+            reuse_grace: "2s",
+            max_failures: 5,
+            extra_routes: String::new(),
+            extra_upstreams: String::new(),
+        }
+    }
+}
+
+/// A running gateway; stopped on drop. Its folder holds config, store, log.
+pub struct Gateway {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub upstreams: Vec<Upstream>,
+    agent: ureq::Agent,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+impl Gateway {
+    pub fn start() -> Gateway {
+        Gateway::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Gateway {
+        let stocks = Upstream::start("stocks");
+        let jobs = Upstream::start("jobs");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        std::fs::write(dir.path().join("jwt.secret"), SECRET).expect("secret");
+        let yaml = format!(
+            r#"
+server:
+  listen: "{addr}"
+  threads: 2
+  grace_period: 1s
+admin:
+  listen: "{admin}"
+store:
+  path: "{store}"
+tokens:
+  algorithm: HS256
+  secret_env: VIGILE_TEST_UNSET_SECRET
+  secret_file: "{secret}"
+  access_ttl: {access_ttl}
+  reuse_grace: {reuse_grace}
+accounts:
+  login_throttle: {{max_failures: {max_failures}, window: 15m}}
+mailer:
+  dir: "{outbox}"
+routes:
+  - name: stocks
+    prefix: /api/stocks/
+    upstream: stocks
+  - name: jobs
+    prefix: /api/jobs/
+    upstream: jobs
+    roles: [Visiteur, Admin]
+{extra_routes}
+upstreams:
+  stocks:
+    targets: ["{stocks}"]
+  jobs:
+    targets: ["{jobs}"]
+{extra_upstreams}
+"#,
+            store = dir.path().join("data/vigile.redb").display(),
+            secret = dir.path().join("jwt.secret").display(),
+            outbox = dir.path().join("data/outbox").display(),
+            access_ttl = options.access_ttl,
+            reuse_grace = options.reuse_grace,
+            max_failures = options.max_failures,
+            extra_routes = options.extra_routes,
+            extra_upstreams = options.extra_upstreams,
+            stocks = stocks.addr,
+            jobs = jobs.addr,
+        );
+        std::fs::write(dir.path().join("vigile.yaml"), yaml).expect("config");
+        let mut gw = Gateway {
+            child: None,
+            dir,
+            addr,
+            admin,
+            upstreams: vec![stocks, jobs],
+            agent: agent(),
+        };
+        gw.launch();
+        gw
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("vigile.yaml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("vigile.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigile"))
+            .args(["serve", "--config"])
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start vigile");
+        wait_for_port(self.admin, &mut child, "vigile");
+        wait_for_port(self.addr, &mut child, "vigile");
+        self.child = Some(child);
+    }
+
+    /// Kills the process without any chance to clean up (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL, then start again on the same config and store.
+    pub fn restart_after_kill(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Runs the `vigile` command line against this gateway's config.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        cli(&self.config_path(), args, stdin)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Resp {
+        send(&self.agent, method, &self.url(path), headers, body)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        self.request("GET", path, &headers, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value, token: Option<&str>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        self.request("POST", path, &headers, Some(&body.to_string()))
+    }
+
+    pub fn admin_get(&self, path: &str) -> Resp {
+        send(
+            &self.agent,
+            "GET",
+            &format!("http://{}{path}", self.admin),
+            &[],
+            None,
+        )
+    }
+
+    /// Registers an account (seed fields) and logs in; returns the login body.
+    pub fn register_and_login(&self, email: &str, password: &str) -> Value {
+        let r = self.post(
+            "/api/accounts/register/",
+            &serde_json::json!({"email": email, "password": password, "first_name": "Jean",
+                "last_name": "Dupont", "gender": "H"}),
+            None,
+        );
+        assert_eq!(r.status, 201, "register: {}", r.text);
+        self.login(email, password)
+    }
+
+    pub fn login(&self, email: &str, password: &str) -> Value {
+        let r = self.post(
+            "/api/accounts/login/",
+            &serde_json::json!({"email": email, "password": password}),
+            None,
+        );
+        assert_eq!(r.status, 200, "login: {}", r.text);
+        r.json
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn cli(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigile"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vigile");
+    if let Some(mut input) = child.stdin.take() {
+        if let Some(text) = stdin {
+            let _ = input.write_all(text.as_bytes());
+        }
+    }
+    child.wait_with_output().expect("vigile output")
+}
+
+/// A response: status, headers (lower-case names), body text and JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn code(&self) -> &str {
+        self.json["code"].as_str().unwrap_or("")
+    }
+}
+
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(body.unwrap_or("").to_string())
+        .expect("request");
+    let mut response = agent.run(request).expect("the gateway answers");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+/// Signs arbitrary claims with the test secret (HS256), for forged tokens.
+pub fn sign(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// The claims of a token, without checking it.
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
