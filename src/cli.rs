@@ -152,6 +152,7 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -236,8 +237,7 @@ enum Failure {
 }
 
 fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, Failure> {
-    let window = config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs();
-    match crate::store::Store::open(&config.store.path, window) {
+    match crate::gateway::try_open_store(config) {
         Ok(store) => {
             let tokens = TokenKeys::from_config(&config.tokens, &config.store.data_dir())
                 .map_err(Failure::Other)?;

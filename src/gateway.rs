@@ -36,13 +36,21 @@ pub struct Gateway {
     pub admin_token: String,
 }
 
-/// Opens the store, waiting a little if another process (an operator
-/// command) holds it just now.
-pub fn open_store(config: &Config) -> Result<Store, StoreError> {
+/// Opens the store of `config` and makes sure the default role exists.
+/// Fails at once with `StoreError::Locked` when another process holds it.
+pub fn try_open_store(config: &Config) -> Result<Store, StoreError> {
     let window = config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs();
+    let store = Store::open(&config.store.path, window)?;
+    store.create_role(&config.accounts.default_role, crate::unix_now())?;
+    Ok(store)
+}
+
+/// `try_open_store`, waiting a little if another process (an operator
+/// command) holds the store just now.
+pub fn open_store(config: &Config) -> Result<Store, StoreError> {
     let mut tries = 0;
     loop {
-        match Store::open(&config.store.path, window) {
+        match try_open_store(config) {
             Err(StoreError::Locked) if tries < 20 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(100));

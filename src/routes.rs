@@ -62,7 +62,7 @@ impl RouteTable {
                 allow: r.methods.join(", "),
             })
             .collect();
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         RouteTable { routes }
     }
 

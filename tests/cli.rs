@@ -1,0 +1,135 @@
+//! The command line: `check-config` refusals name the key; operator commands
+//! work on the store file when no gateway runs.
+
+mod common;
+
+use std::path::Path;
+
+fn check(dir: &Path, yaml: &str) -> (bool, String) {
+    let path = dir.join("c.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let out = common::cli(&path, &["check-config"], None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_config_accepts_the_sample_and_names_bad_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = std::fs::read_to_string("config/vigile.yaml").expect("sample config");
+    let (ok, text) = check(dir.path(), &sample);
+    assert!(ok, "{text}");
+
+    let cases = [
+        ("server:\n  listen: 0.0.0.0:8080\n  bogus_key: 1\n", "bogus_key"),
+        ("server:\n  listen: not-an-address\n", "server.listen"),
+        ("admin:\n  listen: 127.0.0.1\n", "admin.listen"),
+        ("tokens:\n  access_ttl: 5 minutes\n", "access_ttl"),
+        ("tokens:\n  reuse_grace: 10x\n", "reuse_grace"),
+        ("tokens:\n  secret_file: /nonexistent/vigile-secret\n", "tokens.secret_file"),
+        (
+            "routes:\n  - {name: a, prefix: /api/a/, upstream: missing}\nupstreams:\n  b: {targets: ['127.0.0.1:1']}\n",
+            "routes[0].upstream",
+        ),
+        ("upstreams:\n  b: {targets: ['nowhere']}\n", "upstreams.b.targets[0]"),
+    ];
+    for (yaml, key) in cases {
+        let (ok, text) = check(dir.path(), yaml);
+        assert!(!ok, "{yaml} should be refused");
+        assert!(
+            text.contains(key),
+            "the message for {yaml:?} should name {key}: {text}"
+        );
+    }
+}
+
+#[test]
+fn operator_commands_work_on_the_store_without_a_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "store:\n  path: {}\n",
+            dir.path().join("data/vigile.redb").display()
+        ),
+    )
+    .expect("write");
+    let out = common::cli(&path, &["role", "create", "Admin"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::cli(
+        &path,
+        &[
+            "user",
+            "create",
+            "--email",
+            "dev@example.com",
+            "--first-name",
+            "Jean",
+            "--last-name",
+            "Dupont",
+            "--role",
+            "Admin",
+            "--password-stdin",
+        ],
+        Some("motdepasse123\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A weak password is refused with the policy's message.
+    let out = common::cli(
+        &path,
+        &[
+            "user",
+            "create",
+            "--email",
+            "b@example.com",
+            "--first-name",
+            "B",
+            "--last-name",
+            "B",
+            "--password-stdin",
+        ],
+        Some("123\n"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
+
+    let out = common::cli(&path, &["user", "list"], None);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("dev@example.com") && listing.contains("Admin"),
+        "{listing}"
+    );
+    let out = common::cli(&path, &["role", "list"], None);
+    let roles = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        roles.lines().any(|l| l == "Admin") && roles.lines().any(|l| l == "Visiteur"),
+        "{roles}"
+    );
+    let out = common::cli(&path, &["user", "deactivate", "dev@example.com"], None);
+    assert!(out.status.success());
+    let out = common::cli(&path, &["user", "show", "dev@example.com"], None);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["is_active"], false);
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.path().join("data/vigile.redb"))
+            .expect("store")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode, 0o600);
+}
