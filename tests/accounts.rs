@@ -342,6 +342,10 @@ fn logout_all_ends_every_session_and_needs_a_token() {
     assert_eq!(r.status, 200);
     for token in [&a["access"], &b["access"]] {
         assert_eq!(gw.get("/api/stocks/", token.as_str()).status, 401);
+        assert_eq!(
+            gw.get("/api/accounts/", token.as_str()).code(),
+            "token_revoked"
+        );
     }
     let r = gw.post(
         "/api/accounts/refresh/",

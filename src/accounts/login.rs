@@ -14,7 +14,7 @@ use super::{internal, AccountService, Reply};
 use crate::error::ApiError;
 use crate::passwords;
 use crate::store::{normalize_email, AccountRecord, SessionRecord};
-use crate::tokens::{random_token_id, SessionId, Subject};
+use crate::tokens::{random_token_id, SessionId};
 
 #[derive(Serialize)]
 struct LoginAccount<'a> {
@@ -103,19 +103,7 @@ pub fn open_session(
         .store
         .create_session(session, &record)
         .map_err(internal)?;
-    let subject = Subject {
-        account_id: account.id,
-        email: &account.email,
-        role: &account.role,
-    };
-    let access = service
-        .tokens
-        .issue_access(&subject, session, now)
-        .map_err(internal)?;
-    let refresh = service
-        .tokens
-        .issue_refresh(account.id, session, jti, now, expires_at)
-        .map_err(internal)?;
+    let pair = service.issue_tokens(account, session, jti, now, expires_at)?;
     tracing::info!(account_id = account.id, session = %session, "login");
-    Ok((access, refresh))
+    Ok(pair)
 }

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
 use crate::store::{AccountRecord, Revocation, Store};
-use crate::tokens::{Identity, TokenKeys};
+use crate::tokens::{Identity, SessionId, Subject, TokenKeys};
 
 pub use operator::{OperatorCommand, OperatorReply};
 pub use throttle::Throttle;
@@ -237,6 +237,32 @@ impl AccountService {
     /// Records committed revocations in the in-memory list.
     fn revoked(&self, revocations: &[Revocation]) {
         self.revocations.insert_all(revocations);
+    }
+
+    /// An access token and a refresh token (with `jti`, expiring at `exp`)
+    /// for a session of the account.
+    fn issue_tokens(
+        &self,
+        account: &AccountRecord,
+        session: SessionId,
+        jti: u128,
+        now: u64,
+        exp: u64,
+    ) -> Result<(String, String), ApiError> {
+        let subject = Subject {
+            account_id: account.id,
+            email: &account.email,
+            role: &account.role,
+        };
+        let access = self
+            .tokens
+            .issue_access(&subject, session, now)
+            .map_err(internal)?;
+        let refresh = self
+            .tokens
+            .issue_refresh(account.id, session, jti, now, exp)
+            .map_err(internal)?;
+        Ok((access, refresh))
     }
 
     fn account_of(&self, who: &Identity) -> Result<AccountRecord, ApiError> {

@@ -12,7 +12,7 @@ use super::input::{self, Object};
 use super::{internal, AccountService, Reply};
 use crate::error::ApiError;
 use crate::store::SessionRecord;
-use crate::tokens::{random_token_id, Subject};
+use crate::tokens::random_token_id;
 
 #[derive(Serialize)]
 struct RefreshReply {
@@ -102,19 +102,7 @@ pub fn apply(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
         Some(a) if a.is_active => a,
         _ => return Err(ApiError::refresh_not_valid()),
     };
-    let subject = Subject {
-        account_id,
-        email: &account.email,
-        role: &account.role,
-    };
-    let access = service
-        .tokens
-        .issue_access(&subject, session, now)
-        .map_err(internal)?;
-    let refresh = service
-        .tokens
-        .issue_refresh(account_id, session, new_jti, now, expires_at)
-        .map_err(internal)?;
+    let (access, refresh) = service.issue_tokens(&account, session, new_jti, now, expires_at)?;
     Reply::json(200, RefreshReply { access, refresh })
 }
 
