@@ -61,13 +61,12 @@ fn error_reply(e: &ApiError) -> Response<Vec<u8>> {
 impl AdminApp {
     fn ready(&self) -> Response<Vec<u8>> {
         let store_ok = self.gateway.accounts.store.account_count().is_ok();
-        let mut unhealthy = Vec::new();
-        for pool in self.pools.iter() {
-            let backends = pool.balancer.backends();
-            if !backends.get_backend().iter().any(|b| backends.ready(b)) {
-                unhealthy.push(pool.name.clone());
-            }
-        }
+        let unhealthy: Vec<&str> = self
+            .pools
+            .iter()
+            .filter(|p| p.healthy_targets() == 0)
+            .map(|p| p.name.as_str())
+            .collect();
         let ready = store_ok && unhealthy.is_empty();
         json_reply(
             if ready { 200 } else { 503 },
@@ -118,10 +117,6 @@ impl AdminApp {
         })
         .await
         .map_err(|_| ApiError::internal())??;
-        self.gateway
-            .metrics
-            .revoked_sessions
-            .set(self.gateway.accounts.revocations.len() as i64);
         serde_json::to_value(result).map_err(|_| ApiError::internal())
     }
 }
@@ -135,10 +130,7 @@ impl ServeHttp for AdminApp {
             ("GET", "/healthz") => json_reply(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => self.ready(),
             ("GET", "/metrics") => {
-                self.gateway
-                    .metrics
-                    .revoked_sessions
-                    .set(self.gateway.accounts.revocations.len() as i64);
+                crate::gateway::refresh_gauges(&self.gateway, &self.pools);
                 reply(
                     200,
                     "text/plain; version=0.0.4",

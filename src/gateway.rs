@@ -76,7 +76,6 @@ impl Gateway {
                 .map_err(|e| e.to_string())?,
         );
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
-        metrics.revoked_sessions.set(revocations.len() as i64);
         let accounts = AccountService::new(
             &config,
             Arc::new(store),
@@ -195,24 +194,31 @@ impl Housekeeping {
             Ok(Err(e)) => tracing::error!(error = %e, "housekeeping failed"),
             _ => {}
         }
-        self.refresh_gauges();
+        refresh_gauges(&self.gateway, &self.pools);
     }
+}
 
-    fn refresh_gauges(&self) {
-        let m = &self.gateway.metrics;
-        m.revoked_sessions
-            .set(self.gateway.accounts.revocations.len() as i64);
-        for pool in self.pools.iter() {
-            let backends = pool.balancer.backends();
-            let healthy = backends
-                .get_backend()
-                .iter()
-                .filter(|b| backends.ready(b))
-                .count();
-            m.upstream_healthy
-                .with_label_values(&[&pool.name])
-                .set(healthy as i64);
-        }
+/// Sets the gauges that are read from state: revocations held in memory,
+/// healthy targets per upstream. Called at each scrape and by housekeeping.
+pub fn refresh_gauges(gateway: &Gateway, pools: &[UpstreamPool]) {
+    let m = &gateway.metrics;
+    m.revoked_sessions
+        .set(gateway.accounts.revocations.len() as i64);
+    for pool in pools {
+        m.upstream_healthy
+            .with_label_values(&[&pool.name])
+            .set(pool.healthy_targets() as i64);
+    }
+}
+
+impl UpstreamPool {
+    pub fn healthy_targets(&self) -> usize {
+        let backends = self.balancer.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter(|b| backends.ready(b))
+            .count()
     }
 }
 
@@ -271,7 +277,8 @@ pub fn serve(config: Config) -> Result<(), String> {
     }
     let pools = Arc::new(pools);
 
-    let proxy = crate::proxy::Proxy::new(gateway.clone(), pools.clone());
+    let in_flight = crate::shutdown::InFlight::default();
+    let proxy = crate::proxy::Proxy::new(gateway.clone(), pools.clone(), in_flight.clone());
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     proxy_service.add_tcp(&cfg.server.listen.to_string());
     server.add_service(proxy_service);
@@ -288,7 +295,7 @@ pub fn serve(config: Config) -> Result<(), String> {
             .access_ttl
             .clamp(Duration::from_secs(1), Duration::from_secs(60)),
     };
-    housekeeping.refresh_gauges();
+    refresh_gauges(&gateway, &housekeeping.pools);
     server.add_service(background_service("housekeeping", housekeeping));
 
     tracing::info!(
@@ -298,6 +305,14 @@ pub fn serve(config: Config) -> Result<(), String> {
         revoked_sessions = gateway.accounts.revocations.len(),
         "vigile started"
     );
-    server.run(RunArgs::default());
+    let signals = crate::shutdown::Signals {
+        in_flight,
+        grace: cfg.server.grace_period,
+        store: gateway.accounts.store.clone(),
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    gateway.accounts.store.close();
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod fsutil;
 pub mod gateway;
@@ -24,6 +25,7 @@ pub mod passwords;
 pub mod proxy;
 pub mod revocation;
 pub mod routes;
+pub mod shutdown;
 pub mod store;
 pub mod tokens;
 

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub enum StoreError {
     #[error("the store is open in another process")]
     Locked,
+    #[error("the store is closed (shutting down)")]
+    Closed,
     #[error("store: {0}")]
     Db(String),
     #[error("store: cannot prepare the file: {0}")]
@@ -110,7 +113,8 @@ pub enum CreateAccountError {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` once closed (at shutdown): calls then fail with `Closed`.
+    db: RwLock<Option<Database>>,
     /// How long after a revocation an access token of the session may still
     /// pass the signature check (access lifetime + leeway).
     access_window: u64,
@@ -146,7 +150,30 @@ impl Store {
             txn.open_table(META)?;
         }
         txn.commit()?;
-        Ok(Store { db, access_window })
+        Ok(Store {
+            db: RwLock::new(Some(db)),
+            access_window,
+        })
+    }
+
+    fn write_txn(&self) -> StoreResult<redb::WriteTransaction> {
+        match self.db.read().as_ref() {
+            Some(db) => Ok(db.begin_write()?),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn read_txn(&self) -> StoreResult<redb::ReadTransaction> {
+        match self.db.read().as_ref() {
+            Some(db) => Ok(db.begin_read()?),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// Closes the file cleanly (so the next start needs no recovery); later
+    /// calls fail with `StoreError::Closed`.
+    pub fn close(&self) {
+        self.db.write().take();
     }
 
     // --- accounts ----------------------------------------------------------
@@ -158,7 +185,7 @@ impl Store {
         mut account: AccountRecord,
     ) -> Result<AccountRecord, CreateAccountError> {
         let key = normalize_email(&account.email);
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let txn = self.write_txn()?;
         {
             let mut emails = txn.open_table(EMAILS).map_err(StoreError::from)?;
             if emails
@@ -198,14 +225,14 @@ impl Store {
     }
 
     pub fn account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(ACCOUNTS)?;
         let found = table.get(id)?;
         found.map(|v| decode(v.value())).transpose()
     }
 
     pub fn account_by_email(&self, email: &str) -> StoreResult<Option<AccountRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let emails = txn.open_table(EMAILS)?;
         let Some(id) = emails
             .get(normalize_email(email).as_str())?
@@ -219,7 +246,7 @@ impl Store {
     }
 
     pub fn accounts(&self) -> StoreResult<Vec<AccountRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(ACCOUNTS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -231,7 +258,7 @@ impl Store {
 
     pub fn account_count(&self) -> StoreResult<u64> {
         use redb::ReadableTableMetadata;
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         Ok(txn.open_table(ACCOUNTS)?.len()?)
     }
 
@@ -244,7 +271,7 @@ impl Store {
         now: u64,
         change: impl FnOnce(&mut AccountRecord),
     ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         let result = {
             let mut accounts = txn.open_table(ACCOUNTS)?;
             let current: Option<AccountRecord> =
@@ -280,7 +307,7 @@ impl Store {
 
     /// Creates the role; `false` when it already existed.
     pub fn create_role(&self, name: &str, now: u64) -> StoreResult<bool> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         let created = {
             let mut roles = txn.open_table(ROLES)?;
             if roles.get(name)?.is_some() {
@@ -295,7 +322,7 @@ impl Store {
     }
 
     pub fn roles(&self) -> StoreResult<Vec<String>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(ROLES)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -306,7 +333,7 @@ impl Store {
     }
 
     pub fn role_exists(&self, name: &str) -> StoreResult<bool> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         Ok(txn.open_table(ROLES)?.get(name)?.is_some())
     }
 
@@ -314,7 +341,7 @@ impl Store {
 
     /// Records a new session (a login) and the account's `last_login`.
     pub fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         {
             let mut sessions = txn.open_table(SESSIONS)?;
             sessions.insert(session.0, encode(record)?.as_slice())?;
@@ -335,7 +362,7 @@ impl Store {
     }
 
     pub fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(SESSIONS)?;
         let found = table.get(session.0)?;
         found.map(|v| decode(v.value())).transpose()
@@ -349,7 +376,7 @@ impl Store {
         session: SessionId,
         change: impl FnOnce(&mut SessionRecord) -> R,
     ) -> StoreResult<Option<(R, Option<Revocation>)>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         let result = {
             let mut sessions = txn.open_table(SESSIONS)?;
             let current: Option<SessionRecord> = sessions
@@ -385,7 +412,7 @@ impl Store {
         now: u64,
         except: Option<SessionId>,
     ) -> StoreResult<Vec<Revocation>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         let revoked = self.revoke_account_sessions_in(&txn, account_id, now, except)?;
         txn.commit()?;
         Ok(revoked)
@@ -429,7 +456,7 @@ impl Store {
 
     /// Revocations still in force at `now`, to load into memory at start.
     pub fn revocations(&self, now: u64) -> StoreResult<Vec<Revocation>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(REVOKED)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -444,7 +471,7 @@ impl Store {
     /// Drops sessions whose last refresh token has expired and revocations no
     /// token can outlive any more. Returns (sessions, revocations) removed.
     pub fn purge_expired(&self, now: u64) -> StoreResult<(usize, usize)> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         let counts = {
             let mut sessions = txn.open_table(SESSIONS)?;
             let mut expired = Vec::new();

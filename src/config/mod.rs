@@ -184,10 +184,34 @@ impl Default for RawMailer {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawCors {
     allowed_origins: Vec<String>,
+    allowed_methods: Vec<String>,
+    allowed_headers: Vec<String>,
+    exposed_headers: Vec<String>,
+    allow_credentials: bool,
+    max_age: ConfigDuration,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        RawCors {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: ["Authorization", "Content-Type", "X-Request-Id"]
+                .map(String::from)
+                .to_vec(),
+            exposed_headers: ["X-Request-Id", "Retry-After", "WWW-Authenticate"]
+                .map(String::from)
+                .to_vec(),
+            allow_credentials: false,
+            max_age: ConfigDuration(Duration::from_secs(600)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,7 +414,14 @@ pub struct MailerConfig {
 
 #[derive(Debug, Clone)]
 pub struct CorsConfig {
+    /// `scheme://host[:port]` values, or `*`.
     pub allowed_origins: Vec<String>,
+    /// Upper-case.
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -538,9 +569,7 @@ impl RawConfig {
         let identity_headers = self.identity_headers.check()?;
         let upstreams = check_upstreams(self.upstreams)?;
         let routes = check_routes(self.routes, &upstreams)?;
-        let cors = CorsConfig {
-            allowed_origins: self.cors.allowed_origins,
-        };
+        let cors = self.cors.check()?;
         Ok(Config {
             server,
             admin,
@@ -689,6 +718,61 @@ impl RawMailer {
     }
 }
 
+impl RawCors {
+    fn check(self) -> Result<CorsConfig, ConfigError> {
+        for (i, origin) in self.allowed_origins.iter().enumerate() {
+            let well_formed = origin == "*"
+                || origin.split_once("://").is_some_and(|(scheme, rest)| {
+                    (scheme == "http" || scheme == "https")
+                        && !rest.is_empty()
+                        && !rest.contains('/')
+                });
+            if !well_formed {
+                return err(
+                    &format!("cors.allowed_origins[{i}]"),
+                    format!("`{origin}` is not an origin such as https://app.example.com (no path, no trailing /) or *"),
+                );
+            }
+        }
+        if self.allow_credentials && self.allowed_origins.iter().any(|o| o == "*") {
+            return err(
+                "cors.allow_credentials",
+                "cannot be used with the origin *; list the origins",
+            );
+        }
+        let mut methods = Vec::new();
+        for m in &self.allowed_methods {
+            let upper = m.to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                return err(
+                    "cors.allowed_methods",
+                    format!("`{m}` is not an HTTP method"),
+                );
+            }
+            methods.push(upper);
+        }
+        for (key, list) in [
+            ("allowed_headers", &self.allowed_headers),
+            ("exposed_headers", &self.exposed_headers),
+        ] {
+            if let Some(bad) = list.iter().find(|h| !valid_header_name(h)) {
+                return err(
+                    &format!("cors.{key}"),
+                    format!("`{bad}` is not a header name"),
+                );
+            }
+        }
+        Ok(CorsConfig {
+            allowed_origins: self.allowed_origins,
+            allowed_methods: methods,
+            allowed_headers: self.allowed_headers,
+            exposed_headers: self.exposed_headers,
+            allow_credentials: self.allow_credentials,
+            max_age: self.max_age.0,
+        })
+    }
+}
+
 impl RawIdentityHeaders {
     fn check(self) -> Result<IdentityHeaders, ConfigError> {
         let headers = IdentityHeaders {
@@ -714,6 +798,10 @@ impl RawIdentityHeaders {
                 "transfer-encoding",
                 "connection",
                 "cookie",
+                "x-request-id",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
             ]
             .contains(&lower.as_str())
             {
@@ -962,6 +1050,21 @@ mod tests {
         let env = |name: &str| (name == "MY_SECRET").then(|| "s3cret\n".to_string());
         let cfg = Config::from_yaml("tokens:\n  secret_env: MY_SECRET\n", &env).expect("config");
         assert!(matches!(cfg.tokens.key, KeySource::Secret(ref s) if s == b"s3cret"));
+    }
+
+    #[test]
+    fn cors_origins_are_checked() {
+        assert!(
+            refusal("cors:\n  allowed_origins: ['http://localhost:3000/']\n")
+                .starts_with("cors.allowed_origins[0]:")
+        );
+        assert!(
+            refusal("cors:\n  allowed_origins: ['*']\n  allow_credentials: true\n")
+                .starts_with("cors.allow_credentials:")
+        );
+        let cfg =
+            load("cors:\n  allowed_origins: ['https://app.example.com', '*']\n").expect("config");
+        assert_eq!(cfg.cors.allowed_origins.len(), 2);
     }
 
     #[test]

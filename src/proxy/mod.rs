@@ -19,10 +19,12 @@ use pingora::ErrorType;
 use crate::accounts::{self, AccountRequest, Endpoint, Reply};
 use crate::auth::{self, AuthFailure};
 use crate::config::AuthMode;
+use crate::cors::{CorsPolicy, Preflight};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, UpstreamPool};
 use crate::metrics::method_label;
 use crate::routes::RouteTable;
+use crate::shutdown::{InFlight, InFlightGuard};
 use crate::tokens::Identity;
 
 pub use mutate::IdentityHeaderNames;
@@ -34,25 +36,41 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Route label for requests that matched no route.
 const UNMATCHED: &str = "unmatched";
+/// Route label for CORS preflights.
+const CORS_PREFLIGHT: &str = "cors.preflight";
+
+/// A request header as text, if present and readable.
+fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
 
 pub struct Proxy {
     gateway: Arc<Gateway>,
     routes: RouteTable,
     pools: Arc<Vec<UpstreamPool>>,
     identity_headers: IdentityHeaderNames,
+    cors: CorsPolicy,
+    in_flight: InFlight,
 }
 
 impl Proxy {
-    pub fn new(gateway: Arc<Gateway>, pools: Arc<Vec<UpstreamPool>>) -> Proxy {
+    pub fn new(gateway: Arc<Gateway>, pools: Arc<Vec<UpstreamPool>>, in_flight: InFlight) -> Proxy {
         let routes = RouteTable::new(&gateway.config.routes, |name| {
             pools.iter().position(|p| p.name == name).unwrap_or(0)
         });
         let identity_headers = IdentityHeaderNames::new(&gateway.config.identity_headers);
+        let cors = CorsPolicy::new(&gateway.config.cors);
         Proxy {
             gateway,
             routes,
             pools,
             identity_headers,
+            cors,
+            in_flight,
         }
     }
 }
@@ -65,6 +83,10 @@ pub struct RequestCtx {
     identity: Option<Identity>,
     request_id: String,
     target: Option<std::net::SocketAddr>,
+    /// CORS headers for the response (empty without an allowed `Origin`).
+    cors: Vec<(&'static str, String)>,
+    /// Counts this request as in flight until the context is dropped.
+    _in_flight: InFlightGuard,
 }
 
 enum RouteLabel {
@@ -216,6 +238,8 @@ impl ProxyHttp for Proxy {
             identity: None,
             request_id: String::new(),
             target: None,
+            cors: Vec::new(),
+            _in_flight: self.in_flight.enter(),
         }
     }
 
@@ -225,6 +249,35 @@ impl ProxyHttp for Proxy {
             let req = session.req_header();
             (req.method.clone(), req.uri.path().to_string())
         };
+
+        // CORS: preflights are answered here, before any authentication.
+        if let Some(origin) = header_str(session, "origin") {
+            let preflight = self.cors.preflight(
+                method.as_str(),
+                Some(origin),
+                header_str(session, "access-control-request-method"),
+                header_str(session, "access-control-request-headers"),
+            );
+            match preflight {
+                Preflight::No => ctx.cors = self.cors.response_headers(origin),
+                Preflight::Allowed(headers) => {
+                    ctx.label = RouteLabel::Fixed(CORS_PREFLIGHT);
+                    ctx.cors = headers;
+                    respond::no_content(session, ctx).await?;
+                    return Ok(true);
+                }
+                Preflight::Refused => {
+                    ctx.label = RouteLabel::Fixed(CORS_PREFLIGHT);
+                    let e = ApiError::new(
+                        403,
+                        "cors_forbidden",
+                        "Origine, méthode ou en-tête non autorisé (CORS)",
+                    );
+                    respond::error(session, &e, ctx).await?;
+                    return Ok(true);
+                }
+            }
+        }
 
         // The gateway's own endpoints.
         if let Some(resolved) = accounts::resolve(method.as_str(), &path) {
@@ -241,17 +294,15 @@ impl ProxyHttp for Proxy {
                 }
             };
             match result {
-                Ok(reply) => {
-                    respond::json(session, reply.status, &reply.body, &ctx.request_id).await?
-                }
-                Err(e) => respond::error(session, &e, &ctx.request_id).await?,
+                Ok(reply) => respond::json(session, reply.status, &reply.body, ctx).await?,
+                Err(e) => respond::error(session, &e, ctx).await?,
             }
             return Ok(true);
         }
 
         // Proxied routes: authenticate, authorize; mutation comes in upstream_request_filter.
         let Some(index) = self.routes.find_index(&path) else {
-            respond::error(session, &ApiError::not_found(), &ctx.request_id).await?;
+            respond::error(session, &ApiError::not_found(), ctx).await?;
             return Ok(true);
         };
         ctx.label = RouteLabel::Route(index);
@@ -268,7 +319,7 @@ impl ProxyHttp for Proxy {
                         .with_label_values(&[e.code])
                         .inc();
                 }
-                respond::error(session, &e, &ctx.request_id).await?;
+                respond::error(session, &e, ctx).await?;
                 Ok(true)
             }
         }
@@ -341,6 +392,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(mutate::REQUEST_ID, ctx.request_id.as_str())?;
+        for (name, value) in &ctx.cors {
+            upstream_response.insert_header(*name, value.as_str())?;
+        }
         Ok(())
     }
 
@@ -387,10 +441,7 @@ impl ProxyHttp for Proxy {
         }
         let code = match api {
             Some(api) if session.response_written().is_none() => {
-                if respond::error(session, &api, &ctx.request_id)
-                    .await
-                    .is_err()
-                {
+                if respond::error(session, &api, ctx).await.is_err() {
                     0
                 } else {
                     api.status

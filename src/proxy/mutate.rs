@@ -74,6 +74,15 @@ pub fn for_upstream(
         req.insert_header(names.session_id.clone(), who.session.to_string())?;
     }
     req.insert_header(REQUEST_ID, request_id)?;
+    // The gateway is the edge: what clients claim here is replaced.
+    req.insert_header("X-Forwarded-Proto", "http")?;
+    let host = req.headers.get(http::header::HOST).cloned();
+    match host {
+        Some(host) => req.insert_header("X-Forwarded-Host", host)?,
+        None => {
+            req.remove_header("x-forwarded-host");
+        }
+    }
     if let Some(ip) = client_ip {
         let forwarded = match req
             .headers

@@ -1,6 +1,7 @@
 //! Writing the gateway's own answers: JSON with a Content-Length (so that
-//! keep-alive clients never wait for a close), the request id, and the
-//! headers an error calls for (`Allow`, `Retry-After`, `WWW-Authenticate`).
+//! keep-alive clients never wait for a close), the request id, the CORS
+//! headers of the request, and the headers an error calls for (`Allow`,
+//! `Retry-After`, `WWW-Authenticate`).
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -8,26 +9,34 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::mutate::REQUEST_ID;
+use super::RequestCtx;
 use crate::error::ApiError;
 
 async fn write(
     session: &mut Session,
     status: u16,
     body: Vec<u8>,
-    request_id: &str,
+    ctx: &RequestCtx,
     extra: &[(&'static str, &str)],
 ) -> Result<()> {
-    let mut header = ResponseHeader::build(status, Some(4 + extra.len()))?;
-    header.insert_header("Content-Type", "application/json")?;
+    let mut header = ResponseHeader::build(status, Some(4 + extra.len() + ctx.cors.len()))?;
+    if !body.is_empty() {
+        header.insert_header("Content-Type", "application/json")?;
+    }
     header.insert_header("Content-Length", body.len().to_string())?;
     header.insert_header("Cache-Control", "no-store")?;
-    header.insert_header(REQUEST_ID, request_id)?;
+    header.insert_header(REQUEST_ID, ctx.request_id.as_str())?;
     for (name, value) in extra {
         header.insert_header(*name, *value)?;
     }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
+    for (name, value) in &ctx.cors {
+        header.insert_header(*name, value.as_str())?;
+    }
+    let end = body.is_empty();
+    session.write_response_header(Box::new(header), end).await?;
+    if end {
+        return Ok(());
+    }
     session
         .write_response_body(Some(Bytes::from(body)), true)
         .await
@@ -37,13 +46,18 @@ pub async fn json(
     session: &mut Session,
     status: u16,
     body: &serde_json::Value,
-    request_id: &str,
+    ctx: &RequestCtx,
 ) -> Result<()> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    write(session, status, bytes, request_id, &[]).await
+    write(session, status, bytes, ctx, &[]).await
 }
 
-pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> Result<()> {
+/// 204 to an allowed CORS preflight; its headers are in `ctx.cors`.
+pub async fn no_content(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+    write(session, 204, Vec::new(), ctx, &[]).await
+}
+
+pub async fn error(session: &mut Session, e: &ApiError, ctx: &RequestCtx) -> Result<()> {
     let retry_after = e.retry_after.map(|s| s.to_string());
     let mut extra: Vec<(&'static str, &str)> = Vec::new();
     if let Some(allow) = &e.allow {
@@ -62,5 +76,5 @@ pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> Res
         // The rest of the body was not read: the connection cannot be reused.
         session.set_keepalive(None);
     }
-    write(session, e.status, e.body(), request_id, &extra).await
+    write(session, e.status, e.body(), ctx, &extra).await
 }

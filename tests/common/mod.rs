@@ -79,6 +79,10 @@ pub struct Options {
     pub extra_routes: String,
     /// Extra upstreams (YAML map entries).
     pub extra_upstreams: String,
+    /// `server.log_format`.
+    pub log_format: &'static str,
+    /// `server.grace_period`.
+    pub grace_period: &'static str,
 }
 
 impl Default for Options {
@@ -89,6 +93,8 @@ impl Default for Options {
             max_failures: 5,
             extra_routes: String::new(),
             extra_upstreams: String::new(),
+            log_format: "text",
+            grace_period: "1s",
         }
     }
 }
@@ -128,7 +134,8 @@ impl Gateway {
 server:
   listen: "{addr}"
   threads: 2
-  grace_period: 1s
+  grace_period: {grace_period}
+  log_format: {log_format}
 admin:
   listen: "{admin}"
 store:
@@ -143,6 +150,8 @@ accounts:
   login_throttle: {{max_failures: {max_failures}, window: 15m}}
 mailer:
   dir: "{outbox}"
+cors:
+  allowed_origins: ["http://localhost:3000"]
 routes:
   - name: stocks
     prefix: /api/stocks/
@@ -167,6 +176,8 @@ upstreams:
             max_failures = options.max_failures,
             extra_routes = options.extra_routes,
             extra_upstreams = options.extra_upstreams,
+            log_format = options.log_format,
+            grace_period = options.grace_period,
             stocks = stocks.addr,
             jobs = jobs.addr,
         );
@@ -220,6 +231,28 @@ upstreams:
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running gateway").id()
+    }
+
+    /// Waits for the process to end; returns its status and how long it took.
+    pub fn wait(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("a running gateway");
+        let started = Instant::now();
+        let status = child.wait().expect("wait");
+        (status, started.elapsed())
+    }
+
+    /// SIGTERM; returns the exit status and how long the process took to go.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        self.wait()
     }
 
     /// SIGKILL, then start again on the same config and store.
