@@ -372,3 +372,22 @@ fn public_account_endpoints_ignore_a_bad_authorization_header() {
     let id = r.header("x-request-id").expect("request id");
     assert_eq!(id.len(), 32, "{id}");
 }
+
+#[test]
+fn upstream_connections_are_kept_alive_and_reused() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start_with(pool_options(&a, &b, ""));
+    let peers: Vec<String> = (0..6)
+        .map(|_| {
+            gw.get("/api/pool/x", None).json["peer"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    // Round robin over two targets: requests 0, 2, 4 go to one, over one connection.
+    assert!(!peers[0].is_empty());
+    assert_eq!(peers[0], peers[2], "{peers:?}");
+    assert_eq!(peers[2], peers[4], "{peers:?}");
+    assert_eq!(peers[1], peers[3], "{peers:?}");
+}

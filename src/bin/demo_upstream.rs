@@ -50,6 +50,8 @@ impl ServeHttp for Echo {
         let method = req.method.to_string();
         let path = req.uri.path().to_string();
         let query = req.uri.query().map(str::to_string);
+        // The caller's address: the same one on two requests means a kept-alive connection.
+        let peer = session.client_addr().map(|a| a.to_string());
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, value) in req.headers.iter() {
             headers
@@ -72,6 +74,7 @@ impl ServeHttp for Echo {
                 "method": method,
                 "path": path,
                 "query": query,
+                "peer": peer,
                 "headers": headers,
                 "body_bytes": body_bytes,
             })
