@@ -150,7 +150,7 @@ fn register_names_every_bad_field() {
 #[test]
 fn login_errors_are_those_of_the_seeds() {
     let gw = Gateway::start();
-    gw.register_and_login("user@example.com", "password123");
+    gw.register_and_login("user@example.com", "motdepasse123");
     let r = gw.post(
         "/api/accounts/login/",
         &json!({"email": "user@example.com"}),
@@ -174,7 +174,7 @@ fn login_errors_are_those_of_the_seeds() {
     assert_eq!((r.status, &r.json), (401, &expected));
     let r = gw.post(
         "/api/accounts/login/",
-        &json!({"email": "nobody@example.com", "password": "password123"}),
+        &json!({"email": "nobody@example.com", "password": "motdepasse123"}),
         None,
     );
     assert_eq!((r.status, &r.json), (401, &expected));
@@ -188,7 +188,7 @@ fn login_errors_are_those_of_the_seeds() {
     );
     let r = gw.post(
         "/api/accounts/login/",
-        &json!({"email": "user@example.com", "password": "password123"}),
+        &json!({"email": "user@example.com", "password": "motdepasse123"}),
         None,
     );
     assert_eq!((r.status, &r.json), (401, &expected));
@@ -200,7 +200,7 @@ fn repeated_failures_are_throttled_with_retry_after() {
         max_failures: 3,
         ..Options::default()
     });
-    gw.register_and_login("victim@example.com", "password123");
+    gw.register_and_login("victim@example.com", "motdepasse123");
     for _ in 0..3 {
         let r = gw.post(
             "/api/accounts/login/",
@@ -211,7 +211,7 @@ fn repeated_failures_are_throttled_with_retry_after() {
     }
     let r = gw.post(
         "/api/accounts/login/",
-        &json!({"email": "victim@example.com", "password": "password123"}),
+        &json!({"email": "victim@example.com", "password": "motdepasse123"}),
         None,
     );
     assert_eq!(
@@ -261,7 +261,7 @@ fn refresh_rotation_grace_and_reuse_detection() {
         reuse_grace: "2s",
         ..Options::default()
     });
-    let login = gw.register_and_login("race@example.com", "password123");
+    let login = gw.register_and_login("race@example.com", "motdepasse123");
     let first = login["refresh"].as_str().expect("refresh").to_string();
 
     let r = gw.post("/api/accounts/refresh-token/", &json!({}), None);
@@ -324,9 +324,9 @@ fn refresh_rotation_grace_and_reuse_detection() {
 #[test]
 fn logout_all_ends_every_session_and_needs_a_token() {
     let gw = Gateway::start();
-    let a = gw.register_and_login("multi@example.com", "password123");
-    let b = gw.login("multi@example.com", "password123");
-    let other = gw.register_and_login("other@example.com", "password123");
+    let a = gw.register_and_login("multi@example.com", "motdepasse123");
+    let b = gw.login("multi@example.com", "motdepasse123");
+    let other = gw.register_and_login("other@example.com", "motdepasse123");
 
     let r = gw.post("/api/accounts/logout/", &json!({}), None);
     assert_eq!((r.status, r.code()), (401, "not_authenticated"));
@@ -371,7 +371,7 @@ fn concurrent_registrations_of_one_email_have_one_winner() {
                     gw.post(
                         "/api/accounts/register/",
                         &json!({"email": if i % 2 == 0 { "same@example.com" } else { "SAME@example.com" },
-                            "password": "password123", "first_name": "A", "last_name": "B"}),
+                            "password": "motdepasse123", "first_name": "A", "last_name": "B"}),
                         None,
                     )
                     .status

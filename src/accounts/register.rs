@@ -50,7 +50,12 @@ pub fn parse(obj: &Object, min_length: usize) -> Result<Registration, ApiError> 
     let phone = input::optional_string(obj, "phone", &mut v);
     let phone = input::check_phone(phone, &mut v);
     if let Some(p) = &password {
-        for message in passwords::policy_violations(p, min_length) {
+        let personal = passwords::PersonalData {
+            email: email.as_deref().unwrap_or(""),
+            first_name: first_name.as_deref().unwrap_or(""),
+            last_name: last_name.as_deref().unwrap_or(""),
+        };
+        for message in passwords::policy_violations(p, min_length, &personal) {
             v.add("password", message);
         }
         if confirm.as_ref().is_some_and(|c| c != p) {
