@@ -66,6 +66,8 @@ pub enum UserCommand {
     Deactivate { email: String },
     /// Activate an account again.
     Activate { email: String },
+    /// Delete an account: every token of it stops working at once.
+    Delete { email: String },
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +199,7 @@ fn user_command(cmd: UserCommand) -> Result<OperatorCommand, String> {
         UserCommand::SetRole { email, role } => OperatorCommand::SetRole { email, role },
         UserCommand::Deactivate { email } => OperatorCommand::Deactivate { email },
         UserCommand::Activate { email } => OperatorCommand::Activate { email },
+        UserCommand::Delete { email } => OperatorCommand::Delete { email },
     })
 }
 
@@ -249,6 +252,7 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
                 Arc::new(tokens),
                 Arc::new(RevocationList::default()),
                 metrics.password_hash_seconds.clone(),
+                None,
             );
             operator::execute(&service, command)
                 .map_err(|e| Failure::Api(serde_json::from_slice(&e.body()).unwrap_or_default()))

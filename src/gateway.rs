@@ -15,9 +15,11 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::accounts::password_reset::ResetWorker;
 use crate::accounts::AccountService;
 use crate::config::{Config, UpstreamConfig};
 use crate::error::ApiError;
+use crate::mailer::Mailer;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
 use crate::store::{Store, StoreError};
@@ -66,9 +68,6 @@ impl Gateway {
         let data_dir = config.store.data_dir();
         let store =
             open_store(&config).map_err(|e| format!("{e} ({})", config.store.path.display()))?;
-        store
-            .create_role(&config.accounts.default_role, crate::unix_now())
-            .map_err(|e| e.to_string())?;
         let tokens = TokenKeys::from_config(&config.tokens, &data_dir)?;
         let revocations = RevocationList::new(
             store
@@ -76,12 +75,22 @@ impl Gateway {
                 .map_err(|e| e.to_string())?,
         );
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let store = Arc::new(store);
+        let reset_queue = ResetWorker {
+            store: store.clone(),
+            mailer: Mailer::from_config(&config.mailer)?,
+            reset_url: config.mailer.reset_url.clone(),
+            ttl: config.accounts.reset_ttl.as_secs(),
+            outcomes: metrics.reset_mails.clone(),
+        }
+        .start();
         let accounts = AccountService::new(
             &config,
-            Arc::new(store),
+            store,
             Arc::new(tokens),
             Arc::new(revocations),
             metrics.password_hash_seconds.clone(),
+            Some(reset_queue),
         );
         let admin_token = {
             use base64::Engine;
@@ -184,15 +193,30 @@ impl Housekeeping {
         accounts.revocations.purge(now);
         let store = accounts.store.clone();
         match tokio::task::spawn_blocking(move || store.purge_expired(now)).await {
-            Ok(Ok((sessions, revocations))) if sessions + revocations > 0 => {
+            Ok(Ok((sessions, revocations, reset_tokens)))
+                if sessions + revocations + reset_tokens > 0 =>
+            {
                 tracing::info!(
                     sessions,
                     revocations,
+                    reset_tokens,
                     "housekeeping: expired entries purged"
                 );
             }
             Ok(Err(e)) => tracing::error!(error = %e, "housekeeping failed"),
             _ => {}
+        }
+        let store = accounts.store.clone();
+        if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || store.counts()).await {
+            let rows = &self.gateway.metrics.store_rows;
+            for (table, n) in [
+                ("accounts", counts.accounts),
+                ("sessions", counts.sessions),
+                ("revocations", counts.revocations),
+                ("reset_tokens", counts.reset_tokens),
+            ] {
+                rows.with_label_values(&[table]).set(n as i64);
+            }
         }
         refresh_gauges(&self.gateway, &self.pools);
     }
@@ -290,10 +314,7 @@ pub fn serve(config: Config) -> Result<(), String> {
     let housekeeping = Housekeeping {
         gateway: gateway.clone(),
         pools,
-        every: cfg
-            .tokens
-            .access_ttl
-            .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        every: cfg.store.purge_interval,
     };
     refresh_gauges(&gateway, &housekeeping.pools);
     server.add_service(background_service("housekeeping", housekeeping));

@@ -20,6 +20,7 @@ pub mod cors;
 pub mod error;
 pub mod fsutil;
 pub mod gateway;
+pub mod mailer;
 pub mod metrics;
 pub mod passwords;
 pub mod proxy;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub revoked_sessions: IntGauge,
     pub password_hash_seconds: Histogram,
+    pub reset_mails: IntCounterVec,
+    pub store_rows: IntGaugeVec,
 }
 
 fn counter(
@@ -102,6 +104,20 @@ impl Metrics {
             .buckets(vec![0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),
         )?;
         registry.register(Box::new(password_hash_seconds.clone()))?;
+        let reset_mails = counter(
+            &registry,
+            "vigile_password_reset_mails_total",
+            "Password-reset requests handled by the worker, by result (sent, no_account, failed, dropped)",
+            &["result"],
+        )?;
+        let store_rows = IntGaugeVec::new(
+            Opts::new(
+                "vigile_store_rows",
+                "Rows in the store by table, as of the last housekeeping run",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(store_rows.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -114,6 +130,8 @@ impl Metrics {
             auth_failures,
             revoked_sessions,
             password_hash_seconds,
+            reset_mails,
+            store_rows,
         })
     }
 

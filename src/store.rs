@@ -26,6 +26,8 @@ const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
 const ACCOUNT_SESSIONS: TableDefinition<(u64, u128), ()> = TableDefinition::new("account_sessions");
 /// revoked session id -> unix time after which no token of it can be valid
 const REVOKED: TableDefinition<u128, u64> = TableDefinition::new("revoked");
+/// SHA-256 of a password-reset token -> JSON `ResetRecord` (the token itself is never stored)
+const RESET_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reset_tokens");
 /// counters: "next_account_id"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -99,6 +101,22 @@ pub struct SessionRecord {
     pub revoked_at: Option<u64>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetRecord {
+    pub account_id: u64,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// How many rows each table holds (for metrics and housekeeping checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreCounts {
+    pub accounts: u64,
+    pub sessions: u64,
+    pub revocations: u64,
+    pub reset_tokens: u64,
+}
+
 /// What a revocation produced: the session and the time after which no token
 /// of it can be valid any more (when its entry may be dropped).
 pub type Revocation = (SessionId, u64);
@@ -147,6 +165,7 @@ impl Store {
             txn.open_table(SESSIONS)?;
             txn.open_table(ACCOUNT_SESSIONS)?;
             txn.open_table(REVOKED)?;
+            txn.open_table(RESET_TOKENS)?;
             txn.open_table(META)?;
         }
         txn.commit()?;
@@ -301,6 +320,152 @@ impl Store {
         };
         txn.commit()?;
         Ok(result)
+    }
+
+    /// Sets a new password hash and revokes every live session of the
+    /// account but `keep`. `None` when there is no such account.
+    pub fn set_password(
+        &self,
+        id: u64,
+        password_hash: String,
+        now: u64,
+        keep: Option<SessionId>,
+    ) -> StoreResult<Option<Vec<Revocation>>> {
+        let txn = self.write_txn()?;
+        let revoked = {
+            let mut accounts = txn.open_table(ACCOUNTS)?;
+            let current: Option<AccountRecord> =
+                accounts.get(id)?.map(|v| decode(v.value())).transpose()?;
+            match current {
+                None => None,
+                Some(mut account) => {
+                    account.password_hash = password_hash;
+                    accounts.insert(id, encode(&account)?.as_slice())?;
+                    drop(accounts);
+                    Some(self.revoke_account_sessions_in(&txn, id, now, keep)?)
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(revoked)
+    }
+
+    /// Deletes the account, its email and reset tokens, and revokes its
+    /// sessions. `None` when there is no such account.
+    pub fn delete_account(&self, id: u64, now: u64) -> StoreResult<Option<Vec<Revocation>>> {
+        let txn = self.write_txn()?;
+        let revoked = {
+            let mut accounts = txn.open_table(ACCOUNTS)?;
+            let current: Option<AccountRecord> = accounts
+                .remove(id)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            drop(accounts);
+            match current {
+                None => None,
+                Some(account) => {
+                    txn.open_table(EMAILS)?
+                        .remove(normalize_email(&account.email).as_str())?;
+                    Self::remove_reset_tokens_in(&txn, id)?;
+                    Some(self.revoke_account_sessions_in(&txn, id, now, None)?)
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(revoked)
+    }
+
+    // --- password reset tokens ------------------------------------------------
+
+    pub fn create_reset_token(&self, token_hash: &[u8], record: &ResetRecord) -> StoreResult<()> {
+        let txn = self.write_txn()?;
+        txn.open_table(RESET_TOKENS)?
+            .insert(token_hash, encode(record)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn reset_record(&self, token_hash: &[u8]) -> StoreResult<Option<ResetRecord>> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(RESET_TOKENS)?;
+        let found = table.get(token_hash)?;
+        found.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Uses a reset token: if it exists and has not expired, sets the new
+    /// password hash, drops every reset token of the account and revokes all
+    /// its sessions, in one transaction. `None` for an unknown, used or
+    /// expired token (and for an inactive account).
+    pub fn use_reset_token(
+        &self,
+        token_hash: &[u8],
+        now: u64,
+        password_hash: impl FnOnce(&AccountRecord) -> Option<String>,
+    ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>> {
+        let txn = self.write_txn()?;
+        let outcome = {
+            let mut tokens = txn.open_table(RESET_TOKENS)?;
+            let record: Option<ResetRecord> = tokens
+                .get(token_hash)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            match record {
+                Some(r) if r.expires_at >= now => {
+                    tokens.remove(token_hash)?;
+                    drop(tokens);
+                    let mut accounts = txn.open_table(ACCOUNTS)?;
+                    let current: Option<AccountRecord> = accounts
+                        .get(r.account_id)?
+                        .map(|v| decode(v.value()))
+                        .transpose()?;
+                    match current {
+                        Some(mut account) if account.is_active => match password_hash(&account) {
+                            Some(hash) => {
+                                account.password_hash = hash;
+                                accounts.insert(account.id, encode(&account)?.as_slice())?;
+                                drop(accounts);
+                                Self::remove_reset_tokens_in(&txn, account.id)?;
+                                let revoked =
+                                    self.revoke_account_sessions_in(&txn, account.id, now, None)?;
+                                Some((account, revoked))
+                            }
+                            None => None,
+                        },
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        };
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    fn remove_reset_tokens_in(txn: &redb::WriteTransaction, account_id: u64) -> StoreResult<()> {
+        let mut tokens = txn.open_table(RESET_TOKENS)?;
+        let mut mine = Vec::new();
+        for row in tokens.iter()? {
+            let (k, v) = row?;
+            let record: ResetRecord = decode(v.value())?;
+            if record.account_id == account_id {
+                mine.push(k.value().to_vec());
+            }
+        }
+        for key in mine {
+            tokens.remove(key.as_slice())?;
+        }
+        Ok(())
+    }
+
+    pub fn counts(&self) -> StoreResult<StoreCounts> {
+        use redb::ReadableTableMetadata;
+        let txn = self.read_txn()?;
+        Ok(StoreCounts {
+            accounts: txn.open_table(ACCOUNTS)?.len()?,
+            sessions: txn.open_table(SESSIONS)?.len()?,
+            revocations: txn.open_table(REVOKED)?.len()?,
+            reset_tokens: txn.open_table(RESET_TOKENS)?.len()?,
+        })
     }
 
     // --- roles -----------------------------------------------------------------
@@ -468,9 +633,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Drops sessions whose last refresh token has expired and revocations no
-    /// token can outlive any more. Returns (sessions, revocations) removed.
-    pub fn purge_expired(&self, now: u64) -> StoreResult<(usize, usize)> {
+    /// Drops sessions whose last refresh token has expired, revocations no
+    /// token can outlive any more, and expired reset tokens. Returns how many
+    /// of each were removed.
+    pub fn purge_expired(&self, now: u64) -> StoreResult<(usize, usize, usize)> {
         let txn = self.write_txn()?;
         let counts = {
             let mut sessions = txn.open_table(SESSIONS)?;
@@ -498,7 +664,19 @@ impl Store {
             for id in &stale {
                 revoked.remove(*id)?;
             }
-            (expired.len(), stale.len())
+            let mut tokens = txn.open_table(RESET_TOKENS)?;
+            let mut old_tokens = Vec::new();
+            for row in tokens.iter()? {
+                let (k, v) = row?;
+                let record: ResetRecord = decode(v.value())?;
+                if record.expires_at < now {
+                    old_tokens.push(k.value().to_vec());
+                }
+            }
+            for key in &old_tokens {
+                tokens.remove(key.as_slice())?;
+            }
+            (expired.len(), stale.len(), old_tokens.len())
         };
         txn.commit()?;
         Ok(counts)
@@ -617,6 +795,85 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_token_works_once_and_ends_every_session() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let a = store
+            .create_account(account("a@example.com"))
+            .expect("create");
+        store
+            .create_session(SessionId(5), &session(a.id, 5_000))
+            .expect("session");
+        let record = ResetRecord {
+            account_id: a.id,
+            created_at: 0,
+            expires_at: 1_000,
+        };
+        store
+            .create_reset_token(&[1u8; 32], &record)
+            .expect("token");
+        store
+            .create_reset_token(&[2u8; 32], &record)
+            .expect("older token");
+        let (updated, revoked) = store
+            .use_reset_token(&[1u8; 32], 500, |_| Some("new-hash".into()))
+            .expect("use")
+            .expect("valid");
+        assert_eq!(updated.password_hash, "new-hash");
+        assert_eq!(revoked, vec![(SessionId(5), 800)]);
+        assert!(
+            store
+                .use_reset_token(&[1u8; 32], 500, |_| Some("x".into()))
+                .expect("use")
+                .is_none(),
+            "once"
+        );
+        assert!(
+            store
+                .use_reset_token(&[2u8; 32], 500, |_| Some("x".into()))
+                .expect("use")
+                .is_none(),
+            "older die"
+        );
+        store
+            .create_reset_token(&[3u8; 32], &record)
+            .expect("token");
+        assert!(
+            store
+                .use_reset_token(&[3u8; 32], 1_001, |_| Some("x".into()))
+                .expect("use")
+                .is_none(),
+            "expired"
+        );
+    }
+
+    #[test]
+    fn deleting_an_account_frees_its_email_and_revokes_its_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let a = store
+            .create_account(account("a@example.com"))
+            .expect("create");
+        store
+            .create_session(SessionId(9), &session(a.id, 5_000))
+            .expect("session");
+        let revoked = store
+            .delete_account(a.id, 100)
+            .expect("delete")
+            .expect("existed");
+        assert_eq!(revoked, vec![(SessionId(9), 400)]);
+        assert!(store.account(a.id).expect("read").is_none());
+        assert!(store
+            .account_by_email("a@example.com")
+            .expect("read")
+            .is_none());
+        assert!(store.delete_account(a.id, 100).expect("delete").is_none());
+        store
+            .create_account(account("a@example.com"))
+            .expect("the email is free again");
+    }
+
+    #[test]
     fn purging_drops_what_has_expired() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
@@ -633,9 +890,25 @@ mod tests {
             .revoke_account_sessions(a.id, 50, Some(SessionId(2)))
             .expect("revoke");
         assert_eq!(revoked, vec![(SessionId(1), 350)]);
-        assert_eq!(store.purge_expired(200).expect("purge"), (1, 0));
+        let hash = [7u8; 32];
+        store
+            .create_reset_token(
+                &hash,
+                &ResetRecord {
+                    account_id: a.id,
+                    created_at: 0,
+                    expires_at: 300,
+                },
+            )
+            .expect("token");
+        assert_eq!(store.purge_expired(200).expect("purge"), (1, 0, 0));
         assert!(store.session(SessionId(1)).expect("read").is_none());
-        assert_eq!(store.purge_expired(400).expect("purge"), (0, 1));
+        assert_eq!(store.purge_expired(400).expect("purge"), (0, 1, 1));
+        let counts = store.counts().expect("counts");
+        assert_eq!(
+            (counts.sessions, counts.revocations, counts.reset_tokens),
+            (1, 0, 0)
+        );
         assert!(store.session(SessionId(2)).expect("read").is_some());
     }
 }

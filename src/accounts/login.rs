@@ -34,7 +34,7 @@ struct LoginReply<'a> {
 pub fn apply(
     service: &AccountService,
     body: Object,
-    _client_ip: Option<IpAddr>,
+    client_ip: Option<IpAddr>,
 ) -> Result<Reply, ApiError> {
     let (Some(email), Some(password)) = (
         input::plain_string(&body, "email"),
@@ -45,8 +45,16 @@ pub fn apply(
     if password.len() > passwords::MAX_PASSWORD_BYTES {
         return Err(ApiError::invalid_credentials());
     }
+    // Throttled per (account, address), per address and per account; see the README.
     let key = normalize_email(&email);
-    if let Some(wait) = service.login_throttle.check(&key) {
+    let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let pair = format!("{key}|{ip}");
+    let wait = service
+        .login_throttle_pair
+        .check(&pair)
+        .or_else(|| service.login_throttle_ip.check(&ip))
+        .or_else(|| service.login_throttle_account.check(&key));
+    if let Some(wait) = wait {
         return Err(ApiError::too_many_attempts(wait));
     }
     let account = service.store.account_by_email(&key).map_err(internal)?;
@@ -60,11 +68,13 @@ pub fn apply(
     let account = match account {
         Some(a) if verified && a.is_active => a,
         _ => {
-            service.login_throttle.failure(&key);
+            service.login_throttle_pair.failure(&pair);
+            service.login_throttle_ip.failure(&ip);
+            service.login_throttle_account.failure(&key);
             return Err(ApiError::invalid_credentials());
         }
     };
-    service.login_throttle.success(&key);
+    service.login_throttle_pair.success(&pair);
     let (access, refresh) = open_session(service, &account)?;
     Reply::json(
         200,

@@ -11,6 +11,8 @@ mod input;
 mod login;
 mod logout;
 pub mod operator;
+mod password_change;
+pub mod password_reset;
 mod profile;
 mod refresh;
 mod register;
@@ -40,6 +42,10 @@ pub enum Endpoint {
     Refresh,
     Logout,
     Profile,
+    UpdateProfile,
+    PasswordChange,
+    PasswordForgotten,
+    PasswordReset,
     Jwks,
 }
 
@@ -51,19 +57,23 @@ impl Endpoint {
             Endpoint::Login => "accounts.login",
             Endpoint::Refresh => "accounts.refresh",
             Endpoint::Logout => "accounts.logout",
-            Endpoint::Profile => "accounts.profile",
+            Endpoint::Profile | Endpoint::UpdateProfile => "accounts.profile",
+            Endpoint::PasswordChange => "accounts.password_change",
+            Endpoint::PasswordForgotten => "accounts.password_forgotten",
+            Endpoint::PasswordReset => "accounts.password_reset",
             Endpoint::Jwks => "jwks",
         }
     }
 
     /// Whether the handler hashes a password (and so needs a hashing slot).
     pub fn hashes(self) -> bool {
-        matches!(self, Endpoint::Register | Endpoint::Login)
-    }
-
-    /// Whether the handler needs a body at all.
-    pub fn reads_body(self) -> bool {
-        !matches!(self, Endpoint::Profile | Endpoint::Jwks)
+        matches!(
+            self,
+            Endpoint::Register
+                | Endpoint::Login
+                | Endpoint::PasswordChange
+                | Endpoint::PasswordReset
+        )
     }
 }
 
@@ -83,7 +93,14 @@ pub fn resolve(method: &str, path: &str) -> Option<Result<Endpoint, ApiError>> {
     }
     let rest = rest.trim_end_matches('/');
     Some(match rest {
-        "" => only(method, "GET", Endpoint::Profile),
+        "" => match method {
+            "GET" => Ok(Endpoint::Profile),
+            "PATCH" => Ok(Endpoint::UpdateProfile),
+            _ => Err(ApiError::method_not_allowed("GET, PATCH")),
+        },
+        "/password-change" => only(method, "POST", Endpoint::PasswordChange),
+        "/password-forgotten" => only(method, "POST", Endpoint::PasswordForgotten),
+        "/password-reset" => only(method, "POST", Endpoint::PasswordReset),
         "/register" => only(method, "POST", Endpoint::Register),
         "/login" => only(method, "POST", Endpoint::Login),
         "/refresh-token" | "/refresh" => only(method, "POST", Endpoint::Refresh),
@@ -163,7 +180,15 @@ pub struct AccountService {
     default_role: String,
     password_min_length: usize,
     reuse_grace: u64,
-    login_throttle: Throttle,
+    /// Failed logins per (account, client address), per address, per account.
+    login_throttle_pair: Throttle,
+    login_throttle_ip: Throttle,
+    login_throttle_account: Throttle,
+    /// Reset requests per email and per client address.
+    reset_throttle_email: Throttle,
+    reset_throttle_ip: Throttle,
+    /// Feeds the reset worker; `None` outside a running gateway.
+    reset_queue: Option<password_reset::ResetQueue>,
     dummy_hash: String,
     hash_seconds: prometheus::Histogram,
 }
@@ -175,7 +200,10 @@ impl AccountService {
         tokens: Arc<TokenKeys>,
         revocations: Arc<RevocationList>,
         hash_seconds: prometheus::Histogram,
+        reset_queue: Option<password_reset::ResetQueue>,
     ) -> AccountService {
+        let login = &config.accounts.login_throttle;
+        let reset = &config.accounts.reset_throttle;
         AccountService {
             store,
             tokens,
@@ -183,10 +211,12 @@ impl AccountService {
             default_role: config.accounts.default_role.clone(),
             password_min_length: config.accounts.password_min_length,
             reuse_grace: config.tokens.reuse_grace.as_secs(),
-            login_throttle: Throttle::new(
-                config.accounts.login_throttle.max_failures,
-                config.accounts.login_throttle.window,
-            ),
+            login_throttle_pair: Throttle::new(login.max_failures, login.window),
+            login_throttle_ip: Throttle::new(login.max_failures_per_ip, login.window),
+            login_throttle_account: Throttle::new(login.max_failures_per_account, login.window),
+            reset_throttle_email: Throttle::new(reset.max_requests, reset.window),
+            reset_throttle_ip: Throttle::new(reset.max_requests_per_ip, reset.window),
+            reset_queue,
             dummy_hash: crate::passwords::dummy_hash(),
             hash_seconds,
         }
@@ -214,6 +244,18 @@ impl AccountService {
                 let who = self.authenticate(req.authorization)?;
                 profile::show(self, &who)
             }
+            Endpoint::UpdateProfile => {
+                let who = self.authenticate(req.authorization)?;
+                profile::update(self, &who, input::parse_object(req.body)?)
+            }
+            Endpoint::PasswordChange => {
+                let who = self.authenticate(req.authorization)?;
+                password_change::apply(self, &who, input::parse_object(req.body)?)
+            }
+            Endpoint::PasswordForgotten => {
+                password_reset::forgotten(self, input::parse_object(req.body)?, req.client_ip)
+            }
+            Endpoint::PasswordReset => password_reset::reset(self, input::parse_object(req.body)?),
             Endpoint::Jwks => {
                 let keys: Value = serde_json::from_slice(self.tokens.jwks_json())
                     .map_err(|_| ApiError::internal())?;
@@ -263,6 +305,26 @@ impl AccountService {
             .issue_refresh(account.id, session, jti, now, exp)
             .map_err(internal)?;
         Ok((access, refresh))
+    }
+
+    /// The password policy, with the account's own data for the similarity rule.
+    fn check_new_password(
+        &self,
+        password: &str,
+        account: &AccountRecord,
+        field: &str,
+        v: &mut crate::error::Validator,
+    ) {
+        let personal = crate::passwords::PersonalData {
+            email: &account.email,
+            first_name: &account.first_name,
+            last_name: &account.last_name,
+        };
+        for message in
+            crate::passwords::policy_violations(password, self.password_min_length, &personal)
+        {
+            v.add(field, message);
+        }
     }
 
     fn account_of(&self, who: &Identity) -> Result<AccountRecord, ApiError> {

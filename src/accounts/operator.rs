@@ -36,6 +36,9 @@ pub enum OperatorCommand {
     Activate {
         email: String,
     },
+    Delete {
+        email: String,
+    },
     CreateRole {
         name: String,
     },
@@ -143,6 +146,24 @@ pub fn execute(
         }
         OperatorCommand::Deactivate { email } => update(service, &email, |a| a.is_active = false),
         OperatorCommand::Activate { email } => update(service, &email, |a| a.is_active = true),
+        OperatorCommand::Delete { email } => {
+            let account = find(service, &email)?;
+            let revoked = service
+                .store
+                .delete_account(account.id, crate::unix_now())
+                .map_err(internal)?
+                .ok_or_else(|| no_such_account(&email))?;
+            service.revoked(&revoked);
+            tracing::info!(
+                account_id = account.id,
+                sessions_ended = revoked.len(),
+                "account deleted"
+            );
+            Ok(OperatorReply::Done(format!(
+                "account {} deleted",
+                account.email
+            )))
+        }
         OperatorCommand::CreateRole { name } => {
             let name = name.trim();
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {

@@ -84,12 +84,14 @@ impl Default for RawAdmin {
 #[serde(deny_unknown_fields, default)]
 struct RawStore {
     path: PathBuf,
+    purge_interval: ConfigDuration,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             path: PathBuf::from("data/vigile.redb"),
+            purge_interval: ConfigDuration(Duration::from_secs(60)),
         }
     }
 }
@@ -132,6 +134,8 @@ struct RawAccounts {
     default_role: String,
     password_min_length: usize,
     login_throttle: RawThrottle,
+    reset_throttle: RawResetThrottle,
+    reset_ttl: ConfigDuration,
     hash_workers: usize,
     hash_queue: usize,
 }
@@ -142,6 +146,8 @@ impl Default for RawAccounts {
             default_role: "Visiteur".into(),
             password_min_length: 8,
             login_throttle: RawThrottle::default(),
+            reset_throttle: RawResetThrottle::default(),
+            reset_ttl: ConfigDuration(Duration::from_secs(3600)),
             hash_workers: 0,
             hash_queue: 64,
         }
@@ -153,6 +159,26 @@ impl Default for RawAccounts {
 struct RawThrottle {
     max_failures: u32,
     window: ConfigDuration,
+    max_failures_per_ip: Option<u32>,
+    max_failures_per_account: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawResetThrottle {
+    max_requests: u32,
+    max_requests_per_ip: u32,
+    window: ConfigDuration,
+}
+
+impl Default for RawResetThrottle {
+    fn default() -> Self {
+        RawResetThrottle {
+            max_requests: 3,
+            max_requests_per_ip: 10,
+            window: ConfigDuration(Duration::from_secs(900)),
+        }
+    }
 }
 
 impl Default for RawThrottle {
@@ -160,6 +186,8 @@ impl Default for RawThrottle {
         RawThrottle {
             max_failures: 5,
             window: ConfigDuration(Duration::from_secs(900)),
+            max_failures_per_ip: None,
+            max_failures_per_account: None,
         }
     }
 }
@@ -171,6 +199,23 @@ struct RawMailer {
     dir: PathBuf,
     reset_url: String,
     from: String,
+    smtp: Option<RawSmtp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    tls: SmtpTls,
+    #[serde(default)]
+    username_env: Option<String>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    timeout: Option<ConfigDuration>,
 }
 
 impl Default for RawMailer {
@@ -180,6 +225,7 @@ impl Default for RawMailer {
             dir: PathBuf::from("data/outbox"),
             reset_url: "http://localhost:3000/reset-password?token={token}".into(),
             from: "vigile <no-reply@localhost>".into(),
+            smtp: None,
         }
     }
 }
@@ -349,6 +395,8 @@ pub struct AdminConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// How often expired sessions, revocations and reset tokens are dropped.
+    pub purge_interval: Duration,
 }
 
 impl StoreConfig {
@@ -389,8 +437,44 @@ pub struct TokenConfig {
 
 #[derive(Debug, Clone)]
 pub struct ThrottleConfig {
+    /// Failures on one account from one client address.
     pub max_failures: u32,
     pub window: Duration,
+    /// Failures from one client address, whatever the accounts.
+    pub max_failures_per_ip: u32,
+    /// Failures on one account, whatever the addresses.
+    pub max_failures_per_account: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResetThrottleConfig {
+    /// Reset requests for one email.
+    pub max_requests: u32,
+    /// Reset requests from one client address.
+    pub max_requests_per_ip: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587), required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: for a relay on the same host only.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Read from the environment at load.
+    pub credentials: Option<(String, String)>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -398,6 +482,9 @@ pub struct AccountsConfig {
     pub default_role: String,
     pub password_min_length: usize,
     pub login_throttle: ThrottleConfig,
+    pub reset_throttle: ResetThrottleConfig,
+    /// How long a password-reset link works.
+    pub reset_ttl: Duration,
     /// How many password hashes may run at once (defaults to the core count).
     pub hash_workers: usize,
     /// How many may wait for a worker; past that, 503 `overloaded`.
@@ -410,6 +497,8 @@ pub struct MailerConfig {
     pub dir: PathBuf,
     pub reset_url: String,
     pub from: String,
+    /// Present when `kind: smtp`.
+    pub smtp: Option<SmtpConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -560,12 +649,16 @@ impl RawConfig {
         if self.store.path.as_os_str().is_empty() {
             return err("store.path", "must not be empty");
         }
+        if self.store.purge_interval.0 < Duration::from_millis(100) {
+            return err("store.purge_interval", "must be at least 100ms");
+        }
         let store = StoreConfig {
             path: self.store.path,
+            purge_interval: self.store.purge_interval.0,
         };
         let tokens = self.tokens.check(env)?;
         let accounts = self.accounts.check()?;
-        let mailer = self.mailer.check()?;
+        let mailer = self.mailer.check(env)?;
         let identity_headers = self.identity_headers.check()?;
         let upstreams = check_upstreams(self.upstreams)?;
         let routes = check_routes(self.routes, &upstreams)?;
@@ -683,6 +776,30 @@ impl RawAccounts {
         if self.login_throttle.max_failures == 0 {
             return err("accounts.login_throttle.max_failures", "must be at least 1");
         }
+        if self.login_throttle.max_failures_per_ip == Some(0) {
+            return err(
+                "accounts.login_throttle.max_failures_per_ip",
+                "must be at least 1",
+            );
+        }
+        if self.login_throttle.max_failures_per_account == Some(0) {
+            return err(
+                "accounts.login_throttle.max_failures_per_account",
+                "must be at least 1",
+            );
+        }
+        if self.reset_throttle.max_requests == 0 || self.reset_throttle.max_requests_per_ip == 0 {
+            return err(
+                "accounts.reset_throttle",
+                "max_requests and max_requests_per_ip must be at least 1",
+            );
+        }
+        if self.reset_throttle.window.0.is_zero() {
+            return err("accounts.reset_throttle.window", "must be longer than 0");
+        }
+        if self.reset_ttl.0 < Duration::from_secs(1) {
+            return err("accounts.reset_ttl", "must be at least 1s");
+        }
         if self.login_throttle.window.0.is_zero() {
             return err("accounts.login_throttle.window", "must be longer than 0");
         }
@@ -697,7 +814,21 @@ impl RawAccounts {
             login_throttle: ThrottleConfig {
                 max_failures: self.login_throttle.max_failures,
                 window: self.login_throttle.window.0,
+                max_failures_per_ip: self
+                    .login_throttle
+                    .max_failures_per_ip
+                    .unwrap_or(self.login_throttle.max_failures.saturating_mul(4)),
+                max_failures_per_account: self
+                    .login_throttle
+                    .max_failures_per_account
+                    .unwrap_or(self.login_throttle.max_failures.saturating_mul(10)),
             },
+            reset_throttle: ResetThrottleConfig {
+                max_requests: self.reset_throttle.max_requests,
+                max_requests_per_ip: self.reset_throttle.max_requests_per_ip,
+                window: self.reset_throttle.window.0,
+            },
+            reset_ttl: self.reset_ttl.0,
             hash_workers,
             hash_queue: self.hash_queue,
         })
@@ -705,15 +836,76 @@ impl RawAccounts {
 }
 
 impl RawMailer {
-    fn check(self) -> Result<MailerConfig, ConfigError> {
+    fn check(self, env: &dyn Fn(&str) -> Option<String>) -> Result<MailerConfig, ConfigError> {
         if !self.reset_url.contains("{token}") {
             return err("mailer.reset_url", "must contain {token}");
         }
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return err(
+                "mailer.from",
+                format!(
+                    "`{}` is not an address such as vigile <no-reply@example.com>",
+                    self.from
+                ),
+            );
+        }
+        let smtp = match (self.kind, self.smtp) {
+            (MailerKind::Smtp, None) => {
+                return err("mailer.smtp", "is needed with kind: smtp (host, port, tls)")
+            }
+            (MailerKind::Smtp, Some(raw)) => Some(raw.check(env)?),
+            (_, Some(_)) => return err("mailer.smtp", "is only read with kind: smtp"),
+            (_, None) => None,
+        };
         Ok(MailerConfig {
             kind: self.kind,
             dir: self.dir,
             reset_url: self.reset_url,
             from: self.from,
+            smtp,
+        })
+    }
+}
+
+impl RawSmtp {
+    fn check(self, env: &dyn Fn(&str) -> Option<String>) -> Result<SmtpConfig, ConfigError> {
+        if self.host.trim().is_empty() {
+            return err("mailer.smtp.host", "must not be empty");
+        }
+        let read = |key: &str, name: &Option<String>| -> Result<Option<String>, ConfigError> {
+            match name {
+                None => Ok(None),
+                Some(var) => match env(var) {
+                    Some(value) if !value.is_empty() => Ok(Some(value)),
+                    _ => err(
+                        &format!("mailer.smtp.{key}"),
+                        format!("the variable {var} is not set"),
+                    ),
+                },
+            }
+        };
+        let credentials = match (
+            read("username_env", &self.username_env)?,
+            read("password_env", &self.password_env)?,
+        ) {
+            (Some(user), Some(pass)) => Some((user, pass)),
+            (None, None) => None,
+            _ => return err("mailer.smtp", "username_env and password_env go together"),
+        };
+        let timeout = self.timeout.map_or(Duration::from_secs(10), |d| d.0);
+        if timeout.is_zero() {
+            return err("mailer.smtp.timeout", "must be longer than 0");
+        }
+        Ok(SmtpConfig {
+            port: self.port.unwrap_or(match self.tls {
+                SmtpTls::Starttls => 587,
+                SmtpTls::Tls => 465,
+                SmtpTls::None => 25,
+            }),
+            host: self.host,
+            tls: self.tls,
+            credentials,
+            timeout,
         })
     }
 }

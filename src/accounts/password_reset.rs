@@ -1,0 +1,233 @@
+//! `POST /api/accounts/password-forgotten/` and `POST /api/accounts/password-reset/`.
+//!
+//! Forgotten: the answer is 202 with the same body, at once, whether the
+//! account exists or not: the request only queues the email address. The
+//! reset worker (its own thread) looks the account up, creates the token
+//! (32 random bytes, URL-safe; only its SHA-256 is stored, with an expiry) and
+//! sends the link through the mailer. A slow or failing mail server delays
+//! nothing but that worker.
+//!
+//! Reset: a token works once. Unknown, expired or used: 400
+//! `invalid_reset_token`. On success the password changes, every session of
+//! the account ends and every other reset token of it dies.
+
+use std::net::IpAddr;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::input::{self, Object};
+use super::{internal, AccountService, Reply};
+use crate::error::{ApiError, Validator};
+use crate::mailer::{Mail, Mailer};
+use crate::passwords;
+use crate::store::{ResetRecord, Store};
+
+/// Reset requests waiting for the worker; past that, requests are dropped
+/// (logged and counted), never waited for.
+const QUEUE: usize = 256;
+
+pub const FORGOTTEN_MESSAGE: &str =
+    "Si un compte actif correspond à cet email, un lien de réinitialisation vient de lui être envoyé.";
+
+/// The request side of the reset worker.
+#[derive(Clone)]
+pub struct ResetQueue {
+    jobs: SyncSender<String>,
+    outcomes: prometheus::IntCounterVec,
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn new_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What the worker needs.
+pub struct ResetWorker {
+    pub store: Arc<Store>,
+    pub mailer: Mailer,
+    pub reset_url: String,
+    pub ttl: u64,
+    /// `vigile_password_reset_mails_total{result}`.
+    pub outcomes: prometheus::IntCounterVec,
+}
+
+impl ResetWorker {
+    /// Starts the worker thread; returns the queue feeding it.
+    pub fn start(self) -> ResetQueue {
+        let (jobs, rx) = sync_channel(QUEUE);
+        let outcomes = self.outcomes.clone();
+        std::thread::Builder::new()
+            .name("vigile-reset".into())
+            .spawn(move || self.run(rx))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the reset worker"))
+            .ok();
+        ResetQueue { jobs, outcomes }
+    }
+
+    fn run(self, rx: Receiver<String>) {
+        while let Ok(email) = rx.recv() {
+            let result = self.handle(&email);
+            let label = match &result {
+                Ok(true) => "sent",
+                Ok(false) => "no_account",
+                Err(e) => {
+                    tracing::warn!(error = %e, "password-reset mail not sent");
+                    "failed"
+                }
+            };
+            self.outcomes.with_label_values(&[label]).inc();
+        }
+    }
+
+    /// `Ok(false)` when there is no active account for the email.
+    fn handle(&self, email: &str) -> Result<bool, String> {
+        let Some(account) = self
+            .store
+            .account_by_email(email)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(false);
+        };
+        if !account.is_active {
+            return Ok(false);
+        }
+        let token = new_token();
+        let now = crate::unix_now();
+        let record = ResetRecord {
+            account_id: account.id,
+            created_at: now,
+            expires_at: now + self.ttl,
+        };
+        self.store
+            .create_reset_token(&token_hash(&token), &record)
+            .map_err(|e| e.to_string())?;
+        let link = self.reset_url.replace("{token}", &token);
+        let minutes = (self.ttl / 60).max(1);
+        let text = format!(
+            "Bonjour {},\n\nPour choisir un nouveau mot de passe, ouvrez ce lien (valable {minutes} minutes) :\n\n{link}\n\n\
+             Si vous n'avez pas demandé de réinitialisation, ignorez ce message : votre mot de passe ne change pas.\n",
+            account.first_name
+        );
+        self.mailer.send(&Mail {
+            to: account.email.clone(),
+            subject: "Réinitialisation de votre mot de passe".into(),
+            text,
+        })?;
+        tracing::info!(account_id = account.id, "password-reset link sent");
+        Ok(true)
+    }
+}
+
+impl ResetQueue {
+    fn post(&self, email: String) {
+        match self.jobs.try_send(email) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("password-reset queue full: request dropped");
+                self.outcomes.with_label_values(&["dropped"]).inc();
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("the reset worker is gone: request dropped");
+                self.outcomes.with_label_values(&["dropped"]).inc();
+            }
+        }
+    }
+}
+
+pub fn forgotten(
+    service: &AccountService,
+    body: Object,
+    client_ip: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
+    let mut v = Validator::default();
+    let email = input::required_string(&body, "email", &mut v, false);
+    v.finish()?;
+    let email = crate::store::normalize_email(&email.unwrap_or_default());
+    let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    if let Some(wait) = service
+        .reset_throttle_email
+        .check(&email)
+        .or(service.reset_throttle_ip.check(&ip))
+    {
+        let mut e = ApiError::too_many_attempts(wait);
+        e.message = "Trop de demandes de réinitialisation, réessayez plus tard".into();
+        return Err(e);
+    }
+    service.reset_throttle_email.failure(&email);
+    service.reset_throttle_ip.failure(&ip);
+    if input::valid_email(&email) {
+        match &service.reset_queue {
+            Some(queue) => queue.post(email),
+            None => tracing::error!("no reset worker: request dropped"),
+        }
+    }
+    Reply::json(202, json!({ "message": FORGOTTEN_MESSAGE }))
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        400,
+        "invalid_reset_token",
+        "Lien de réinitialisation invalide, expiré ou déjà utilisé",
+    )
+}
+
+pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> {
+    let mut v = Validator::default();
+    let token = input::required_string(&body, "token", &mut v, false);
+    let password = input::required_string(&body, "password", &mut v, true);
+    let confirm = input::optional_string(&body, "password_confirm", &mut v);
+    v.finish()?;
+    let (Some(token), Some(password)) = (token, password) else {
+        return Err(ApiError::internal());
+    };
+    let hash = token_hash(&token);
+    let now = crate::unix_now();
+    // A first look, so that the policy can name the account's own data and
+    // an invalid token costs no argon2 run; the write below checks again.
+    let record = service.store.reset_record(&hash).map_err(internal)?;
+    let account = match record {
+        Some(r) if r.expires_at >= now => service.store.account(r.account_id).map_err(internal)?,
+        _ => None,
+    };
+    let Some(account) = account.filter(|a| a.is_active) else {
+        return Err(invalid_token());
+    };
+    let mut v = Validator::default();
+    service.check_new_password(&password, &account, "password", &mut v);
+    if confirm.as_ref().is_some_and(|c| c != &password) {
+        v.add(
+            "password_confirm",
+            "Les mots de passe ne correspondent pas.",
+        );
+    }
+    v.finish()?;
+    let new_hash = service
+        .timed_hash(|| passwords::hash_password(&password))
+        .map_err(internal)?;
+    let used = service
+        .store
+        .use_reset_token(&hash, now, |_| Some(new_hash))
+        .map_err(internal)?;
+    let Some((account, revoked)) = used else {
+        return Err(invalid_token());
+    };
+    service.revoked(&revoked);
+    tracing::info!(
+        account_id = account.id,
+        sessions_ended = revoked.len(),
+        "password reset"
+    );
+    Reply::json(
+        200,
+        json!({"message": "Votre mot de passe a été réinitialisé"}),
+    )
+}
