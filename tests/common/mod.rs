@@ -14,10 +14,19 @@ use serde_json::Value;
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports: the listeners are held until all are chosen.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr().expect("addr").port();
+    }
+    ports
 }
 
 fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
@@ -83,6 +92,14 @@ pub struct Options {
     pub log_format: &'static str,
     /// `server.grace_period`.
     pub grace_period: &'static str,
+    /// Lines added under `accounts:` (indented two spaces).
+    pub accounts_extra: String,
+    /// Lines added under `tokens:`.
+    pub tokens_extra: String,
+    /// Lines added under `store:`.
+    pub store_extra: String,
+    /// The `mailer:` section's lines, replacing the default (file outbox).
+    pub mailer: Option<String>,
 }
 
 impl Default for Options {
@@ -95,6 +112,10 @@ impl Default for Options {
             extra_upstreams: String::new(),
             log_format: "text",
             grace_period: "1s",
+            accounts_extra: String::new(),
+            tokens_extra: String::new(),
+            store_extra: String::new(),
+            mailer: None,
         }
     }
 }
@@ -126,8 +147,9 @@ impl Gateway {
         let stocks = Upstream::start("stocks");
         let jobs = Upstream::start("jobs");
         let dir = tempfile::tempdir().expect("tempdir");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let [port, admin_port] = free_ports::<2>();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
         std::fs::write(dir.path().join("jwt.secret"), SECRET).expect("secret");
         let yaml = format!(
             r#"
@@ -140,16 +162,19 @@ admin:
   listen: "{admin}"
 store:
   path: "{store}"
+{store_extra}
 tokens:
   algorithm: HS256
   secret_env: VIGILE_TEST_UNSET_SECRET
   secret_file: "{secret}"
   access_ttl: {access_ttl}
   reuse_grace: {reuse_grace}
+{tokens_extra}
 accounts:
   login_throttle: {{max_failures: {max_failures}, window: 15m}}
+{accounts_extra}
 mailer:
-  dir: "{outbox}"
+{mailer}
 cors:
   allowed_origins: ["http://localhost:3000"]
 routes:
@@ -170,13 +195,19 @@ upstreams:
 "#,
             store = dir.path().join("data/vigile.redb").display(),
             secret = dir.path().join("jwt.secret").display(),
-            outbox = dir.path().join("data/outbox").display(),
             access_ttl = options.access_ttl,
             reuse_grace = options.reuse_grace,
             max_failures = options.max_failures,
             extra_routes = options.extra_routes,
             extra_upstreams = options.extra_upstreams,
             log_format = options.log_format,
+            store_extra = options.store_extra,
+            tokens_extra = options.tokens_extra,
+            accounts_extra = options.accounts_extra,
+            mailer = options.mailer.unwrap_or_else(|| format!(
+                "  dir: \"{}\"",
+                dir.path().join("data/outbox").display()
+            )),
             grace_period = options.grace_period,
             stocks = stocks.addr,
             jobs = jobs.addr,
@@ -200,6 +231,34 @@ upstreams:
 
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("vigile.log")
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("data/outbox")
+    }
+
+    /// The `.eml` files in the outbox, oldest first.
+    pub fn mails(&self) -> Vec<String> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.outbox())
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        paths.sort();
+        paths
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    }
+
+    /// Waits until the outbox holds `n` mails (the worker sends off the request path).
+    pub fn wait_for_mails(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mails = self.mails();
+            if mails.len() >= n || Instant::now() > deadline {
+                return mails;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log(&self) -> String {
@@ -431,4 +490,43 @@ pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// One HTTP/1.1 request from a chosen loopback address (127.0.0.2, ...), so
+/// tests can play several clients. Returns the status and the JSON body.
+pub fn post_from(
+    local: std::net::IpAddr,
+    gateway: SocketAddr,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    use std::io::Read;
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(local, 0).into())
+        .expect("bind the client address");
+    socket.connect(&gateway.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {gateway}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = response
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
 }
