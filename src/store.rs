@@ -619,6 +619,57 @@ impl Store {
         Ok(out)
     }
 
+    /// Records many revocations in one transaction (imports, benchmarks).
+    pub fn insert_revocations(&self, revocations: &[Revocation]) -> StoreResult<()> {
+        let txn = self.write_txn()?;
+        {
+            let mut table = txn.open_table(REVOKED)?;
+            for (session, until) in revocations {
+                table.insert(session.0, *until)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Inserts many accounts in one transaction (imports, benchmarks); ids
+    /// are assigned here. An email already present fails the whole batch.
+    pub fn insert_accounts(&self, accounts: Vec<AccountRecord>) -> Result<u64, CreateAccountError> {
+        let txn = self.write_txn()?;
+        let count = accounts.len() as u64;
+        {
+            let mut meta = txn.open_table(META).map_err(StoreError::from)?;
+            let mut next = meta
+                .get("next_account_id")
+                .map_err(StoreError::from)?
+                .map_or(1, |v| v.value());
+            let mut emails = txn.open_table(EMAILS).map_err(StoreError::from)?;
+            let mut table = txn.open_table(ACCOUNTS).map_err(StoreError::from)?;
+            for mut account in accounts {
+                let key = normalize_email(&account.email);
+                if emails
+                    .get(key.as_str())
+                    .map_err(StoreError::from)?
+                    .is_some()
+                {
+                    return Err(CreateAccountError::EmailTaken);
+                }
+                account.id = next;
+                next += 1;
+                emails
+                    .insert(key.as_str(), account.id)
+                    .map_err(StoreError::from)?;
+                table
+                    .insert(account.id, encode(&account)?.as_slice())
+                    .map_err(StoreError::from)?;
+            }
+            meta.insert("next_account_id", next)
+                .map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)?;
+        Ok(count)
+    }
+
     /// Revocations still in force at `now`, to load into memory at start.
     pub fn revocations(&self, now: u64) -> StoreResult<Vec<Revocation>> {
         let txn = self.read_txn()?;

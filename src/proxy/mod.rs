@@ -39,6 +39,18 @@ const UNMATCHED: &str = "unmatched";
 /// Route label for CORS preflights.
 const CORS_PREFLIGHT: &str = "cors.preflight";
 
+/// Shows the value, or `-` when there is none (formatted only if logged).
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// A request header as text, if present and readable.
 fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
     session
@@ -245,15 +257,12 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
-        let (method, path) = {
-            let req = session.req_header();
-            (req.method.clone(), req.uri.path().to_string())
-        };
+        let method = session.req_header().method.as_str();
 
         // CORS: preflights are answered here, before any authentication.
         if let Some(origin) = header_str(session, "origin") {
             let preflight = self.cors.preflight(
-                method.as_str(),
+                method,
                 Some(origin),
                 header_str(session, "access-control-request-method"),
                 header_str(session, "access-control-request-headers"),
@@ -280,7 +289,8 @@ impl ProxyHttp for Proxy {
         }
 
         // The gateway's own endpoints.
-        if let Some(resolved) = accounts::resolve(method.as_str(), &path) {
+        let resolved = accounts::resolve(method, session.req_header().uri.path());
+        if let Some(resolved) = resolved {
             let result = match resolved {
                 Ok(endpoint) => {
                     ctx.label = RouteLabel::Fixed(endpoint.name());
@@ -301,7 +311,7 @@ impl ProxyHttp for Proxy {
         }
 
         // Proxied routes: authenticate, authorize; mutation comes in upstream_request_filter.
-        let Some(index) = self.routes.find_index(&path) else {
+        let Some(index) = self.routes.find_index(session.req_header().uri.path()) else {
             respond::error(session, &ApiError::not_found(), ctx).await?;
             return Ok(true);
         };
@@ -470,7 +480,6 @@ impl ProxyHttp for Proxy {
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
         let account = ctx.identity.as_ref().map_or("-", |i| i.account_id.as_str());
-        let target = ctx.target.map(|t| t.to_string());
         tracing::info!(
             target: "vigile::access",
             request_id = %ctx.request_id,
@@ -478,7 +487,7 @@ impl ProxyHttp for Proxy {
             method,
             status,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
-            upstream = target.as_deref().unwrap_or("-"),
+            upstream = tracing::field::display(OrDash(ctx.target)),
             account,
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         );

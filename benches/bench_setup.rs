@@ -1,0 +1,120 @@
+//! Prepares a benchmark run of vigile (benches/load.sh): fills the store named
+//! by the config with revoked sessions (and accounts, for the scale run), and
+//! mints access tokens signed with the config's HS256 secret.
+//!
+//! Writes to `--out`: `tokens.txt` (valid tokens, one per line),
+//! `revoked.txt` (tokens of revoked sessions), `revoked.map` (their session
+//! ids plus the other revoked ones, HAProxy map format).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use vigile::config::Config;
+use vigile::store::{AccountRecord, Store};
+use vigile::tokens::{SessionId, Subject, TokenKeys};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Valid tokens to mint (each of its own session).
+    #[arg(long, default_value_t = 10_000)]
+    tokens: usize,
+    /// Tokens of revoked sessions to mint.
+    #[arg(long, default_value_t = 100)]
+    revoked_tokens: usize,
+    /// Further revoked sessions to put in the store.
+    #[arg(long, default_value_t = 100_000)]
+    revoked_sessions: usize,
+    /// Accounts to put in the store.
+    #[arg(long, default_value_t = 0)]
+    accounts: usize,
+}
+
+fn write_lines(path: PathBuf, lines: impl Iterator<Item = String>) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for line in lines {
+        writeln!(f, "{line}")?;
+    }
+    f.flush()
+}
+
+fn main() -> Result<(), String> {
+    let args = Args::parse();
+    let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    // Tokens that outlive the whole run.
+    config.tokens.access_ttl = Duration::from_secs(6 * 3600);
+    let keys = TokenKeys::from_config(&config.tokens, &config.store.data_dir())?;
+    let store = Store::open(&config.store.path, 6 * 3600).map_err(|e| e.to_string())?;
+    let now = vigile::unix_now();
+    let until = now + 6 * 3600;
+
+    if args.accounts > 0 {
+        let hash = vigile::passwords::hash_password("motdepasse123")?;
+        let mut batch = Vec::with_capacity(100_000);
+        for i in 0..args.accounts {
+            batch.push(AccountRecord {
+                id: 0,
+                email: format!("user{i}@bench.example.com"),
+                password_hash: hash.clone(),
+                first_name: "Jean".into(),
+                last_name: "Dupont".into(),
+                gender: None,
+                phone: None,
+                role: "Visiteur".into(),
+                is_active: true,
+                date_joined: now,
+                last_login: None,
+            });
+            if batch.len() == 100_000 || i + 1 == args.accounts {
+                store
+                    .insert_accounts(std::mem::take(&mut batch))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+
+    let subject = Subject {
+        account_id: 1,
+        email: "user0@bench.example.com",
+        role: "Visiteur",
+    };
+    let mint = |session: SessionId| keys.issue_access(&subject, session, now);
+    let valid: Vec<String> = (0..args.tokens)
+        .map(|_| mint(SessionId::random()))
+        .collect::<Result<_, _>>()?;
+    let revoked_sessions: Vec<SessionId> = (0..args.revoked_tokens)
+        .map(|_| SessionId::random())
+        .collect();
+    let revoked: Vec<String> = revoked_sessions
+        .iter()
+        .map(|s| mint(*s))
+        .collect::<Result<_, _>>()?;
+    let mut all_revoked: Vec<(SessionId, u64)> =
+        revoked_sessions.iter().map(|s| (*s, until)).collect();
+    all_revoked.extend((0..args.revoked_sessions).map(|_| (SessionId::random(), until)));
+    for chunk in all_revoked.chunks(100_000) {
+        store.insert_revocations(chunk).map_err(|e| e.to_string())?;
+    }
+
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    write_lines(args.out.join("tokens.txt"), valid.into_iter()).map_err(|e| e.to_string())?;
+    write_lines(args.out.join("revoked.txt"), revoked.into_iter()).map_err(|e| e.to_string())?;
+    write_lines(
+        args.out.join("revoked.map"),
+        all_revoked.iter().map(|(s, _)| format!("{s} 1")),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "bench_setup: {} tokens, {} revoked tokens, {} revoked sessions, {} accounts",
+        args.tokens,
+        args.revoked_tokens,
+        all_revoked.len(),
+        args.accounts
+    );
+    Ok(())
+}

@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""Side-by-side load benchmark, run by benches/load.sh after the release build.
+
+Contenders, one after the other with the same load, alternated round by round
+(A B C D A B C D ...), medians reported:
+  direct   wrk straight to the upstream (nginx, `return 200` with ~100 bytes of JSON)
+  pingora  a bare Pingora pass-through (benches/bare_proxy.rs), no auth
+  haproxy  HAProxy with http_auth_bearer + jwt_verify (HS256) + exp check + revoked-sid map
+  vigile   the gateway, HS256, 100k revoked sessions loaded
+
+Every request carries a different valid token, drawn from 10,000 pre-issued
+ones, over keep-alive connections. The proxies run pinned to CPU 1, wrk and
+nginx to CPU 0, each proxy with one worker thread.
+
+Modes: proxy (the comparison), revoked (1% revoked tokens must all get 401),
+storm (proxied latency during a login storm), scale (1M accounts + 1M
+revocations: RSS and start-up time). No argument: all of them.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+VIGILE = os.path.join(RELEASE, "vigile")
+BARE = os.path.join(RELEASE, "examples", "bare_proxy")
+SETUP = os.path.join(RELEASE, "examples", "bench_setup")
+
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+DURATION = int(os.environ.get("DURATION", "5"))
+CONNECTIONS = int(os.environ.get("CONNECTIONS", "32"))
+SECRET = "benchsecretbenchsecretbenchsecret0123456789"
+BODY = '{"service":"stocks","items":[{"sku":"A-100","qty":12},{"sku":"B-200","qty":7}],"ok":true}'
+
+PORTS = {"upstream": 17000, "pingora": 17001, "haproxy": 17002, "vigile": 17003, "admin": 17004}
+PROXY_CPU = "1"
+LOAD_CPU = "0"
+
+WRK_SCRIPT = r"""
+local tokens, revoked = {}, {}
+local every = tonumber(os.getenv("REVOKED_EVERY") or "0")
+for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+if every > 0 then for line in io.lines(os.getenv("REVOKED")) do revoked[#revoked + 1] = line end end
+local n = 0
+sent_revoked = 0
+statuses = {}
+request = function()
+  n = n + 1
+  local t
+  if every > 0 and n % every == 0 then
+    sent_revoked = sent_revoked + 1
+    t = revoked[(sent_revoked % #revoked) + 1]
+  else
+    t = tokens[(n % #tokens) + 1]
+  end
+  return wrk.format("GET", "/api/stocks/", { ["Authorization"] = "Bearer " .. t })
+end
+response = function(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function done(summary, latency, requests)
+  local s200, s401, other, sent = 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    local s = t:get("statuses")
+    for code, count in pairs(s) do
+      if code == 200 then s200 = s200 + count elseif code == 401 then s401 = s401 + count else other = other + count end
+    end
+    sent = sent + t:get("sent_revoked")
+  end
+  io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d s200=%d s401=%d other=%d sent_revoked=%d errors=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    s200, s401, other, sent, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+LOGIN_SCRIPT = r"""
+request = function()
+  return wrk.format("POST", "/api/accounts/login/", { ["Content-Type"] = "application/json" },
+    '{"email":"storm@bench.example.com","password":"Bench-storm-2026"}')
+end
+local threads = {}
+local codes = {}
+response = function(status) codes[status] = (codes[status] or 0) + 1 end
+function setup(thread) table.insert(threads, thread) end
+function done(summary, latency, requests)
+  local ok = 0
+  for _, t in ipairs(threads) do ok = ok + (t:get("codes")[200] or 0) end
+  io.write(string.format("LOGINS ok=%d requests=%d duration_us=%d\n", ok, summary.requests, summary.duration))
+end
+"""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def wait_port(port, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Bench:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="vigile-bench-")
+        self.procs = {}
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def start(self, name, cmd, cpu, port, env=None, log_name=None):
+        out = open(self.path((log_name or name) + ".log"), "w")
+        proc = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, cwd=self.dir)
+        self.procs[name] = proc
+        wait_port(port)
+        return proc
+
+    def stop(self, name):
+        proc = self.procs.pop(name, None)
+        if proc:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self):
+        for name in list(self.procs):
+            self.stop(name)
+
+    # --- contenders ---------------------------------------------------------
+
+    def start_upstream(self):
+        conf = self.path("nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""
+worker_processes 1;
+daemon off;
+master_process off;
+pid {self.path('nginx.pid')};
+error_log {self.path('nginx-error.log')} warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server {{
+    listen 127.0.0.1:{PORTS['upstream']} reuseport backlog=4096;
+    location / {{ default_type application/json; return 200 '{BODY}'; }}
+  }}
+}}
+""")
+        os.makedirs(self.path("nginx-tmp"), exist_ok=True)
+        self.start("upstream", ["nginx", "-p", self.path("nginx-tmp"), "-c", conf], LOAD_CPU, PORTS["upstream"])
+
+    def write_vigile_config(self, name="vigile.yaml", store="store/vigile.redb"):
+        with open(self.path("jwt.secret"), "w") as f:
+            f.write(SECRET)
+        conf = self.path(name)
+        with open(conf, "w") as f:
+            f.write(f"""
+server: {{listen: "127.0.0.1:{PORTS['vigile']}", threads: 1, grace_period: 1s}}
+admin: {{listen: "127.0.0.1:{PORTS['admin']}"}}
+store: {{path: "{self.path(store)}"}}
+tokens:
+  secret_env: VIGILE_BENCH_UNSET
+  secret_file: "{self.path('jwt.secret')}"
+accounts:
+  login_throttle: {{max_failures: 1000000, window: 1s}}
+routes:
+  - {{name: stocks, prefix: /api/stocks/, upstream: stocks}}
+upstreams:
+  stocks: {{targets: ["127.0.0.1:{PORTS['upstream']}"]}}
+""")
+        return conf
+
+    def setup_vigile(self):
+        conf = self.write_vigile_config()
+        subprocess.run([SETUP, "--config", conf, "--out", self.dir, "--tokens", "10000",
+                        "--revoked-tokens", "100", "--revoked-sessions", "100000"], check=True, cwd=self.dir)
+
+    def start_contender(self, name):
+        if name == "direct":
+            return None
+        if name == "pingora":
+            return self.start("pingora", [BARE, "--listen", f"127.0.0.1:{PORTS['pingora']}",
+                                          "--upstream", f"127.0.0.1:{PORTS['upstream']}", "--threads", "1"],
+                              PROXY_CPU, PORTS["pingora"])
+        if name == "haproxy":
+            conf = self.path("haproxy.cfg")
+            deny = "content-type application/json string '{\"code\":\"token_not_valid\"}'"
+            with open(conf, "w") as f:
+                f.write(f"""
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy']}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request return status 401 {deny} unless {{ var(txn.bearer) -m found }}
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request return status 401 {deny} unless {{ var(txn.alg) -m str HS256 }}
+  http-request return status 401 {deny} unless {{ var(txn.bearer),jwt_verify("HS256","{SECRET}") -m int 1 }}
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request return status 401 {deny} if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+  http-request set-var(txn.sid) var(txn.bearer),jwt_payload_query('$.sid')
+  http-request return status 401 content-type application/json string '{{"code":"token_revoked"}}' if {{ var(txn.sid),map({self.path('revoked.map')}) -m found }}
+  default_backend be
+backend be
+  server s1 127.0.0.1:{PORTS['upstream']}
+""")
+            return self.start("haproxy", ["haproxy", "-db", "-f", conf], PROXY_CPU, PORTS["haproxy"])
+        if name == "vigile":
+            proc = self.start("vigile", [VIGILE, "serve", "--config", self.path("vigile.yaml")], PROXY_CPU,
+                              PORTS["vigile"], env={"RUST_LOG": "warn"})
+            wait_port(PORTS["admin"])
+            return proc
+        raise ValueError(name)
+
+    def wrk(self, port, duration, revoked_every=0, connections=CONNECTIONS, extra_env=None):
+        script = self.path("tokens.lua")
+        with open(script, "w") as f:
+            f.write(WRK_SCRIPT)
+        env = {**os.environ, "TOKENS": self.path("tokens.txt"), "REVOKED": self.path("revoked.txt"),
+               "REVOKED_EVERY": str(revoked_every), **(extra_env or {})}
+        out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+                              "--latency", "-s", script, f"http://127.0.0.1:{port}/api/stocks/"],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+        result = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+        result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+        return result
+
+
+def port_of(name):
+    return PORTS["upstream"] if name == "direct" else PORTS[name]
+
+
+def run_proxy(bench):
+    contenders = ["direct", "pingora", "haproxy", "vigile"]
+    results = {c: [] for c in contenders}
+    for r in range(ROUNDS):
+        for name in contenders:
+            proc = bench.start_contender(name)
+            bench.wrk(port_of(name), 1)  # warm-up
+            cpu0 = cpu_seconds(proc.pid) if proc else 0.0
+            res = bench.wrk(port_of(name), DURATION)
+            res["cpu_us_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e6 / max(res["requests"], 1) if proc else None
+            res["rss_mib"] = rss_mib(proc.pid) if proc else None
+            bad = res["s401"] + res["other"] + res["errors"]
+            if bad:
+                log(f"  {name}: {bad} responses were not 200 (401={res['s401']} other={res['other']} errors={res['errors']})")
+            results[name].append(res)
+            log(f"round {r + 1} {name:8} {res['rps']:10.0f} req/s  p50 {res['p50_us']:6} us  p99 {res['p99_us']:6} us")
+            bench.stop(name)
+    med = {}
+    for name, runs in results.items():
+        med[name] = {
+            "rps": statistics.median(x["rps"] for x in runs),
+            "p50": statistics.median(x["p50_us"] for x in runs),
+            "p99": statistics.median(x["p99_us"] for x in runs),
+            "cpu": statistics.median(x["cpu_us_per_req"] for x in runs) if runs[0]["cpu_us_per_req"] is not None else None,
+            "rss": statistics.median(x["rss_mib"] for x in runs) if runs[0]["rss_mib"] is not None else None,
+        }
+    print(f"\n## Proxy comparison: {ROUNDS} rounds x {DURATION} s, {CONNECTIONS} connections, medians\n")
+    print("| contender | req/s | p50 (us) | p99 (us) | CPU us/req | RSS MiB | req/s vs pingora | req/s vs haproxy | p99 vs pingora |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in contenders:
+        m = med[name]
+        cpu = f"{m['cpu']:.1f}" if m["cpu"] is not None else "-"
+        rss = f"{m['rss']:.1f}" if m["rss"] is not None else "-"
+        print(f"| {name} | {m['rps']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | {cpu} | {rss} | "
+              f"{m['rps'] / med['pingora']['rps']:.2f} | {m['rps'] / med['haproxy']['rps']:.2f} | "
+              f"{m['p99'] / med['pingora']['p99']:.2f} |")
+    return med
+
+
+def run_revoked(bench):
+    print("\n## Revoked mode: 1% of requests carry a token of a revoked session\n")
+    print("| contender | req/s | revoked sent | 401 | 200 | other | all revoked refused |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ["haproxy", "vigile"]:
+        bench.start_contender(name)
+        res = bench.wrk(port_of(name), DURATION, revoked_every=100)
+        bench.stop(name)
+        # Requests still in flight when wrk stops are sent but not counted.
+        ok = res["s401"] >= res["sent_revoked"] - CONNECTIONS and res["s401"] <= res["sent_revoked"] and res["other"] == 0
+        print(f"| {name} | {res['rps']:.0f} | {res['sent_revoked']} | {res['s401']} | {res['s200']} | {res['other']} | {'yes' if ok else 'NO'} |")
+
+
+def admin_get(path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['admin']}{path}", timeout=10) as r:
+        return r.read().decode()
+
+
+def post_json(path, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{PORTS['vigile']}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status
+
+
+def run_storm(bench):
+    bench.start_contender("vigile")
+    post_json("/api/accounts/register/", {"email": "storm@bench.example.com", "password": "Bench-storm-2026",
+                                          "first_name": "Jean", "last_name": "Dupont"})
+    quiet = [bench.wrk(PORTS["vigile"], DURATION, connections=8)["p99_us"] for _ in range(3)]
+    login_script = bench.path("login.lua")
+    with open(login_script, "w") as f:
+        f.write(LOGIN_SCRIPT)
+    storm = []
+    logins = []
+    for _ in range(3):
+        # The login load runs on the load CPU too, as a second client.
+        login = subprocess.Popen(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c16", f"-d{DURATION + 2}s", "-s", login_script,
+                                  f"http://127.0.0.1:{PORTS['vigile']}/api/accounts/login/"],
+                                 stdout=subprocess.PIPE, text=True)
+        time.sleep(1)
+        storm.append(bench.wrk(PORTS["vigile"], DURATION, connections=8)["p99_us"])
+        out = login.communicate()[0]
+        line = next(l for l in out.splitlines() if l.startswith("LOGINS "))
+        v = {k: int(x) for k, x in (kv.split("=") for kv in line.split()[1:])}
+        logins.append(v["ok"] / (v["duration_us"] / 1e6))
+    metrics = admin_get("/metrics")
+    hash_sum = float(re.search(r"^vigile_password_hash_seconds_sum (\S+)$", metrics, re.M).group(1))
+    hash_count = float(re.search(r"^vigile_password_hash_seconds_count (\S+)$", metrics, re.M).group(1))
+    bench.stop("vigile")
+    argon2 = hash_sum / hash_count
+    cores = 1  # vigile is pinned to one CPU
+    ideal = cores / argon2
+    print("\n## Login storm (vigile pinned to 1 CPU, proxied load 8 connections)\n")
+    print("| proxied p99 quiet (us) | proxied p99 during storm (us) | ratio | logins/s | argon2 (ms) | ideal logins/s (1 CPU) | logins vs ideal |")
+    print("|---|---|---|---|---|---|---|")
+    q, s, l = statistics.median(quiet), statistics.median(storm), statistics.median(logins)
+    print(f"| {q:.0f} | {s:.0f} | {s / q:.2f} | {l:.1f} | {argon2 * 1000:.1f} | {ideal:.1f} | {l / ideal:.2f} |")
+
+
+def run_scale(bench):
+    conf = bench.write_vigile_config("scale.yaml", "scale/vigile.redb")
+    base_conf = bench.write_vigile_config("base.yaml", "base/vigile.redb")
+    t0 = time.time()
+    subprocess.run([SETUP, "--config", conf, "--out", bench.path("scale-out"), "--tokens", "10",
+                    "--revoked-tokens", "1", "--revoked-sessions", "1000000", "--accounts", "1000000"],
+                   check=True, cwd=bench.dir)
+    log(f"scale setup took {time.time() - t0:.0f} s")
+    subprocess.run([SETUP, "--config", base_conf, "--out", bench.path("base-out"), "--tokens", "10",
+                    "--revoked-tokens", "0", "--revoked-sessions", "0"], check=True, cwd=bench.dir)
+    rows = []
+    for label, cfg in [("empty store", base_conf), ("1M accounts + 1M revocations", conf)]:
+        starts = []
+        rss = []
+        for _ in range(3):
+            t = time.time()
+            proc = bench.start("vigile", [VIGILE, "serve", "--config", cfg], PROXY_CPU, PORTS["admin"],
+                               env={"RUST_LOG": "warn"})
+            starts.append(time.time() - t)
+            admin_get("/healthz")
+            rss.append(rss_mib(proc.pid))
+            bench.stop("vigile")
+        rows.append((label, statistics.median(starts), statistics.median(rss)))
+    print("\n## Scale\n")
+    print("| store | start-up to listening (s) | RSS (MiB) |")
+    print("|---|---|---|")
+    for label, s, r in rows:
+        print(f"| {label} | {s:.2f} | {r:.1f} |")
+    print(f"\n1M revocations + 1M accounts add {rows[1][2] - rows[0][2]:.1f} MiB RSS.")
+
+
+def main():
+    modes = sys.argv[1:] or ["proxy", "revoked", "storm", "scale"]
+    for tool in (VIGILE, BARE, SETUP):
+        if not os.path.exists(tool):
+            sys.exit(f"{tool} is missing: run benches/load.sh (it builds them)")
+    bench = Bench()
+    try:
+        print(f"# vigile load benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
+              f"{open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
+        bench.start_upstream()
+        if any(m in modes for m in ("proxy", "revoked", "storm")):
+            bench.setup_vigile()
+        if "proxy" in modes:
+            run_proxy(bench)
+        if "revoked" in modes:
+            run_revoked(bench)
+        if "storm" in modes:
+            run_storm(bench)
+        if "scale" in modes:
+            run_scale(bench)
+    finally:
+        bench.stop_all()
+        shutil.rmtree(bench.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+//! Micro benchmarks (criterion): the access-token check exactly as the proxy
+//! runs it (Bearer parsing, HS256 verification, claims, revocation lookup)
+//! with 0, 100k and 1M revoked sessions in memory; issuing a token; one
+//! argon2id hash with the gateway's parameters; one redb point read.
+//!
+//! `cargo bench --bench micro` (figures in benches/README.md).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use vigile::config::{Algorithm, KeySource, TokenConfig};
+use vigile::revocation::RevocationList;
+use vigile::store::{AccountRecord, Store};
+use vigile::tokens::{SessionId, Subject, TokenKeys};
+
+fn keys(dir: &std::path::Path) -> TokenKeys {
+    let cfg = TokenConfig {
+        algorithm: Algorithm::HS256,
+        key: KeySource::Secret(b"bench-secret-bench-secret-bench-secret".to_vec()),
+        issuer: "vigile".into(),
+        audience: "api".into(),
+        access_ttl: Duration::from_secs(300),
+        refresh_ttl: Duration::from_secs(86_400),
+        reuse_grace: Duration::from_secs(10),
+        leeway: Duration::ZERO,
+    };
+    TokenKeys::from_config(&cfg, dir).expect("keys")
+}
+
+const SUBJECT: Subject<'static> = Subject {
+    account_id: 42,
+    email: "jean.dupont@example.com",
+    role: "Visiteur",
+};
+
+fn token_check(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = keys(dir.path());
+    let headers: Vec<String> = (0..10_000)
+        .map(|_| {
+            keys.issue_access(&SUBJECT, SessionId::random(), vigile::unix_now())
+                .expect("token")
+        })
+        .map(|t| format!("Bearer {t}"))
+        .collect();
+    let mut group = c.benchmark_group("token_check");
+    for revoked in [0usize, 100_000, 1_000_000] {
+        let list = RevocationList::new(
+            (0..revoked)
+                .map(|_| (SessionId::random(), u64::MAX))
+                .collect(),
+        );
+        let mut i = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(revoked), |b| {
+            b.iter(|| {
+                i = (i + 1) % headers.len();
+                let result = vigile::auth::authenticate(Some(headers[i].as_bytes()), &keys, &list);
+                black_box(result.is_ok())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn token_issue(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = keys(dir.path());
+    let session = SessionId::random();
+    c.bench_function("token_issue", |b| {
+        b.iter(|| black_box(keys.issue_access(&SUBJECT, session, vigile::unix_now())))
+    });
+}
+
+fn argon2_hash(c: &mut Criterion) {
+    let mut group = c.benchmark_group("argon2id");
+    group.sample_size(10);
+    group.bench_function("hash_m19456_t2_p1", |b| {
+        b.iter(|| black_box(vigile::passwords::hash_password("motdepasse123")))
+    });
+    group.finish();
+}
+
+fn redb_point_read(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("bench.redb"), 300).expect("store");
+    for i in 0..10_000u64 {
+        store
+            .create_account(AccountRecord {
+                id: 0,
+                email: format!("user{i}@example.com"),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                first_name: "Jean".into(),
+                last_name: "Dupont".into(),
+                gender: None,
+                phone: None,
+                role: "Visiteur".into(),
+                is_active: true,
+                date_joined: 0,
+                last_login: None,
+            })
+            .expect("insert");
+    }
+    let mut i = 0u64;
+    c.bench_function("redb_account_by_email", |b| {
+        b.iter(|| {
+            i = (i + 7919) % 10_000;
+            black_box(
+                store
+                    .account_by_email(&format!("user{i}@example.com"))
+                    .expect("read"),
+            )
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    token_check,
+    token_issue,
+    argon2_hash,
+    redb_point_read
+);
+criterion_main!(benches);
