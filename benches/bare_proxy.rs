@@ -18,10 +18,15 @@ struct Args {
     upstream: std::net::SocketAddr,
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Peer timeouts to set, as vigile does: any of c (connect), r (read),
+    /// w (write), i (idle).
+    #[arg(long, default_value = "")]
+    timeouts: String,
 }
 
 struct Bare {
     upstream: std::net::SocketAddr,
+    timeouts: String,
 }
 
 #[async_trait]
@@ -30,7 +35,18 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        let secs = |n| Some(std::time::Duration::from_secs(n));
+        for t in self.timeouts.chars() {
+            match t {
+                'c' => peer.options.connection_timeout = secs(2),
+                'r' => peer.options.read_timeout = secs(30),
+                'w' => peer.options.write_timeout = secs(30),
+                'i' => peer.options.idle_timeout = secs(60),
+                _ => {}
+            }
+        }
+        Ok(Box::new(peer))
     }
 }
 
@@ -49,6 +65,7 @@ fn main() {
         &server.configuration,
         Bare {
             upstream: args.upstream,
+            timeouts: args.timeouts,
         },
     );
     service.add_tcp(&args.listen);

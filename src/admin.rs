@@ -106,17 +106,16 @@ impl AdminApp {
         }
         let command: OperatorCommand =
             serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
-        let permit = match command {
-            OperatorCommand::CreateUser { .. } => Some(self.gateway.hash_pool.acquire().await?),
-            _ => None,
-        };
         let accounts = self.gateway.accounts.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            crate::accounts::operator::execute(&accounts, command)
-        })
-        .await
-        .map_err(|_| ApiError::internal())??;
+        let hashes = matches!(command, OperatorCommand::CreateUser { .. });
+        let job = move || crate::accounts::operator::execute(&accounts, command);
+        let result = if hashes {
+            self.gateway.hash_pool.run(job).await??
+        } else {
+            tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|_| ApiError::internal())??
+        };
         serde_json::to_value(result).map_err(|_| ApiError::internal())
     }
 }

@@ -2,7 +2,6 @@
 //! revocation list, then wiring the Pingora services (proxy, admin listener,
 //! upstream health checks, housekeeping) and running them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use pingora::lb::LoadBalancer;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 
 use crate::accounts::password_reset::ResetWorker;
 use crate::accounts::AccountService;
@@ -111,34 +110,65 @@ impl Gateway {
     }
 }
 
-/// Bounds the password hashing running at once, and the queue in front of it:
-/// past the queue, callers get 503 `overloaded` instead of waiting without end.
+/// The threads that hash passwords (argon2 is CPU-heavy): `workers` of them,
+/// at a lower scheduling priority than the proxy's threads, so that a login
+/// storm takes the CPU the proxy leaves idle rather than the proxy's share.
+/// At most `queue` jobs wait; past that, callers get 503 `overloaded` at once
+/// instead of waiting without end.
 pub struct HashPool {
-    slots: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    queue: usize,
+    jobs: SyncSender<HashJob>,
 }
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Niceness of the hashing threads (0 is the proxy's, 19 the lowest).
+const HASH_NICENESS_PRIORITY: u8 = 25;
 
 impl HashPool {
     pub fn new(workers: usize, queue: usize) -> HashPool {
-        HashPool {
-            slots: Arc::new(Semaphore::new(workers.max(1))),
-            waiting: AtomicUsize::new(0),
-            queue,
+        let (jobs, rx) = sync_channel::<HashJob>(queue);
+        let rx = Arc::new(parking_lot::Mutex::new(rx));
+        for i in 0..workers.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vigile-hash-{i}"))
+                .spawn(move || {
+                    // Crossplatform 25 of 99 is nice 9 on Linux.
+                    if let Ok(p) = HASH_NICENESS_PRIORITY.try_into() {
+                        let _ = thread_priority::set_current_thread_priority(
+                            thread_priority::ThreadPriority::Crossplatform(p),
+                        );
+                    }
+                    loop {
+                        let job = rx.lock().recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a hashing thread");
+            }
         }
+        HashPool { jobs }
     }
 
-    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(ApiError::overloaded());
-        }
-        let permit = self.slots.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        permit.map_err(|_| ApiError::internal())
+    /// Runs `f` on a hashing thread; 503 `overloaded` when the queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => ApiError::overloaded(),
+                TrySendError::Disconnected(_) => ApiError::internal(),
+            })?;
+        rx.await.map_err(|_| ApiError::internal())
     }
 }
 

@@ -165,23 +165,22 @@ impl Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let permit = if endpoint.hashes() {
-            Some(self.gateway.hash_pool.acquire().await?)
-        } else {
-            None
-        };
         let accounts = self.gateway.accounts.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        let job = move || {
             accounts.handle(&AccountRequest {
                 endpoint,
                 authorization: authorization.as_deref(),
                 body: &body,
                 client_ip,
             })
-        })
-        .await
-        .map_err(|_| ApiError::internal())?
+        };
+        if endpoint.hashes() {
+            self.gateway.hash_pool.run(job).await?
+        } else {
+            tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|_| ApiError::internal())?
+        }
     }
 
     fn count_account_result(&self, endpoint: Endpoint, result: &Result<Reply, ApiError>) {
