@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and end-to-end
-# tests (these start the real binaries on loopback ports).
+# tests (these start the real binaries on loopback ports), and one smoke run
+# of each benchmark. Ends with the total: "Summary: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -8,4 +9,12 @@ ensure_build_deps
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --locked 2>&1 | tee "$log" || status=$?
+totals=$(awk '/^test result: / { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed;/) p += $i; if ($(i + 1) ~ /^failed;/) f += $i } } END { printf "%d %d", p, f }' "$log")
+echo
+echo "Summary: ${totals% *} passed, ${totals#* } failed"
+exit "$status"
