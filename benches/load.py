@@ -13,8 +13,9 @@ ones, over keep-alive connections. The proxies run pinned to CPU 1, wrk and
 nginx to CPU 0, each proxy with one worker thread.
 
 Modes: proxy (the comparison), revoked (1% revoked tokens must all get 401),
-storm (proxied latency during a login storm), scale (1M accounts + 1M
-revocations: RSS and start-up time). No argument: all of them.
+storm (proxied latency during a login storm), timing (known vs unknown emails
+on login and password-forgotten), scale (1M accounts + 1M revocations: RSS
+and start-up time). No argument: all of them.
 """
 
 import json
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,6 +203,7 @@ tokens:
   secret_file: "{self.path('jwt.secret')}"
 accounts:
   login_throttle: {{max_failures: 1000000, window: 1s}}
+  reset_throttle: {{max_requests: 1000000, max_requests_per_ip: 1000000, window: 1s}}
 routes:
   - {{name: stocks, prefix: /api/stocks/, upstream: stocks}}
 upstreams:
@@ -395,6 +398,48 @@ def run_storm(bench):
     print(f"| {argon2 * 1000:.1f} | {ideal:.1f} | {a:.1f} | {a / ideal:.2f} | {q:.0f} | {s:.0f} | {s / q:.2f} | {d:.1f} |")
 
 
+def timed_post(path, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{PORTS['vigile']}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            code = r.status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    return code, (time.perf_counter() - start) * 1000
+
+
+def run_timing(bench):
+    """Known vs unknown emails on login and password-forgotten, in random order."""
+    import random
+    bench.start_contender("vigile")
+    post_json("/api/accounts/register/", {"email": "known@bench.example.com", "password": "Bench-timing-2026",
+                                          "first_name": "Jean", "last_name": "Dupont"})
+    jobs = []
+    for i in range(60):
+        jobs += [("login, known email, wrong password", "/api/accounts/login/",
+                  {"email": "known@bench.example.com", "password": f"wrong-{i}"}),
+                 ("login, unknown email", "/api/accounts/login/",
+                  {"email": f"nobody{i}@bench.example.com", "password": f"wrong-{i}"}),
+                 ("password-forgotten, known email", "/api/accounts/password-forgotten/",
+                  {"email": "known@bench.example.com"}),
+                 ("password-forgotten, unknown email", "/api/accounts/password-forgotten/",
+                  {"email": f"nobody{i}@bench.example.com"})]
+    random.shuffle(jobs)
+    results = {}
+    for name, path, body in jobs:
+        time.sleep(0.05)  # lets the reset worker finish its mail
+        results.setdefault(name, []).append(timed_post(path, body))
+    bench.stop("vigile")
+    print("\n## Timing of known vs unknown emails (60 requests each, random order)\n")
+    print("| request | statuses | median (ms) |")
+    print("|---|---|---|")
+    for name, runs in results.items():
+        codes = ",".join(str(c) for c in sorted({c for c, _ in runs}))
+        print(f"| {name} | {codes} | {statistics.median(t for _, t in runs):.2f} |")
+
+
 def run_scale(bench):
     conf = bench.write_vigile_config("scale.yaml", "scale/vigile.redb")
     base_conf = bench.write_vigile_config("base.yaml", "base/vigile.redb")
@@ -427,7 +472,7 @@ def run_scale(bench):
 
 
 def main():
-    modes = sys.argv[1:] or ["proxy", "revoked", "storm", "scale"]
+    modes = sys.argv[1:] or ["proxy", "revoked", "storm", "timing", "scale"]
     for tool in (VIGILE, BARE, SETUP):
         if not os.path.exists(tool):
             sys.exit(f"{tool} is missing: run benches/load.sh (it builds them)")
@@ -436,7 +481,7 @@ def main():
         print(f"# vigile load benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
         bench.start_upstream()
-        if any(m in modes for m in ("proxy", "revoked", "storm")):
+        if any(m in modes for m in ("proxy", "revoked", "storm", "timing")):
             bench.setup_vigile()
         if "proxy" in modes:
             run_proxy(bench)
@@ -444,6 +489,8 @@ def main():
             run_revoked(bench)
         if "storm" in modes:
             run_storm(bench)
+        if "timing" in modes:
+            run_timing(bench)
         if "scale" in modes:
             run_scale(bench)
     finally:

@@ -121,9 +121,6 @@ pub struct HashPool {
 
 type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Niceness of the hashing threads (0 is the proxy's, 19 the lowest).
-const HASH_NICENESS_PRIORITY: u8 = 25;
-
 impl HashPool {
     pub fn new(workers: usize, queue: usize) -> HashPool {
         let (jobs, rx) = sync_channel::<HashJob>(queue);
@@ -133,12 +130,7 @@ impl HashPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("vigile-hash-{i}"))
                 .spawn(move || {
-                    // Crossplatform 25 of 99 is nice 9 on Linux.
-                    if let Ok(p) = HASH_NICENESS_PRIORITY.try_into() {
-                        let _ = thread_priority::set_current_thread_priority(
-                            thread_priority::ThreadPriority::Crossplatform(p),
-                        );
-                    }
+                    crate::lower_thread_priority();
                     loop {
                         let job = rx.lock().recv();
                         match job {

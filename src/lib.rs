@@ -32,6 +32,18 @@ pub mod tokens;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Lowers the calling thread's scheduling priority (nice 9 on Linux), for the
+/// background work that must not take CPU from requests being answered:
+/// password hashing, the reset worker. Best effort: an error is ignored.
+pub fn lower_thread_priority() {
+    // Crossplatform 25 of 99 maps to nice 9 for normal scheduling policies.
+    if let Ok(p) = 25u8.try_into() {
+        let _ = thread_priority::set_current_thread_priority(
+            thread_priority::ThreadPriority::Crossplatform(p),
+        );
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now()

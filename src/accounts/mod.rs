@@ -126,17 +126,31 @@ pub struct AccountRequest<'a> {
     pub client_ip: Option<IpAddr>,
 }
 
-/// A successful answer: status and JSON body.
-#[derive(Debug)]
+/// A successful answer: status and JSON body, and work to start once the
+/// answer has been written (so that it cannot slow the answer down).
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    pub after: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reply {
     fn json(status: u16, body: impl Serialize) -> Result<Reply, ApiError> {
         let body = serde_json::to_value(body).map_err(|_| ApiError::internal())?;
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            after: None,
+        })
     }
 }
 
@@ -262,6 +276,7 @@ impl AccountService {
                 Ok(Reply {
                     status: 200,
                     body: keys,
+                    after: None,
                 })
             }
         }

@@ -73,6 +73,9 @@ impl ResetWorker {
     }
 
     fn run(self, rx: Receiver<String>) {
+        // Behind the requests being answered: a known email must not make
+        // its own 202 slower than an unknown one's.
+        crate::lower_thread_priority();
         while let Ok(email) = rx.recv() {
             let result = self.handle(&email);
             let label = match &result {
@@ -163,13 +166,19 @@ pub fn forgotten(
     }
     service.reset_throttle_email.failure(&email);
     service.reset_throttle_ip.failure(&ip);
+    let mut reply = Reply::json(202, json!({ "message": FORGOTTEN_MESSAGE }))?;
+    // Queued once the 202 is written: a known email must not make its own
+    // answer slower than an unknown one's.
     if input::valid_email(&email) {
         match &service.reset_queue {
-            Some(queue) => queue.post(email),
+            Some(queue) => {
+                let queue = queue.clone();
+                reply.after = Some(Box::new(move || queue.post(email)));
+            }
             None => tracing::error!("no reset worker: request dropped"),
         }
     }
-    Reply::json(202, json!({ "message": FORGOTTEN_MESSAGE }))
+    Ok(reply)
 }
 
 fn invalid_token() -> ApiError {

@@ -303,7 +303,12 @@ impl ProxyHttp for Proxy {
                 }
             };
             match result {
-                Ok(reply) => respond::json(session, reply.status, &reply.body, ctx).await?,
+                Ok(reply) => {
+                    respond::json(session, reply.status, &reply.body, ctx).await?;
+                    if let Some(after) = reply.after {
+                        after();
+                    }
+                }
                 Err(e) => respond::error(session, &e, ctx).await?,
             }
             return Ok(true);
