@@ -284,6 +284,14 @@ impl BackgroundService for Housekeeping {
 /// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
 /// SIGINT (at once).
 pub fn serve(config: Config) -> Result<(), String> {
+    // Pingora would retry a taken address forever: refuse it now, by name.
+    for (key, addr) in [
+        ("server.listen", config.server.listen),
+        ("admin.listen", config.admin.listen),
+    ] {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
+    }
     let gateway = Arc::new(Gateway::open(config)?);
     let cfg = &gateway.config;
     let data_dir = cfg.store.data_dir();

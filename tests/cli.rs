@@ -133,3 +133,24 @@ fn operator_commands_work_on_the_store_without_a_gateway() {
     };
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn serve_refuses_a_listen_address_in_use_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server: {{listen: \"127.0.0.1:{port}\"}}\nadmin: {{listen: \"127.0.0.1:{}\"}}\nstore: {{path: {}}}\n",
+            common::free_port(),
+            dir.path().join("data/v.redb").display()
+        ),
+    )
+    .expect("write");
+    let out = common::cli(&path, &["serve"], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.listen"), "{stderr}");
+}
