@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::Result;
@@ -15,25 +16,41 @@ use crate::tokens::Identity;
 
 pub const REQUEST_ID: &str = "X-Request-Id";
 
+/// One configured identity header: its name for lookups, and the same name
+/// as written in the config (Pingora sends it with that case, and takes it
+/// as `Bytes` without copying).
+struct IdentityHeader {
+    name: HeaderName,
+    written: Bytes,
+}
+
 /// The configured identity header names, parsed once.
 pub struct IdentityHeaderNames {
-    user_id: HeaderName,
-    email: HeaderName,
-    role: HeaderName,
-    session_id: HeaderName,
+    user_id: IdentityHeader,
+    email: IdentityHeader,
+    role: IdentityHeader,
+    session_id: IdentityHeader,
 }
 
 impl IdentityHeaderNames {
     pub fn new(cfg: &IdentityHeaders) -> IdentityHeaderNames {
         // Names were checked at config load; a fallback keeps this total.
-        let parse = |name: &str, fallback: &'static str| {
-            HeaderName::from_bytes(name.as_bytes()).unwrap_or(HeaderName::from_static(fallback))
-        };
+        let header =
+            |name: &str, fallback: &'static str| match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(parsed) => IdentityHeader {
+                    name: parsed,
+                    written: Bytes::copy_from_slice(name.as_bytes()),
+                },
+                Err(_) => IdentityHeader {
+                    name: HeaderName::from_static(fallback),
+                    written: Bytes::from_static(fallback.as_bytes()),
+                },
+            };
         IdentityHeaderNames {
-            user_id: parse(&cfg.user_id, "x-user-id"),
-            email: parse(&cfg.email, "x-user-email"),
-            role: parse(&cfg.role, "x-user-role"),
-            session_id: parse(&cfg.session_id, "x-session-id"),
+            user_id: header(&cfg.user_id, "x-user-id"),
+            email: header(&cfg.email, "x-user-email"),
+            role: header(&cfg.role, "x-user-role"),
+            session_id: header(&cfg.session_id, "x-session-id"),
         }
     }
 }
@@ -64,14 +81,16 @@ pub fn for_upstream(
     request_id: &str,
     client_ip: Option<IpAddr>,
 ) -> Result<()> {
-    for name in [&names.user_id, &names.email, &names.role, &names.session_id] {
-        req.remove_header(name);
+    for header in [&names.user_id, &names.email, &names.role, &names.session_id] {
+        if req.headers.contains_key(&header.name) {
+            req.remove_header(&header.name);
+        }
     }
     if let Some(who) = identity {
-        req.insert_header(names.user_id.clone(), who.account_id.as_str())?;
-        req.insert_header(names.email.clone(), who.email.as_str())?;
-        req.insert_header(names.role.clone(), who.role.as_str())?;
-        req.insert_header(names.session_id.clone(), who.session.to_string())?;
+        req.insert_header(names.user_id.written.clone(), who.account_id.as_str())?;
+        req.insert_header(names.email.written.clone(), who.email.as_str())?;
+        req.insert_header(names.role.written.clone(), who.role.as_str())?;
+        req.insert_header(names.session_id.written.clone(), who.session.to_string())?;
     }
     req.insert_header(REQUEST_ID, request_id)?;
     // The gateway is the edge: what clients claim here is replaced.
