@@ -766,10 +766,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn emails_are_unique_without_regard_to_case() {
+    /// A new store in a temporary folder (kept alive by the returned guard).
+    fn fresh() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn emails_are_unique_without_regard_to_case() {
+        let (_dir, store) = fresh();
         let a = store
             .create_account(account("Dev@Example.com "))
             .expect("create");
@@ -816,8 +822,7 @@ mod tests {
 
     #[test]
     fn deactivation_revokes_every_session_durably() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let (_dir, store) = fresh();
         let a = store
             .create_account(account("a@example.com"))
             .expect("create");
@@ -847,8 +852,7 @@ mod tests {
 
     #[test]
     fn a_reset_token_works_once_and_ends_every_session() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let (_dir, store) = fresh();
         let a = store
             .create_account(account("a@example.com"))
             .expect("create");
@@ -900,8 +904,7 @@ mod tests {
 
     #[test]
     fn deleting_an_account_frees_its_email_and_revokes_its_sessions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let (_dir, store) = fresh();
         let a = store
             .create_account(account("a@example.com"))
             .expect("create");
@@ -926,8 +929,7 @@ mod tests {
 
     #[test]
     fn purging_drops_what_has_expired() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.redb"), 300).expect("open");
+        let (_dir, store) = fresh();
         let a = store
             .create_account(account("a@example.com"))
             .expect("create");
