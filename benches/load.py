@@ -15,7 +15,8 @@ nginx to CPU 0, each proxy with one worker thread.
 Modes: proxy (the comparison), revoked (1% revoked tokens must all get 401),
 storm (proxied latency during a login storm), timing (known vs unknown emails
 on login and password-forgotten), scale (1M accounts + 1M revocations: RSS
-and start-up time). No argument: all of them.
+and start-up time), instructions (callgrind instructions per proxied request,
+pingora vs vigile: deterministic). No argument: all but instructions.
 """
 
 import json
@@ -440,6 +441,51 @@ def run_timing(bench):
         print(f"| {name} | {codes} | {statistics.median(t for _, t in runs):.2f} |")
 
 
+def run_instructions(bench):
+    """Instructions per proxied request under callgrind: deterministic, unlike
+    time on a shared machine. Note: valgrind lacks SHA-NI, so SHA-256 runs its
+    software fallback there (about 24k instructions per token check)."""
+    import glob
+    import http.client
+    with open(bench.path("tokens.txt")) as f:
+        tokens = f.read().split()
+    n = 1000
+
+    def drive(port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for i in range(n):
+            conn.request("GET", "/api/stocks/", headers={"Authorization": "Bearer " + tokens[i % len(tokens)]})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+
+    rows = []
+    for name in ["pingora", "vigile"]:
+        out = bench.path(f"callgrind-{name}.out")
+        if name == "pingora":
+            cmd = [BARE, "--listen", f"127.0.0.1:{PORTS['pingora']}", "--upstream", f"127.0.0.1:{PORTS['upstream']}",
+                   "--threads", "1", "--timeouts", "crw"]
+        else:
+            cmd = [VIGILE, "serve", "--config", bench.path("vigile.yaml")]
+        proc = bench.start(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd, "0,1",
+                           PORTS[name], env={"RUST_LOG": "warn"})
+        drive(PORTS[name])  # warm-up
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True)
+        drive(PORTS[name])
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True)
+        time.sleep(1)
+        bench.stop(name)
+        dump = sorted(glob.glob(out + ".*"), key=os.path.getmtime)[-1]
+        totals = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+        total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
+        rows.append((name, total / n))
+    print(f"\n## Instructions per proxied request (callgrind, {n} keep-alive requests)\n")
+    print("| contender | instructions/request | vs pingora |")
+    print("|---|---|---|")
+    for name, per in rows:
+        print(f"| {name} | {per:,.0f} | {per / rows[0][1]:.2f} |")
+
+
 def run_scale(bench):
     conf = bench.write_vigile_config("scale.yaml", "scale/vigile.redb")
     base_conf = bench.write_vigile_config("base.yaml", "base/vigile.redb")
@@ -481,7 +527,7 @@ def main():
         print(f"# vigile load benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
         bench.start_upstream()
-        if any(m in modes for m in ("proxy", "revoked", "storm", "timing")):
+        if any(m in modes for m in ("proxy", "revoked", "storm", "timing", "instructions")):
             bench.setup_vigile()
         if "proxy" in modes:
             run_proxy(bench)
@@ -491,6 +537,8 @@ def main():
             run_storm(bench)
         if "timing" in modes:
             run_timing(bench)
+        if "instructions" in modes:
+            run_instructions(bench)
         if "scale" in modes:
             run_scale(bench)
     finally:

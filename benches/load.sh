@@ -19,6 +19,7 @@ command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 install_missing "${missing[@]}"
 
 cargo build --release --bins --examples

@@ -70,7 +70,7 @@ pub fn request_id(req: &RequestHeader) -> String {
             }
         }
     }
-    format!("{:032x}", rand::random::<u128>())
+    crate::tokens::hex128(rand::random())
 }
 
 pub fn for_upstream(
