@@ -84,10 +84,6 @@ impl RouteTable {
     pub fn get(&self, index: usize) -> Option<&Route> {
         self.routes.get(index)
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter()
-    }
 }
 
 #[cfg(test)]

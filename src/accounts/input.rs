@@ -74,6 +74,13 @@ pub fn plain_string(obj: &Object, field: &str) -> Option<String> {
     }
 }
 
+/// Records a mismatch when a confirmation was sent and differs.
+pub fn check_confirmation(field: &str, password: &str, confirm: Option<&str>, v: &mut Validator) {
+    if confirm.is_some_and(|c| c != password) {
+        v.add(field, "Les mots de passe ne correspondent pas.");
+    }
+}
+
 /// The syntax check Django's EmailValidator makes, in short.
 pub fn valid_email(email: &str) -> bool {
     if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -35,12 +35,7 @@ pub fn apply(service: &AccountService, who: &Identity, body: Object) -> Result<R
             "Le nouveau mot de passe doit être différent de l'actuel.",
         );
     }
-    if confirm.as_ref().is_some_and(|c| c != &new) {
-        v.add(
-            "new_password_confirm",
-            "Les mots de passe ne correspondent pas.",
-        );
-    }
+    input::check_confirmation("new_password_confirm", &new, confirm.as_deref(), &mut v);
     v.finish()?;
     let hash = service
         .timed_hash(|| passwords::hash_password(&new))

@@ -212,12 +212,7 @@ pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
     };
     let mut v = Validator::default();
     service.check_new_password(&password, &account, "password", &mut v);
-    if confirm.as_ref().is_some_and(|c| c != &password) {
-        v.add(
-            "password_confirm",
-            "Les mots de passe ne correspondent pas.",
-        );
-    }
+    input::check_confirmation("password_confirm", &password, confirm.as_deref(), &mut v);
     v.finish()?;
     let new_hash = service
         .timed_hash(|| passwords::hash_password(&password))

@@ -58,12 +58,7 @@ pub fn parse(obj: &Object, min_length: usize) -> Result<Registration, ApiError> 
         for message in passwords::policy_violations(p, min_length, &personal) {
             v.add("password", message);
         }
-        if confirm.as_ref().is_some_and(|c| c != p) {
-            v.add(
-                "password_confirm",
-                "Les mots de passe ne correspondent pas.",
-            );
-        }
+        input::check_confirmation("password_confirm", p, confirm.as_deref(), &mut v);
     }
     v.finish()?;
     match (email, password, first_name, last_name) {
