@@ -120,11 +120,16 @@ def wait_port(port, timeout=30.0):
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def cpu_seconds(pid):
+def cpu_split(pid):
+    """User and system CPU seconds of a process (all its threads)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def cpu_seconds(pid):
+    return sum(cpu_split(pid))
 
 
 def rss_mib(pid):
@@ -288,15 +293,19 @@ def run_proxy(bench):
         for name in contenders:
             proc = bench.start_contender(name)
             bench.wrk(port_of(name), 1)  # warm-up
-            cpu0 = cpu_seconds(proc.pid) if proc else 0.0
+            cpu0 = cpu_split(proc.pid) if proc else (0.0, 0.0)
             res = bench.wrk(port_of(name), DURATION)
-            res["cpu_us_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e6 / max(res["requests"], 1) if proc else None
+            cpu1 = cpu_split(proc.pid) if proc else (0.0, 0.0)
+            per_req = 1e6 / max(res["requests"], 1)
+            res["cpu_us_per_req"] = (sum(cpu1) - sum(cpu0)) * per_req if proc else None
+            res["user_us_per_req"] = (cpu1[0] - cpu0[0]) * per_req if proc else None
             res["rss_mib"] = rss_mib(proc.pid) if proc else None
             bad = res["s401"] + res["other"] + res["errors"]
             if bad:
                 log(f"  {name}: {bad} responses were not 200 (401={res['s401']} other={res['other']} errors={res['errors']})")
             results[name].append(res)
-            log(f"round {r + 1} {name:8} {res['rps']:10.0f} req/s  p50 {res['p50_us']:6} us  p99 {res['p99_us']:6} us")
+            cpu = f"  CPU {res['cpu_us_per_req']:5.1f} us/req (user {res['user_us_per_req']:5.1f})" if proc else ""
+            log(f"round {r + 1} {name:8} {res['rps']:10.0f} req/s  p50 {res['p50_us']:6} us  p99 {res['p99_us']:6} us{cpu}")
             bench.stop(name)
     med = {}
     for name, runs in results.items():
@@ -305,15 +314,16 @@ def run_proxy(bench):
             "p50": statistics.median(x["p50_us"] for x in runs),
             "p99": statistics.median(x["p99_us"] for x in runs),
             "cpu": statistics.median(x["cpu_us_per_req"] for x in runs) if runs[0]["cpu_us_per_req"] is not None else None,
+            "user": statistics.median(x["user_us_per_req"] for x in runs) if runs[0]["user_us_per_req"] is not None else None,
             "rss": statistics.median(x["rss_mib"] for x in runs) if runs[0]["rss_mib"] is not None else None,
         }
     print(f"\n## Proxy comparison: {ROUNDS} rounds x {DURATION} s, {CONNECTIONS} connections, medians\n")
-    print("| contender | req/s | p50 (us) | p99 (us) | CPU us/req | RSS MiB | req/s vs pingora | req/s vs haproxy | p99 vs pingora |")
+    print("| contender | req/s | p50 (us) | p99 (us) | CPU us/req (user) | RSS MiB | req/s vs pingora | req/s vs haproxy | p99 vs pingora |")
     print("|---|---|---|---|---|---|---|---|---|")
     base = {k: med.get(k, {"rps": float("nan"), "p99": float("nan")}) for k in ("pingora", "haproxy")}
     for name in contenders:
         m = med[name]
-        cpu = f"{m['cpu']:.1f}" if m["cpu"] is not None else "-"
+        cpu = f"{m['cpu']:.1f} ({m['user']:.1f})" if m["cpu"] is not None else "-"
         rss = f"{m['rss']:.1f}" if m["rss"] is not None else "-"
         print(f"| {name} | {m['rps']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | {cpu} | {rss} | "
               f"{m['rps'] / base['pingora']['rps']:.2f} | {m['rps'] / base['haproxy']['rps']:.2f} | "
@@ -543,7 +553,10 @@ def main():
             run_scale(bench)
     finally:
         bench.stop_all()
-        shutil.rmtree(bench.dir, ignore_errors=True)
+        if os.environ.get("KEEP"):
+            log(f"kept {bench.dir}")
+        else:
+            shutil.rmtree(bench.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

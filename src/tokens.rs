@@ -38,12 +38,17 @@ impl fmt::Display for SessionId {
 /// 32 lower-case hex digits, without the formatting machinery (it runs for
 /// every proxied request: the session id header, the request id).
 pub fn hex128(n: u128) -> String {
+    let mut digits = [0u8; 32];
+    hex128_into(n, &mut digits);
+    digits.iter().map(|&d| d as char).collect()
+}
+
+/// The same 32 digits, written into `out`.
+pub fn hex128_into(n: u128, out: &mut [u8; 32]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let bytes: Vec<u8> = (0..32)
-        .rev()
-        .map(|i| DIGITS[((n >> (i * 4)) & 0xf) as usize])
-        .collect();
-    String::from_utf8(bytes).unwrap_or_default()
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((n >> ((31 - i) * 4)) & 0xf) as usize];
+    }
 }
 
 impl FromStr for SessionId {

@@ -93,7 +93,7 @@ pub struct RequestCtx {
     /// Route name (or endpoint name) for metrics and logs.
     label: RouteLabel,
     identity: Option<Identity>,
-    request_id: String,
+    request_id: http::HeaderValue,
     target: Option<std::net::SocketAddr>,
     /// CORS headers for the response (empty without an allowed `Origin`).
     cors: Vec<(&'static str, String)>,
@@ -247,7 +247,7 @@ impl ProxyHttp for Proxy {
             started: Instant::now(),
             label: RouteLabel::Fixed(UNMATCHED),
             identity: None,
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             target: None,
             cors: Vec::new(),
             _in_flight: self.in_flight.enter(),
@@ -405,11 +405,7 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header(mutate::REQUEST_ID, ctx.request_id.as_str())?;
-        for (name, value) in &ctx.cors {
-            upstream_response.insert_header(*name, value.as_str())?;
-        }
-        Ok(())
+        mutate::for_downstream(upstream_response, &ctx.request_id, &ctx.cors)
     }
 
     async fn fail_to_proxy(
@@ -486,7 +482,7 @@ impl ProxyHttp for Proxy {
         let account = ctx.identity.as_ref().map_or("-", |i| i.account_id.as_str());
         tracing::info!(
             target: "vigile::access",
-            request_id = %ctx.request_id,
+            request_id = mutate::request_id_str(&ctx.request_id),
             route,
             method,
             status,

@@ -25,7 +25,7 @@ async fn write(
     }
     header.insert_header("Content-Length", body.len().to_string())?;
     header.insert_header("Cache-Control", "no-store")?;
-    header.insert_header(REQUEST_ID, ctx.request_id.as_str())?;
+    header.insert_header(REQUEST_ID, ctx.request_id.clone())?;
     for (name, value) in extra {
         header.insert_header(*name, *value)?;
     }
