@@ -128,6 +128,21 @@ def cpu_split(pid):
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
+def thread_cpu(pid):
+    """CPU ticks (user + system) per thread name of a process."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+    return out
+
+
 def cpu_seconds(pid):
     return sum(cpu_split(pid))
 
@@ -294,8 +309,33 @@ def run_proxy(bench):
             proc = bench.start_contender(name)
             bench.wrk(port_of(name), 1)  # warm-up
             cpu0 = cpu_split(proc.pid) if proc else (0.0, 0.0)
+            threads0 = thread_cpu(proc.pid) if proc and os.environ.get("THREADS") else {}
+            tracer = None
+            if proc and os.environ.get("PERF"):
+                tracer = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-p", str(proc.pid),
+                                           "-o", bench.path(f"perf-{name}.data")],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+            if proc and os.environ.get("STRACE"):
+                tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o", bench.path(f"strace-{name}.txt")],
+                                          stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
             res = bench.wrk(port_of(name), DURATION)
+            if tracer:
+                tracer.send_signal(signal.SIGINT)
+                tracer.wait()
+            if tracer and os.environ.get("PERF"):
+                log(f"  {name}: {res['requests']} requests, perf data in {bench.path(f'perf-{name}.data')}")
+            elif tracer:
+                with open(bench.path(f"strace-{name}.txt")) as f:
+                    log(f"  {name} syscalls for {res['requests']} requests:\n" + f.read())
             cpu1 = cpu_split(proc.pid) if proc else (0.0, 0.0)
+            if threads0:
+                with open(f"/proc/{proc.pid}/stat") as f:
+                    minflt = int(f.read().rsplit(")", 1)[1].split()[7])
+                log(f"  {name} minor faults so far: {minflt}")
+                busy = {t: n - threads0.get(t, 0) for t, n in thread_cpu(proc.pid).items()}
+                log(f"  {name} CPU ticks by thread: {dict(sorted(busy.items(), key=lambda kv: -kv[1]))}")
             per_req = 1e6 / max(res["requests"], 1)
             res["cpu_us_per_req"] = (sum(cpu1) - sum(cpu0)) * per_req if proc else None
             res["user_us_per_req"] = (cpu1[0] - cpu0[0]) * per_req if proc else None

@@ -24,6 +24,7 @@ fn keys(dir: &std::path::Path) -> TokenKeys {
         refresh_ttl: Duration::from_secs(86_400),
         reuse_grace: Duration::from_secs(10),
         leeway: Duration::ZERO,
+        verified_cache: 0,
     };
     TokenKeys::from_config(&cfg, dir).expect("keys")
 }

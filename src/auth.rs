@@ -3,9 +3,12 @@
 //! the revocation list, shared by the proxy path and the account endpoints
 //! that need a Bearer token. Memory only: no store access per request.
 
+use std::sync::Arc;
+
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
-use crate::tokens::{Identity, TokenError, TokenKeys};
+use crate::token_cache::{TokenCache, Verified};
+use crate::tokens::{Identity, SessionId, TokenError, TokenKeys};
 
 /// Why a request was not authenticated; each has a stable code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,17 +69,47 @@ pub fn authenticate(
     tokens: &TokenKeys,
     revocations: &RevocationList,
 ) -> Result<Option<Identity>, AuthFailure> {
+    check_bearer(
+        authorization,
+        revocations,
+        |token| tokens.verify_access(token),
+        |identity| identity.session,
+    )
+}
+
+/// The same verdicts, through the cache of verified tokens (the proxy path).
+pub fn authenticate_cached(
+    authorization: Option<&[u8]>,
+    tokens: &TokenKeys,
+    cache: &TokenCache,
+    revocations: &RevocationList,
+) -> Result<Option<Arc<Verified>>, AuthFailure> {
+    let now = crate::unix_now();
+    check_bearer(
+        authorization,
+        revocations,
+        |token| cache.verify(token, tokens, now),
+        |verified| verified.identity.session,
+    )
+}
+
+fn check_bearer<T>(
+    authorization: Option<&[u8]>,
+    revocations: &RevocationList,
+    verify: impl FnOnce(&str) -> Result<T, TokenError>,
+    session: impl FnOnce(&T) -> SessionId,
+) -> Result<Option<T>, AuthFailure> {
     let Some(token) = authorization.and_then(bearer_token) else {
         return Ok(None);
     };
     if token.is_empty() {
         return Err(AuthFailure::Invalid);
     }
-    let identity = tokens.verify_access(token)?;
-    if revocations.is_revoked(identity.session) {
+    let verified = verify(token)?;
+    if revocations.is_revoked(session(&verified)) {
         return Err(AuthFailure::Revoked);
     }
-    Ok(Some(identity))
+    Ok(Some(verified))
 }
 
 /// 403 unless the identity's role is among `roles` (an empty list allows all).

@@ -287,6 +287,11 @@ impl TokenKeys {
         }
     }
 
+    /// Whether a token with this `exp` has expired at `now`, leeway included.
+    pub fn is_expired(&self, exp: u64, now: u64) -> bool {
+        exp.saturating_add(self.validation.leeway) < now
+    }
+
     /// Signature, algorithm, issuer, audience, expiry and type of an access
     /// token. Revocation is the caller's second step.
     pub fn verify_access(&self, token: &str) -> Result<Identity, TokenError> {
@@ -477,7 +482,7 @@ impl FastHs256 {
         if claims.iss != keys.issuer || claims.aud != keys.audience {
             return Fast::Done(Err(TokenError::Invalid));
         }
-        if claims.exp.saturating_add(keys.validation.leeway) < crate::unix_now() {
+        if keys.is_expired(claims.exp, crate::unix_now()) {
             return Fast::Done(Err(TokenError::Expired));
         }
         if claims.token_type != "access" {
@@ -564,6 +569,7 @@ mod tests {
             refresh_ttl: Duration::from_secs(86_400),
             reuse_grace: Duration::from_secs(10),
             leeway: Duration::ZERO,
+            verified_cache: 0,
         }
     }
 

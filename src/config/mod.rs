@@ -109,6 +109,7 @@ struct RawTokens {
     refresh_ttl: ConfigDuration,
     reuse_grace: ConfigDuration,
     leeway: ConfigDuration,
+    verified_cache: usize,
 }
 
 impl Default for RawTokens {
@@ -124,6 +125,7 @@ impl Default for RawTokens {
             refresh_ttl: ConfigDuration(Duration::from_secs(86_400)),
             reuse_grace: ConfigDuration(Duration::from_secs(10)),
             leeway: ConfigDuration(Duration::ZERO),
+            verified_cache: 16_384,
         }
     }
 }
@@ -433,6 +435,8 @@ pub struct TokenConfig {
     pub refresh_ttl: Duration,
     pub reuse_grace: Duration,
     pub leeway: Duration,
+    /// How many verified access tokens the proxy path remembers (0: none).
+    pub verified_cache: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -751,6 +755,9 @@ impl RawTokens {
         if self.leeway.0 > Duration::from_secs(300) {
             return err("tokens.leeway", "must be at most 5m");
         }
+        if self.verified_cache > 10_000_000 {
+            return err("tokens.verified_cache", "must be at most 10000000");
+        }
         Ok(TokenConfig {
             algorithm: self.algorithm,
             key,
@@ -760,6 +767,7 @@ impl RawTokens {
             refresh_ttl: self.refresh_ttl.0,
             reuse_grace: self.reuse_grace.0,
             leeway: self.leeway.0,
+            verified_cache: self.verified_cache,
         })
     }
 }

@@ -25,7 +25,7 @@ use crate::gateway::{Gateway, UpstreamPool};
 use crate::metrics::method_label;
 use crate::routes::RouteTable;
 use crate::shutdown::{InFlight, InFlightGuard};
-use crate::tokens::Identity;
+use crate::token_cache::{TokenCache, Verified};
 
 pub use mutate::IdentityHeaderNames;
 
@@ -67,6 +67,7 @@ pub struct Proxy {
     identity_headers: IdentityHeaderNames,
     cors: CorsPolicy,
     in_flight: InFlight,
+    verified: TokenCache,
 }
 
 impl Proxy {
@@ -76,6 +77,7 @@ impl Proxy {
         });
         let identity_headers = IdentityHeaderNames::new(&gateway.config.identity_headers);
         let cors = CorsPolicy::new(&gateway.config.cors);
+        let verified = TokenCache::new(gateway.config.tokens.verified_cache);
         Proxy {
             gateway,
             routes,
@@ -83,6 +85,7 @@ impl Proxy {
             identity_headers,
             cors,
             in_flight,
+            verified,
         }
     }
 }
@@ -92,7 +95,7 @@ pub struct RequestCtx {
     started: Instant,
     /// Route name (or endpoint name) for metrics and logs.
     label: RouteLabel,
-    identity: Option<Identity>,
+    identity: Option<Arc<Verified>>,
     request_id: http::HeaderValue,
     target: Option<std::net::SocketAddr>,
     /// CORS headers for the response (empty without an allowed `Origin`).
@@ -207,7 +210,7 @@ impl Proxy {
         &self,
         session: &Session,
         route_index: usize,
-    ) -> Result<Option<Identity>, ApiError> {
+    ) -> Result<Option<Arc<Verified>>, ApiError> {
         let Some(route) = self.routes.get(route_index) else {
             return Err(ApiError::not_found());
         };
@@ -223,16 +226,19 @@ impl Proxy {
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        let identity =
-            match auth::authenticate(authorization, &accounts.tokens, &accounts.revocations) {
-                Ok(None) if route.auth == AuthMode::Required => {
-                    return Err(AuthFailure::Missing.into())
-                }
-                Ok(identity) => identity,
-                Err(failure) => return Err(failure.into()),
-            };
+        let verdict = auth::authenticate_cached(
+            authorization,
+            &accounts.tokens,
+            &self.verified,
+            &accounts.revocations,
+        );
+        let identity = match verdict {
+            Ok(None) if route.auth == AuthMode::Required => return Err(AuthFailure::Missing.into()),
+            Ok(identity) => identity,
+            Err(failure) => return Err(failure.into()),
+        };
         if let Some(who) = &identity {
-            auth::authorize(who, &route.roles)?;
+            auth::authorize(&who.identity, &route.roles)?;
         }
         Ok(identity)
     }
@@ -393,7 +399,7 @@ impl ProxyHttp for Proxy {
             upstream_request,
             route,
             &self.identity_headers,
-            ctx.identity.as_ref(),
+            ctx.identity.as_deref(),
             &ctx.request_id,
             client_ip,
         )
@@ -479,7 +485,10 @@ impl ProxyHttp for Proxy {
         m.latency
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
-        let account = ctx.identity.as_ref().map_or("-", |i| i.account_id.as_str());
+        let account = ctx
+            .identity
+            .as_ref()
+            .map_or("-", |v| v.identity.account_id.as_str());
         tracing::info!(
             target: "vigile::access",
             request_id = mutate::request_id_str(&ctx.request_id),

@@ -16,7 +16,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::config::IdentityHeaders;
 use crate::routes::Route;
-use crate::tokens::Identity;
+use crate::token_cache::Verified;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -77,51 +77,32 @@ pub fn request_id_str(value: &HeaderValue) -> &str {
     value.to_str().unwrap_or("-")
 }
 
-/// The values the gateway writes, built in one buffer and then split into
-/// header values that share it (one allocation for all of them).
-struct Values {
-    buffer: BytesMut,
-    ends: [usize; 6],
-    count: usize,
-}
-
-impl Values {
-    fn with_capacity(capacity: usize) -> Values {
-        Values {
-            buffer: BytesMut::with_capacity(capacity),
-            ends: [0; 6],
-            count: 0,
-        }
+/// `X-Forwarded-For`: the client's address after what earlier proxies wrote.
+fn forwarded_for(earlier: Option<&HeaderValue>, ip: IpAddr) -> Result<HeaderValue> {
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    // An address always fits in 48 bytes.
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    let ip = &text[..len];
+    let earlier = earlier
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|e| !e.is_empty());
+    let mut buffer = BytesMut::with_capacity(earlier.map_or(0, |e| e.len() + 2) + ip.len());
+    if let Some(earlier) = earlier {
+        buffer.put_slice(earlier);
+        buffer.put_slice(b", ");
     }
-
-    fn push(&mut self, parts: &[&[u8]]) {
-        for part in parts {
-            self.buffer.put_slice(part);
-        }
-        self.ends[self.count] = self.buffer.len();
-        self.count += 1;
-    }
-
-    fn split(self) -> Result<[Option<HeaderValue>; 6]> {
-        let all = self.buffer.freeze();
-        let mut values: [Option<HeaderValue>; 6] = Default::default();
-        let mut start = 0;
-        for (slot, &end) in values.iter_mut().zip(&self.ends[..self.count]) {
-            let value = HeaderValue::from_maybe_shared(all.slice(start..end)).map_err(|_| {
-                Error::explain(ErrorType::InternalError, "header value with a control byte")
-            })?;
-            *slot = Some(value);
-            start = end;
-        }
-        Ok(values)
-    }
+    buffer.put_slice(ip);
+    HeaderValue::from_maybe_shared(buffer.freeze())
+        .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))
 }
 
 pub fn for_upstream(
     req: &mut RequestHeader,
     route: &Route,
     names: &IdentityHeaderNames,
-    identity: Option<&Identity>,
+    identity: Option<&Verified>,
     request_id: &HeaderValue,
     client_ip: Option<IpAddr>,
 ) -> Result<()> {
@@ -143,43 +124,13 @@ pub fn for_upstream(
     for name in names.all() {
         headers.remove(name);
     }
-    let forwarded_for = match headers
-        .get(&FORWARDED_FOR)
-        .map(|v| v.as_bytes().trim_ascii())
-    {
-        Some(earlier) if !earlier.is_empty() => Some(earlier.to_vec()),
-        _ => None,
-    };
-    let mut values = Values::with_capacity(160);
     if let Some(who) = identity {
-        let mut session = [0u8; 32];
-        crate::tokens::hex128_into(who.session.0, &mut session);
-        values.push(&[who.account_id.as_bytes()]);
-        values.push(&[who.email.as_bytes()]);
-        values.push(&[who.role.as_bytes()]);
-        values.push(&[&session]);
+        for (name, value) in names.all().into_iter().zip(&who.header_values) {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     if let Some(ip) = client_ip {
-        let mut text = [0u8; 48];
-        let mut cursor = std::io::Cursor::new(&mut text[..]);
-        // An address always fits in 48 bytes.
-        let _ = write!(cursor, "{ip}");
-        let len = cursor.position() as usize;
-        let ip = &text[..len];
-        match &forwarded_for {
-            Some(earlier) => values.push(&[earlier, b", ", ip]),
-            None => values.push(&[ip]),
-        }
-    }
-    let mut values = values.split()?.into_iter().flatten();
-    if identity.is_some() {
-        for name in names.all() {
-            if let Some(value) = values.next() {
-                headers.insert(name.clone(), value);
-            }
-        }
-    }
-    if let Some(value) = values.next() {
+        let value = forwarded_for(headers.get(&FORWARDED_FOR), ip)?;
         headers.insert(FORWARDED_FOR, value);
     }
     headers.insert(REQUEST_ID, request_id.clone());
