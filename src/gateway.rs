@@ -2,13 +2,15 @@
 //! revocation list, then wiring the Pingora services (proxy, admin listener,
 //! upstream health checks, housekeeping) and running them.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
+use pingora::lb::{Backend, LoadBalancer};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -167,7 +169,13 @@ impl HashPool {
 /// One named upstream: its balancer and timeouts.
 pub struct UpstreamPool {
     pub name: String,
+    /// Health state of the targets (kept up to date by the health check).
     pub balancer: Arc<LoadBalancer<RoundRobin>>,
+    /// The targets, in a fixed order for round robin.
+    targets: Vec<(Backend, SocketAddr)>,
+    /// Whether a health check runs: without one every target is used.
+    checked: bool,
+    next: AtomicUsize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -258,6 +266,41 @@ pub fn refresh_gauges(gateway: &Gateway, pools: &[UpstreamPool]) {
 }
 
 impl UpstreamPool {
+    fn new(
+        name: &str,
+        balancer: Arc<LoadBalancer<RoundRobin>>,
+        up: &UpstreamConfig,
+    ) -> UpstreamPool {
+        let targets = balancer
+            .backends()
+            .get_backend()
+            .iter()
+            .filter_map(|b| Some((b.clone(), *b.addr.as_inet()?)))
+            .collect();
+        UpstreamPool {
+            name: name.to_string(),
+            balancer,
+            targets,
+            checked: up.health_check.is_some(),
+            next: AtomicUsize::new(0),
+            connect_timeout: up.connect_timeout,
+            read_timeout: up.read_timeout,
+        }
+    }
+
+    /// The next healthy target, round robin. Pingora's own selection builds
+    /// a set per request to skip repeats; a counter over a fixed list needs
+    /// no allocation, and health is consulted only when a check runs.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let backends = self.balancer.backends();
+        (0..n)
+            .map(|i| &self.targets[start.wrapping_add(i) % n])
+            .find(|(backend, _)| !self.checked || backends.ready(backend))
+            .map(|(_, addr)| *addr)
+    }
+
     pub fn healthy_targets(&self) -> usize {
         let backends = self.balancer.backends();
         backends
@@ -322,12 +365,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         } else {
             Arc::new(lb)
         };
-        pools.push(UpstreamPool {
-            name: name.clone(),
-            balancer,
-            connect_timeout: up.connect_timeout,
-            read_timeout: up.read_timeout,
-        });
+        pools.push(UpstreamPool::new(name, balancer, up));
     }
     let pools = Arc::new(pools);
 

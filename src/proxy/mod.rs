@@ -360,11 +360,7 @@ impl ProxyHttp for Proxy {
                 "no upstream for this request",
             ));
         };
-        let Some(addr) = pool
-            .balancer
-            .select(b"", 256)
-            .and_then(|b| b.addr.as_inet().copied())
-        else {
+        let Some(addr) = pool.pick() else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
                 "no healthy target",
@@ -375,7 +371,8 @@ impl ProxyHttp for Proxy {
         peer.options.connection_timeout = Some(pool.connect_timeout);
         peer.options.read_timeout = Some(pool.read_timeout);
         peer.options.write_timeout = Some(pool.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        // No idle timeout: it would arm a timer on every release to the pool.
+        // An idle connection the upstream closes leaves the pool at once.
         Ok(Box::new(peer))
     }
 

@@ -3,10 +3,11 @@
 //! often repeated) before the gateway sets its own; the request id and
 //! `X-Forwarded-For` are set; `Authorization` is dropped when the route says so.
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{AUTHORIZATION, HOST};
 use http::request::Parts;
 use http::response;
@@ -69,7 +70,8 @@ pub fn request_id(req: &RequestHeader) -> HeaderValue {
     }
     let mut hex = [0u8; 32];
     crate::tokens::hex128_into(rand::random(), &mut hex);
-    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
+    // One allocation, and clones (upstream request, response) share it.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(hex)).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// The request id as text, for logs.
@@ -79,23 +81,48 @@ pub fn request_id_str(value: &HeaderValue) -> &str {
 
 /// `X-Forwarded-For`: the client's address after what earlier proxies wrote.
 fn forwarded_for(earlier: Option<&HeaderValue>, ip: IpAddr) -> Result<HeaderValue> {
+    let earlier = earlier
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|e| !e.is_empty());
+    let Some(earlier) = earlier else {
+        return Ok(address_value(ip));
+    };
     let mut text = [0u8; 48];
+    let ip = address_text(ip, &mut text);
+    let mut buffer = BytesMut::with_capacity(earlier.len() + 2 + ip.len());
+    buffer.put_slice(earlier);
+    buffer.put_slice(b", ");
+    buffer.put_slice(ip);
+    HeaderValue::from_maybe_shared(buffer.freeze())
+        .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))
+}
+
+fn address_text(ip: IpAddr, text: &mut [u8; 48]) -> &[u8] {
     let mut cursor = std::io::Cursor::new(&mut text[..]);
     // An address always fits in 48 bytes.
     let _ = write!(cursor, "{ip}");
     let len = cursor.position() as usize;
-    let ip = &text[..len];
-    let earlier = earlier
-        .map(|v| v.as_bytes().trim_ascii())
-        .filter(|e| !e.is_empty());
-    let mut buffer = BytesMut::with_capacity(earlier.map_or(0, |e| e.len() + 2) + ip.len());
-    if let Some(earlier) = earlier {
-        buffer.put_slice(earlier);
-        buffer.put_slice(b", ");
+    &text[..len]
+}
+
+/// An address as a header value. Requests come in runs from the same
+/// addresses (keep-alive connections, a load balancer in front): each
+/// thread keeps the last one it formatted.
+fn address_value(ip: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
     }
-    buffer.put_slice(ip);
-    HeaderValue::from_maybe_shared(buffer.freeze())
-        .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))
+    LAST.with_borrow_mut(|last| match last {
+        Some((known, value)) if *known == ip => value.clone(),
+        _ => {
+            let mut text = [0u8; 48];
+            let len = address_text(ip, &mut text).len();
+            let value = HeaderValue::from_maybe_shared(Bytes::from_owner(text).slice(..len))
+                .unwrap_or(HeaderValue::from_static("unknown"));
+            *last = Some((ip, value.clone()));
+            value
+        }
+    })
 }
 
 pub fn for_upstream(
