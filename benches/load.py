@@ -368,6 +368,20 @@ def run_proxy(bench):
         print(f"| {name} | {m['rps']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | {cpu} | {rss} | "
               f"{m['rps'] / base['pingora']['rps']:.2f} | {m['rps'] / base['haproxy']['rps']:.2f} | "
               f"{m['p99'] / base['pingora']['p99']:.2f} |")
+    # This machine's speed drifts between rounds: the ratio within each round
+    # (contenders measured back to back) is steadier than a ratio of medians.
+    print("\nPaired ratios (median over rounds of the ratio within each round):\n")
+    for name in contenders:
+        for ref in ("pingora", "haproxy"):
+            if name == ref or ref not in results or name == "direct":
+                continue
+            rps = [a["rps"] / b["rps"] for a, b in zip(results[name], results[ref])]
+            cpu = [b["cpu_us_per_req"] / a["cpu_us_per_req"] for a, b in zip(results[name], results[ref])
+                   if a["cpu_us_per_req"] and b["cpu_us_per_req"]]
+            line = f"- {name} vs {ref}: req/s {statistics.median(rps):.2f}"
+            if cpu:
+                line += f", CPU per request (inverse) {statistics.median(cpu):.2f}"
+            print(line + f"  (rounds: {', '.join(f'{x:.2f}' for x in rps)})")
     return med
 
 

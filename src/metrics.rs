@@ -2,9 +2,10 @@
 //! process do not collide). Labels are route names, upstream names, results
 //! and reasons: bounded sets, never raw paths.
 
+use parking_lot::RwLock;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -140,6 +141,53 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// Largest number of (method, status) counters one route keeps at hand.
+const ROUTE_COUNTERS: usize = 64;
+
+/// The request counters and latency histogram of one route, resolved once:
+/// `with_label_values` hashes every label on every call.
+pub struct RouteMeter {
+    route: String,
+    latency: Histogram,
+    counters: RwLock<Vec<(&'static str, u16, IntCounter)>>,
+}
+
+impl RouteMeter {
+    pub fn new(metrics: &Metrics, route: &str) -> RouteMeter {
+        RouteMeter {
+            route: route.to_string(),
+            latency: metrics.latency.with_label_values(&[route]),
+            counters: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Counts one request and observes its latency, as
+    /// `vigile_requests_total{route,method,status}` and
+    /// `vigile_request_duration_seconds{route}`.
+    pub fn record(&self, metrics: &Metrics, method: &'static str, status: u16, seconds: f64) {
+        self.latency.observe(seconds);
+        if let Some((_, _, counter)) = self
+            .counters
+            .read()
+            .iter()
+            .find(|(m, s, _)| *s == status && *m == method)
+        {
+            counter.inc();
+            return;
+        }
+        let mut buf = itoa::Buffer::new();
+        let counter =
+            metrics
+                .requests
+                .with_label_values(&[&self.route, method, buf.format(status)]);
+        counter.inc();
+        let mut counters = self.counters.write();
+        if counters.len() < ROUTE_COUNTERS {
+            counters.push((method, status, counter));
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::config::AuthMode;
 use crate::cors::{CorsPolicy, Preflight};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, UpstreamPool};
-use crate::metrics::method_label;
+use crate::metrics::{method_label, RouteMeter};
 use crate::routes::RouteTable;
 use crate::shutdown::{InFlight, InFlightGuard};
 use crate::token_cache::{TokenCache, Verified};
@@ -68,6 +68,8 @@ pub struct Proxy {
     cors: CorsPolicy,
     in_flight: InFlight,
     verified: TokenCache,
+    /// Metric handles of each route, by route index.
+    meters: Vec<RouteMeter>,
 }
 
 impl Proxy {
@@ -78,6 +80,10 @@ impl Proxy {
         let identity_headers = IdentityHeaderNames::new(&gateway.config.identity_headers);
         let cors = CorsPolicy::new(&gateway.config.cors);
         let verified = TokenCache::new(gateway.config.tokens.verified_cache);
+        let meters = (0..)
+            .map_while(|i| routes.get(i))
+            .map(|route| RouteMeter::new(&gateway.metrics, &route.name))
+            .collect();
         Proxy {
             gateway,
             routes,
@@ -86,6 +92,7 @@ impl Proxy {
             cors,
             in_flight,
             verified,
+            meters,
         }
     }
 }
@@ -247,6 +254,10 @@ impl Proxy {
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
+
+    /// No downstream modules: Pingora's default adds a (disabled) compression
+    /// module whose context is built and consulted on every request.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
@@ -475,13 +486,22 @@ impl ProxyHttp for Proxy {
         let route = self.label(ctx);
         let elapsed = ctx.started.elapsed();
         let m = &self.gateway.metrics;
-        let mut buf = itoa::Buffer::new();
-        m.requests
-            .with_label_values(&[route, method, buf.format(status)])
-            .inc();
-        m.latency
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        let meter = match ctx.label {
+            RouteLabel::Route(i) => self.meters.get(i),
+            RouteLabel::Fixed(_) => None,
+        };
+        match meter {
+            Some(meter) => meter.record(m, method, status, elapsed.as_secs_f64()),
+            None => {
+                let mut buf = itoa::Buffer::new();
+                m.requests
+                    .with_label_values(&[route, method, buf.format(status)])
+                    .inc();
+                m.latency
+                    .with_label_values(&[route])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         let account = ctx
             .identity
             .as_ref()
