@@ -52,7 +52,10 @@ LOAD_CPU = "0"
 WRK_SCRIPT = r"""
 local tokens, revoked = {}, {}
 local every = tonumber(os.getenv("REVOKED_EVERY") or "0")
-for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+local limit = tonumber(os.getenv("TOKEN_COUNT") or "0")
+for line in io.lines(os.getenv("TOKENS")) do
+  if limit == 0 or #tokens < limit then tokens[#tokens + 1] = line end
+end
 if every > 0 then for line in io.lines(os.getenv("REVOKED")) do revoked[#revoked + 1] = line end end
 local n = 0
 sent_revoked = 0

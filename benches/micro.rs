@@ -1,6 +1,8 @@
 //! Micro benchmarks (criterion): the access-token check exactly as the proxy
 //! runs it (Bearer parsing, HS256 verification, claims, revocation lookup)
-//! with 0, 100k and 1M revoked sessions in memory; issuing a token; one
+//! with 0, 100k and 1M revoked sessions in memory, for a token never seen
+//! (the full check) and for one seen before (through the proxy path's cache
+//! of verified tokens, 10,000 distinct tokens); issuing a token; one
 //! argon2id hash with the gateway's parameters; one redb point read.
 //!
 //! `cargo bench --bench micro` (figures in benches/README.md).
@@ -57,6 +59,30 @@ fn token_check(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % headers.len();
                 let result = vigile::auth::authenticate(Some(headers[i].as_bytes()), &keys, &list);
+                black_box(result.is_ok())
+            })
+        });
+    }
+    group.finish();
+
+    let cache = vigile::token_cache::TokenCache::new(16_384);
+    let mut group = c.benchmark_group("token_check_seen_before");
+    for revoked in [0usize, 1_000_000] {
+        let list = RevocationList::new(
+            (0..revoked)
+                .map(|_| (SessionId::random(), u64::MAX))
+                .collect(),
+        );
+        let mut i = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(revoked), |b| {
+            b.iter(|| {
+                i = (i + 1) % headers.len();
+                let result = vigile::auth::authenticate_cached(
+                    Some(headers[i].as_bytes()),
+                    &keys,
+                    &cache,
+                    &list,
+                );
                 black_box(result.is_ok())
             })
         });

@@ -30,6 +30,8 @@ fn check_config_accepts_the_sample_and_names_bad_keys() {
         ("admin:\n  listen: 127.0.0.1\n", "admin.listen"),
         ("tokens:\n  access_ttl: 5 minutes\n", "access_ttl"),
         ("tokens:\n  reuse_grace: 10x\n", "reuse_grace"),
+        ("tokens:\n  verified_cache: -1\n", "verified_cache"),
+        ("tokens:\n  verified_cache: 99999999\n", "tokens.verified_cache"),
         ("tokens:\n  secret_file: /nonexistent/vigile-secret\n", "tokens.secret_file"),
         (
             "routes:\n  - {name: a, prefix: /api/a/, upstream: missing}\nupstreams:\n  b: {targets: ['127.0.0.1:1']}\n",

@@ -472,7 +472,9 @@ fn housekeeping_shrinks_memory_and_store_after_expiry() {
         ..Options::default()
     });
     let a = gw.register_and_login("dev@example.com", PASSWORD);
-    gw.login("dev@example.com", PASSWORD);
+    let b = gw.login("dev@example.com", PASSWORD);
+    // Used once, so the proxy path remembers it as verified.
+    assert_eq!(gw.get("/api/stocks/", b["access"].as_str()).status, 200);
     assert_eq!(
         gw.post("/api/accounts/logout/", &json!({}), a["access"].as_str())
             .status,
@@ -490,6 +492,9 @@ fn housekeeping_shrinks_memory_and_store_after_expiry() {
         "{metrics}"
     );
     std::thread::sleep(Duration::from_millis(3500));
+    // Remembered, but expired since: refused as any expired token.
+    let r = gw.get("/api/stocks/", b["access"].as_str());
+    assert_eq!((r.status, r.code()), (401, "token_expired"), "{}", r.text);
     let metrics = gw.admin_get("/metrics").text;
     for line in [
         "vigile_revoked_sessions 0",
