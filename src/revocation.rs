@@ -29,12 +29,23 @@ impl Hasher for RandomIdHasher {
             self.0 ^= u64::from_le_bytes(buf);
         }
     }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
     fn write_u128(&mut self, n: u128) {
         self.0 ^= (n as u64) ^ ((n >> 64) as u64);
     }
 }
 
-type IdMap = HashMap<u128, u64, BuildHasherDefault<RandomIdHasher>>;
+/// A session id as two halves: a `u128` key would align each slot to 16 bytes
+/// (32 bytes with its expiry instead of 24: a third more memory per entry).
+type Key = (u64, u64);
+
+fn key(session: SessionId) -> Key {
+    ((session.0 >> 64) as u64, session.0 as u64)
+}
+
+type IdMap = HashMap<Key, u64, BuildHasherDefault<RandomIdHasher>>;
 
 #[derive(Default)]
 pub struct RevocationList {
@@ -49,7 +60,7 @@ impl RevocationList {
     }
 
     pub fn is_revoked(&self, session: SessionId) -> bool {
-        self.entries.read().contains_key(&session.0)
+        self.entries.read().contains_key(&key(session))
     }
 
     pub fn insert_all(&self, revocations: &[Revocation]) {
@@ -57,8 +68,10 @@ impl RevocationList {
             return;
         }
         let mut map = self.entries.write();
+        // One allocation for the lot (a growing table holds two at once).
+        map.reserve(revocations.len());
         for (session, until) in revocations {
-            let entry = map.entry(session.0).or_insert(*until);
+            let entry = map.entry(key(*session)).or_insert(*until);
             *entry = (*entry).max(*until);
         }
     }

@@ -674,7 +674,8 @@ impl Store {
     pub fn revocations(&self, now: u64) -> StoreResult<Vec<Revocation>> {
         let txn = self.read_txn()?;
         let table = txn.open_table(REVOKED)?;
-        let mut out = Vec::new();
+        use redb::ReadableTableMetadata;
+        let mut out = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
         for row in table.iter()? {
             let (k, v) = row?;
             if v.value() >= now {
