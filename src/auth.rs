@@ -84,11 +84,10 @@ pub fn authenticate_cached(
     cache: &TokenCache,
     revocations: &RevocationList,
 ) -> Result<Option<Arc<Verified>>, AuthFailure> {
-    let now = crate::unix_now();
     check_bearer(
         authorization,
         revocations,
-        |token| cache.verify(token, tokens, now),
+        |token| cache.verify(token, tokens, crate::unix_now()),
         |verified| verified.identity.session,
     )
 }

@@ -179,33 +179,15 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Algorithm, KeySource, TokenConfig};
-    use crate::tokens::{SessionId, Subject};
-    use std::time::Duration;
+    use crate::tokens::fixtures::{hs_keys, subject};
+    use crate::tokens::SessionId;
 
     fn keys() -> TokenKeys {
-        let cfg = TokenConfig {
-            algorithm: Algorithm::HS256,
-            key: KeySource::Secret(b"0123456789abcdef0123456789abcdef".to_vec()),
-            issuer: "vigile".into(),
-            audience: "api".into(),
-            access_ttl: Duration::from_secs(300),
-            refresh_ttl: Duration::from_secs(86_400),
-            reuse_grace: Duration::from_secs(10),
-            leeway: Duration::ZERO,
-            verified_cache: 0,
-        };
-        let dir = tempfile::tempdir().expect("tempdir");
-        TokenKeys::from_config(&cfg, dir.path()).expect("keys")
+        hs_keys(b"0123456789abcdef0123456789abcdef")
     }
 
     fn token(keys: &TokenKeys, now: u64) -> String {
-        let subject = Subject {
-            account_id: 7,
-            email: "dev@example.com",
-            role: "Visiteur",
-        };
-        keys.issue_access(&subject, SessionId::random(), now)
+        keys.issue_access(&subject(), SessionId::random(), now)
             .expect("issue")
     }
 

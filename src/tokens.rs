@@ -554,12 +554,13 @@ fn generate_ed25519_pem() -> Vec<u8> {
     }
 }
 
+/// Keys and claims for the tests of this module and of `token_cache`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use std::time::Duration;
 
-    fn config(alg: Algorithm, key: KeySource) -> TokenConfig {
+    pub(crate) fn config(alg: Algorithm, key: KeySource) -> TokenConfig {
         TokenConfig {
             algorithm: alg,
             key,
@@ -573,7 +574,7 @@ mod tests {
         }
     }
 
-    fn hs_keys(secret: &[u8]) -> TokenKeys {
+    pub(crate) fn hs_keys(secret: &[u8]) -> TokenKeys {
         let dir = tempfile::tempdir().expect("tempdir");
         TokenKeys::from_config(
             &config(Algorithm::HS256, KeySource::Secret(secret.to_vec())),
@@ -582,13 +583,19 @@ mod tests {
         .expect("keys")
     }
 
-    fn subject() -> Subject<'static> {
+    pub(crate) fn subject() -> Subject<'static> {
         Subject {
             account_id: 7,
             email: "dev@example.com",
             role: "Visiteur",
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
 
     #[test]
     fn hex128_matches_the_formatter() {

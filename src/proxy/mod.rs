@@ -419,7 +419,8 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        mutate::for_downstream(upstream_response, &ctx.request_id, &ctx.cors)
+        mutate::for_downstream(upstream_response, &ctx.request_id, &ctx.cors);
+        Ok(())
     }
 
     async fn fail_to_proxy(

@@ -200,7 +200,7 @@ pub fn for_downstream(
     resp: &mut ResponseHeader,
     request_id: &HeaderValue,
     cors: &[(&'static str, String)],
-) -> Result<()> {
+) {
     let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts: response::Parts = std::mem::replace(resp, placeholder).into();
     let headers = &mut parts.headers;
@@ -214,5 +214,4 @@ pub fn for_downstream(
         }
     }
     *resp = ResponseHeader::from(parts);
-    Ok(())
 }
