@@ -22,6 +22,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::error::ApiError;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
+use crate::proxy::IdleConnections;
 use crate::revocation::RevocationList;
 use crate::store::{Store, StoreError};
 use crate::tokens::TokenKeys;
@@ -173,6 +174,8 @@ pub struct UpstreamPool {
     pub balancer: Arc<LoadBalancer<RoundRobin>>,
     /// The targets, in a fixed order for round robin.
     targets: Vec<(Backend, SocketAddr)>,
+    /// Idle connections of each target (same order), for the direct path.
+    idle: Vec<IdleConnections>,
     /// Whether a health check runs: without one every target is used.
     checked: bool,
     next: AtomicUsize,
@@ -271,7 +274,7 @@ impl UpstreamPool {
         balancer: Arc<LoadBalancer<RoundRobin>>,
         up: &UpstreamConfig,
     ) -> UpstreamPool {
-        let targets = balancer
+        let targets: Vec<_> = balancer
             .backends()
             .get_backend()
             .iter()
@@ -280,6 +283,7 @@ impl UpstreamPool {
         UpstreamPool {
             name: name.to_string(),
             balancer,
+            idle: targets.iter().map(|_| IdleConnections::default()).collect(),
             targets,
             checked: up.health_check.is_some(),
             next: AtomicUsize::new(0),
@@ -292,13 +296,22 @@ impl UpstreamPool {
     /// a set per request to skip repeats; a counter over a fixed list needs
     /// no allocation, and health is consulted only when a check runs.
     pub fn pick(&self) -> Option<SocketAddr> {
+        self.pick_index().map(|i| self.targets[i].1)
+    }
+
+    /// `pick`, as an index for `target`.
+    pub fn pick_index(&self) -> Option<usize> {
         let n = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let backends = self.balancer.backends();
         (0..n)
-            .map(|i| &self.targets[start.wrapping_add(i) % n])
-            .find(|(backend, _)| !self.checked || backends.ready(backend))
-            .map(|(_, addr)| *addr)
+            .map(|i| start.wrapping_add(i) % n)
+            .find(|&i| !self.checked || backends.ready(&self.targets[i].0))
+    }
+
+    /// Target `i`: its address and its idle connections.
+    pub fn target(&self, i: usize) -> Option<(SocketAddr, &IdleConnections)> {
+        Some((self.targets.get(i)?.1, self.idle.get(i)?))
     }
 
     pub fn healthy_targets(&self) -> usize {

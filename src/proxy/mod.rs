@@ -4,6 +4,7 @@
 //! authenticate (who is this?), authorize (may they?), mutate (what does the
 //! upstream get?, in `mutate.rs`).
 
+mod forward;
 mod mutate;
 mod respond;
 
@@ -27,6 +28,7 @@ use crate::routes::RouteTable;
 use crate::shutdown::{InFlight, InFlightGuard};
 use crate::token_cache::{TokenCache, Verified};
 
+pub use forward::IdleConnections;
 pub use mutate::IdentityHeaderNames;
 
 /// Largest body the account endpoints read.
@@ -171,10 +173,7 @@ impl Proxy {
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client_ip = client_ip(session);
         let accounts = self.gateway.accounts.clone();
         let job = move || {
             accounts.handle(&AccountRequest {
@@ -249,6 +248,66 @@ impl Proxy {
         }
         Ok(identity)
     }
+}
+
+impl Proxy {
+    /// The upstream pool of the route a request matched.
+    fn pool_of(&self, ctx: &RequestCtx) -> Option<&UpstreamPool> {
+        match ctx.label {
+            RouteLabel::Route(i) => self.routes.get(i).and_then(|r| self.pools.get(r.upstream)),
+            RouteLabel::Fixed(_) => None,
+        }
+    }
+
+    /// Forwards a plain read on route `index` by the direct path (`forward.rs`).
+    async fn forward_direct(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        index: usize,
+    ) -> Result<()> {
+        let no_upstream =
+            || Error::explain(ErrorType::HTTPStatus(502), "no upstream for this request");
+        let route = self.routes.get(index).ok_or_else(no_upstream)?;
+        let pool = self.pool_of(ctx).ok_or_else(no_upstream)?;
+        let (addr, idle) = pool
+            .pick_index()
+            .and_then(|i| pool.target(i))
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy target"))?;
+        ctx.target = Some(addr);
+        let target = forward::Target {
+            addr,
+            idle,
+            connect_timeout: pool.connect_timeout,
+            read_timeout: pool.read_timeout,
+        };
+        let ctx = &*ctx;
+        let build = |session: &Session| {
+            let mut req = Box::new(session.req_header().clone());
+            req.set_version(http::Version::HTTP_11);
+            mutate::for_upstream(
+                &mut req,
+                route,
+                &self.identity_headers,
+                ctx.identity.as_deref(),
+                &ctx.request_id,
+                client_ip(session),
+                mutate::Hops::Strip,
+            )
+            .map_err(|e| e.into_down())?;
+            Ok(req)
+        };
+        let finish =
+            |resp: &mut ResponseHeader| mutate::for_downstream(resp, &ctx.request_id, &ctx.cors);
+        forward::forward(session, &target, build, finish).await
+    }
+}
+
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 #[async_trait]
@@ -340,6 +399,10 @@ impl ProxyHttp for Proxy {
         match self.check_access(session, index) {
             Ok(identity) => {
                 ctx.identity = identity;
+                if forward::eligible(session) {
+                    self.forward_direct(session, ctx, index).await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Err(e) => {
@@ -361,11 +424,7 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let pool = match ctx.label {
-            RouteLabel::Route(i) => self.routes.get(i).and_then(|r| self.pools.get(r.upstream)),
-            RouteLabel::Fixed(_) => None,
-        };
-        let Some(pool) = pool else {
+        let Some(pool) = self.pool_of(ctx) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
                 "no upstream for this request",
@@ -399,17 +458,14 @@ impl ProxyHttp for Proxy {
         let Some(route) = self.routes.get(index) else {
             return Ok(());
         };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         mutate::for_upstream(
             upstream_request,
             route,
             &self.identity_headers,
             ctx.identity.as_deref(),
             &ctx.request_id,
-            client_ip,
+            client_ip(session),
+            mutate::Hops::Stripped,
         )
     }
 
@@ -429,11 +485,7 @@ impl ProxyHttp for Proxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let upstream = match ctx.label {
-            RouteLabel::Route(i) => self.routes.get(i).and_then(|r| self.pools.get(r.upstream)),
-            RouteLabel::Fixed(_) => None,
-        }
-        .map_or("none", |p| p.name.as_str());
+        let upstream = self.pool_of(ctx).map_or("none", |p| p.name.as_str());
         let (api, kind) = match e.etype() {
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 (Some(ApiError::upstream_timeout()), "timeout")

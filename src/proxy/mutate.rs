@@ -8,10 +8,10 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{AUTHORIZATION, HOST};
+use http::header::{AUTHORIZATION, CONNECTION, HOST};
 use http::request::Parts;
 use http::response;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorType, Result};
 
@@ -125,6 +125,62 @@ fn address_value(ip: IpAddr) -> HeaderValue {
     })
 }
 
+/// Standard hop-by-hop headers: they describe one connection, not the request.
+const HOP_BY_HOP: [HeaderName; 10] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+    CONNECTION,
+];
+/// Most headers a client may name in `Connection`.
+const MAX_NOMINATED: usize = 16;
+
+/// Removes the hop-by-hop headers and those the client named in
+/// `Connection`. Pingora does this on its own path (before the filters,
+/// since an upgrade needs them); the direct path, which never upgrades,
+/// does it here.
+fn strip_hop_by_hop(headers: &mut HeaderMap) -> Result<()> {
+    let mut nominated: [Option<HeaderName>; MAX_NOMINATED] = Default::default();
+    let tokens = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty());
+    for (count, token) in tokens.enumerate() {
+        let Some(slot) = nominated.get_mut(count) else {
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "too many Connection nominations",
+            ));
+        };
+        // A token that is no header name names nothing to remove.
+        *slot = HeaderName::from_bytes(token).ok();
+    }
+    for name in nominated.iter().flatten() {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    Ok(())
+}
+
+/// Whether an upstream request is for a connection the gateway owns (the
+/// direct path): then the hop-by-hop headers go here.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hops {
+    Strip,
+    /// Pingora's path has stripped them already.
+    Stripped,
+}
+
 pub fn for_upstream(
     req: &mut RequestHeader,
     route: &Route,
@@ -132,6 +188,7 @@ pub fn for_upstream(
     identity: Option<&Verified>,
     request_id: &HeaderValue,
     client_ip: Option<IpAddr>,
+    hops: Hops,
 ) -> Result<()> {
     // Pingora's own insert re-parses the name and updates a second map that
     // keeps the header case, about 2,500 instructions and three allocations a
@@ -146,6 +203,9 @@ pub fn for_upstream(
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts: Parts = std::mem::replace(req, placeholder).into();
     let headers = &mut parts.headers;
+    if hops == Hops::Strip {
+        strip_hop_by_hop(headers)?;
+    }
     headers.reserve(ADDED);
 
     for name in names.all() {

@@ -1,0 +1,271 @@
+//! The direct path: a GET or HEAD without a body, from an HTTP/1 client.
+//! vigile writes the request to the upstream, reads the answer and streams it
+//! back itself, one step after the other, over its own pool of idle upstream
+//! connections.
+//!
+//! Pingora's general path (`proxy_to_upstream`) runs the two directions as
+//! joined futures with a channel between them, clones the request header
+//! once more, and on each reuse of a pooled connection checks it with a
+//! syscall and arms a watcher when it goes back. That generality is needed
+//! for request bodies and upgrades, which keep taking it; a plain read does
+//! not need it. The framing (chunked, content length, HEAD, 204/304, keep
+//! alive) is Pingora's own: the sessions used here are Pingora's HTTP/1
+//! sessions.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::{header, Method, Version};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Stream;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+/// Most idle connections kept per target.
+const MAX_IDLE: usize = 128;
+/// Longest a connection stays idle in the pool, unless the upstream's
+/// `Keep-Alive: timeout=N` says less.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// Given up on an upstream's keep-alive timeout, so that the connection is
+/// not reused just as the upstream closes it.
+const IDLE_MARGIN: Duration = Duration::from_millis(500);
+
+/// Idle connections to one target, the most recently used last.
+#[derive(Default)]
+pub struct IdleConnections {
+    idle: parking_lot::Mutex<VecDeque<(Stream, Instant)>>,
+}
+
+impl IdleConnections {
+    /// The most recently used idle connection that has not expired.
+    fn take(&self) -> Option<Stream> {
+        let mut idle = self.idle.lock();
+        let (stream, expires) = idle.pop_back()?;
+        if expires > Instant::now() {
+            return Some(stream);
+        }
+        // The others are older still (expiry times come in order unless the
+        // upstream changes its keep-alive timeout): closed outside the lock.
+        let expired = std::mem::take(&mut *idle);
+        drop(idle);
+        drop((stream, expired));
+        None
+    }
+
+    fn put(&self, stream: Stream, expires: Instant) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock();
+        let mut evicted = None;
+        while idle
+            .front()
+            .is_some_and(|(_, e)| *e <= now || idle.len() >= MAX_IDLE)
+        {
+            evicted = idle.pop_front();
+        }
+        idle.push_back((stream, expires));
+        drop(idle);
+        drop(evicted);
+    }
+
+    /// Drops every idle connection: one was found closed by the upstream
+    /// (a restart, or its keep-alive timeout), so the older ones are too.
+    fn clear(&self) {
+        let all = std::mem::take(&mut *self.idle.lock());
+        drop(all);
+    }
+
+    /// How many connections are idle (for tests).
+    pub fn len(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether a request can take the direct path: GET or HEAD, no body, no
+/// upgrade, an origin-form target, over HTTP/1.
+pub fn eligible(session: &Session) -> bool {
+    let req = session.req_header();
+    matches!(*session.downstream_session, ServerSession::H1(_))
+        && (req.method == Method::GET || req.method == Method::HEAD)
+        && matches!(req.version, Version::HTTP_11 | Version::HTTP_10)
+        && req.raw_path().first() == Some(&b'/')
+        && !req.headers.contains_key(header::TRANSFER_ENCODING)
+        && !req.headers.contains_key(header::UPGRADE)
+        && !req.headers.contains_key(header::EXPECT)
+        && req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+}
+
+/// Where and how to reach the upstream.
+pub struct Target<'a> {
+    pub addr: SocketAddr,
+    pub idle: &'a IdleConnections,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// Sends the request `build` makes to the target and streams the answer,
+/// after `finish` has edited its header, to the client. `build` runs again
+/// if a pooled connection turns out to be closed before it answered (the
+/// request is a GET or HEAD: sending it twice is safe).
+///
+/// Errors are Pingora's, marked as the upstream's or the client's, for
+/// `fail_to_proxy` to answer.
+pub async fn forward(
+    session: &mut Session,
+    target: &Target<'_>,
+    build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
+    finish: impl FnOnce(&mut ResponseHeader),
+) -> Result<()> {
+    let mut upstream = exchange(session, target, build).await?;
+    let head = session.req_header().method == Method::HEAD;
+    let ServerSession::H1(client) = session.downstream_session.as_mut() else {
+        return Err(Error::explain(
+            ErrorType::InternalError,
+            "direct path on a non-HTTP/1 session",
+        ));
+    };
+
+    let mut resp = match upstream.resp_header() {
+        Some(resp) => Box::new(resp.clone()),
+        None => {
+            return Err(Error::explain(ErrorType::InternalError, "no response header").into_up())
+        }
+    };
+    // As on Pingora's path: an answer delimited by the close of the
+    // connection goes to the client chunked, so the client's connection
+    // can stay open.
+    let no_body = head || matches!(resp.status.as_u16(), 204 | 304);
+    if !no_body
+        && !resp.headers.contains_key(header::TRANSFER_ENCODING)
+        && !resp.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        resp.set_version(Version::HTTP_11);
+        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    finish(&mut resp);
+    client
+        .write_response_header(resp)
+        .await
+        .map_err(|e| e.into_down())?;
+
+    while let Some(chunk) = upstream.read_body_ref().await.map_err(|e| e.into_up())? {
+        client.write_body(chunk).await.map_err(|e| e.into_down())?;
+    }
+
+    upstream.respect_keepalive();
+    let expires = Instant::now() + idle_time(&upstream);
+    if let Some(stream) = upstream.reuse().await {
+        target.idle.put(stream, expires);
+    }
+    Ok(())
+}
+
+/// Connects (or reuses a connection), writes the request and reads the
+/// answer's header.
+async fn exchange(
+    session: &Session,
+    target: &Target<'_>,
+    build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
+) -> Result<UpstreamSession> {
+    if let Some(stream) = target.idle.take() {
+        let mut upstream = upstream_session(stream, target);
+        match send(&mut upstream, build(session)?).await {
+            Ok(()) => return Ok(upstream),
+            // Closed while idle: the upstream restarted or timed it out.
+            Err(e) if !is_timeout(&e) => target.idle.clear(),
+            Err(e) => return Err(e.into_up()),
+        }
+    }
+    let stream = connect(target).await?;
+    let mut upstream = upstream_session(stream, target);
+    send(&mut upstream, build(session)?)
+        .await
+        .map_err(|e| e.into_up())?;
+    Ok(upstream)
+}
+
+fn upstream_session(stream: Stream, target: &Target<'_>) -> UpstreamSession {
+    let mut upstream = UpstreamSession::new(stream);
+    upstream.read_timeout = Some(target.read_timeout);
+    upstream.write_timeout = Some(target.read_timeout);
+    upstream
+}
+
+async fn send(upstream: &mut UpstreamSession, req: Box<RequestHeader>) -> Result<()> {
+    upstream.write_request_header(req).await?;
+    loop {
+        upstream.read_response().await?;
+        match upstream.get_status() {
+            Some(status) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "101 to a request that asked no upgrade",
+                ));
+            }
+            // 100, 102, 103: the final answer comes after.
+            Some(status) if status.is_informational() => continue,
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}
+
+async fn connect(target: &Target<'_>) -> Result<Stream> {
+    let attempt = tokio::net::TcpStream::connect(target.addr);
+    let tcp = match tokio::time::timeout(target.connect_timeout, attempt).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let etype = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                ErrorType::ConnectRefused
+            } else {
+                ErrorType::ConnectError
+            };
+            return Err(Error::because(etype, "connecting to the upstream", e).into_up());
+        }
+        Err(_) => {
+            return Err(
+                Error::explain(ErrorType::ConnectTimedout, "connecting to the upstream").into_up(),
+            )
+        }
+    };
+    // Requests are written whole: no reason to wait for more.
+    tcp.set_nodelay(true)
+        .map_err(|e| Error::because(ErrorType::ConnectError, "TCP_NODELAY", e).into_up())?;
+    Ok(Box::new(L4Stream::from(tcp)))
+}
+
+/// How long a connection may stay idle after this answer: the upstream's
+/// `Keep-Alive: timeout=N` less a margin, at most `IDLE_LIMIT`.
+fn idle_time(upstream: &UpstreamSession) -> Duration {
+    let announced = upstream
+        .get_header("keep-alive")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("timeout"))
+                .and_then(|(_, n)| n.trim().parse::<u64>().ok())
+        });
+    match announced {
+        Some(seconds) => Duration::from_secs(seconds)
+            .saturating_sub(IDLE_MARGIN)
+            .min(IDLE_LIMIT),
+        None => IDLE_LIMIT,
+    }
+}

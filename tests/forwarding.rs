@@ -1,0 +1,288 @@
+//! The forwarding of plain reads (GET and HEAD without a body), which vigile
+//! does itself over its own pool of upstream connections: against an
+//! upstream that speaks HTTP/1.1 from a script over loopback, so that each
+//! answer's framing (length, chunks, close, 1xx, HEAD) and each connection's
+//! fate are what the test says.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use common::{Gateway, Options};
+
+/// What the scripted upstream does with one request: writes an answer on
+/// the connection and says whether to keep the connection open.
+type Script = dyn Fn(&str, &mut TcpStream) -> bool + Send + Sync;
+
+/// An HTTP/1.1 upstream in this process, answering by `script`.
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn start(script: impl Fn(&str, &mut TcpStream) -> bool + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let (count, seen) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                let (script, seen) = (script.clone(), seen.clone());
+                std::thread::spawn(move || serve(stream, &*script, &seen));
+            }
+        });
+        Scripted {
+            addr,
+            connections,
+            requests,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+fn serve(mut stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) {
+    let Ok(reader) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(reader);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        if let Ok(mut seen) = seen.lock() {
+            seen.push(head.clone());
+        }
+        if !script(&head, &mut stream) {
+            return;
+        }
+    }
+}
+
+/// A gateway with the route `/api/raw/` (no auth) to `upstream`.
+fn gateway_before(upstream: &Scripted) -> Gateway {
+    Gateway::start_with(Options {
+        extra_routes: "  - {name: raw, prefix: /api/raw/, upstream: raw, auth: none}\n".into(),
+        extra_upstreams: format!(
+            "  raw:\n    targets: [\"{}\"]\n    read_timeout: 5s\n",
+            upstream.addr
+        ),
+        ..Options::default()
+    })
+}
+
+/// One request over a fresh connection, the answer read to its end (the
+/// gateway closes after it: `Connection: close`).
+fn raw_request(gw: &Gateway, request: &str) -> String {
+    let mut conn = TcpStream::connect(gw.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).expect("the whole answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn path_of(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or("")
+}
+
+#[test]
+fn a_pooled_connection_the_upstream_closed_is_replaced() {
+    // Every answer says keep-alive, then the upstream closes the connection,
+    // as one does when its keep-alive timeout ends.
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        false
+    });
+    let gw = gateway_before(&upstream);
+    for i in 0..5 {
+        let r = gw.get(&format!("/api/raw/{i}"), None);
+        assert_eq!(r.status, 200, "request {i}: {}", r.text);
+        assert_eq!(r.text, "ok");
+        // Time for the close to reach the gateway's idle connection.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Each request reached the upstream once, each on a new connection.
+    let paths: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|h| path_of(h).to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/raw/0",
+            "/api/raw/1",
+            "/api/raw/2",
+            "/api/raw/3",
+            "/api/raw/4"
+        ]
+    );
+    assert_eq!(upstream.connections(), 5);
+}
+
+#[test]
+fn connections_the_upstream_keeps_are_reused() {
+    let upstream = Scripted::start(|_, conn| {
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_ok()
+    });
+    let gw = gateway_before(&upstream);
+    for i in 0..10 {
+        let r = gw.get(&format!("/api/raw/{i}"), None);
+        assert_eq!((r.status, r.text.as_str()), (200, "ok"));
+    }
+    assert_eq!(upstream.requests().len(), 10);
+    // Sequential requests: one connection serves them all, give or take a
+    // request that raced a connection on its way back to the pool.
+    assert!(upstream.connections() <= 2, "{}", upstream.connections());
+}
+
+#[test]
+fn a_chunked_answer_streams_through_as_it_comes() {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let upstream = Scripted::start(move |_, conn| {
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n");
+        let _ = conn.flush();
+        // The rest only once the client has seen the first part.
+        if let Ok(rx) = go_rx.lock() {
+            let _ = rx.recv_timeout(Duration::from_secs(20));
+        }
+        let _ = conn.write_all(b"6\r\nsecond\r\n0\r\n\r\n");
+        true
+    });
+    let gw = gateway_before(&upstream);
+    let mut conn = TcpStream::connect(gw.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"GET /api/raw/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let n = conn.read(&mut buf).expect("the first part arrives alone");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(!String::from_utf8_lossy(&seen).contains("second"));
+    go_tx.send(()).expect("go");
+    while !String::from_utf8_lossy(&seen).ends_with("0\r\n\r\n") {
+        let n = conn.read(&mut buf).expect("the rest arrives");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(text.contains("second"), "{text}");
+}
+
+#[test]
+fn every_kind_of_answer_arrives_whole() {
+    const BIG: usize = 3 * 1024 * 1024;
+    let body: Vec<u8> = (0..BIG).map(|i| b'a' + (i % 26) as u8).collect();
+    let big = body.clone();
+    let upstream = Scripted::start(move |head, conn| {
+        let path = path_of(head).to_string();
+        let head_request = head.starts_with("HEAD ");
+        let result = match path.as_str() {
+            "/api/raw/big" => {
+                let mut answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+                if !head_request {
+                    answer.extend_from_slice(&big);
+                }
+                conn.write_all(&answer)
+            }
+            // HTTP/1.0 style: the body ends when the connection does.
+            "/api/raw/until-close" => {
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+                let _ = conn.write_all(b"until the end");
+                return false;
+            }
+            "/api/raw/hints" => conn.write_all(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+            ),
+            "/api/raw/empty" => conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            _ => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        };
+        result.is_ok()
+    });
+    let gw = gateway_before(&upstream);
+
+    let r = raw_request(
+        &gw,
+        "GET /api/raw/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let (head, got) = r.split_once("\r\n\r\n").expect("head and body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(got.as_bytes() == body.as_slice(), "{} bytes", got.len());
+
+    let r = raw_request(
+        &gw,
+        "HEAD /api/raw/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let (head, got) = r.split_once("\r\n\r\n").expect("head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {BIG}")),
+        "{head}"
+    );
+    assert_eq!(got, "", "no body to a HEAD");
+
+    let r = gw.get("/api/raw/until-close", None);
+    assert_eq!((r.status, r.text.as_str()), (200, "until the end"));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+
+    let r = gw.get("/api/raw/hints", None);
+    assert_eq!((r.status, r.text.as_str()), (200, "final"));
+
+    let r = gw.get("/api/raw/empty", None);
+    assert_eq!((r.status, r.text.as_str()), (204, ""));
+    assert!(r.header("x-request-id").is_some());
+
+    // And the connection the gateway kept after all that still works.
+    let r = gw.get("/api/raw/big", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text.len(), BIG);
+}
+
+#[test]
+fn an_upstream_that_closes_without_answering_gets_502_json() {
+    let upstream = Scripted::start(|_, _| false);
+    let gw = gateway_before(&upstream);
+    let r = gw.get("/api/raw/x", None);
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert_eq!(r.code(), "upstream_unavailable", "{}", r.text);
+    // A fresh connection that closes is not tried again: one request only.
+    assert_eq!(upstream.requests().len(), 1);
+}
