@@ -114,7 +114,7 @@ pub struct Target<'a> {
 }
 
 /// Sends the request `build` makes to the target and streams the answer,
-/// after `finish` has edited its header, to the client. `build` runs again
+/// with the header `answer` makes of the upstream's, to the client. `build` runs again
 /// if a pooled connection turns out to be closed before it answered (the
 /// request is a GET or HEAD: sending it twice is safe).
 ///
@@ -124,7 +124,7 @@ pub async fn forward(
     session: &mut Session,
     target: &Target<'_>,
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
-    finish: impl FnOnce(&mut ResponseHeader),
+    answer: impl FnOnce(&ResponseHeader) -> Box<ResponseHeader>,
 ) -> Result<()> {
     let mut upstream = exchange(session, target, build).await?;
     let head = session.req_header().method == Method::HEAD;
@@ -136,7 +136,7 @@ pub async fn forward(
     };
 
     let mut resp = match upstream.resp_header() {
-        Some(resp) => Box::new(resp.clone()),
+        Some(resp) => answer(resp),
         None => {
             return Err(Error::explain(ErrorType::InternalError, "no response header").into_up())
         }
@@ -152,7 +152,6 @@ pub async fn forward(
         resp.set_version(Version::HTTP_11);
         resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
     }
-    finish(&mut resp);
     client
         .write_response_header(resp)
         .await

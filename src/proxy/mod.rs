@@ -283,23 +283,20 @@ impl Proxy {
         };
         let ctx = &*ctx;
         let build = |session: &Session| {
-            let mut req = Box::new(session.req_header().clone());
-            req.set_version(http::Version::HTTP_11);
-            mutate::for_upstream(
-                &mut req,
+            let forwarding = mutate::Forwarding {
                 route,
-                &self.identity_headers,
-                ctx.identity.as_deref(),
-                &ctx.request_id,
-                client_ip(session),
-                mutate::Hops::Strip,
-            )
-            .map_err(|e| e.into_down())?;
-            Ok(req)
+                names: &self.identity_headers,
+                identity: ctx.identity.as_deref(),
+                request_id: &ctx.request_id,
+                client_ip: client_ip(session),
+            };
+            forwarding
+                .build(session.req_header())
+                .map_err(|e| e.into_down())
         };
-        let finish =
-            |resp: &mut ResponseHeader| mutate::for_downstream(resp, &ctx.request_id, &ctx.cors);
-        forward::forward(session, &target, build, finish).await
+        let answer =
+            |upstream: &ResponseHeader| mutate::answer_from(upstream, &ctx.request_id, &ctx.cors);
+        forward::forward(session, &target, build, answer).await
     }
 }
 
@@ -458,15 +455,14 @@ impl ProxyHttp for Proxy {
         let Some(route) = self.routes.get(index) else {
             return Ok(());
         };
-        mutate::for_upstream(
-            upstream_request,
+        let forwarding = mutate::Forwarding {
             route,
-            &self.identity_headers,
-            ctx.identity.as_deref(),
-            &ctx.request_id,
-            client_ip(session),
-            mutate::Hops::Stripped,
-        )
+            names: &self.identity_headers,
+            identity: ctx.identity.as_deref(),
+            request_id: &ctx.request_id,
+            client_ip: client_ip(session),
+        };
+        forwarding.apply(upstream_request)
     }
 
     async fn response_filter(

@@ -172,98 +172,130 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Result<()> {
     Ok(())
 }
 
-/// Whether an upstream request is for a connection the gateway owns (the
-/// direct path): then the hop-by-hop headers go here.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Hops {
-    Strip,
-    /// Pingora's path has stripped them already.
-    Stripped,
+/// Whether `headers` hold a hop-by-hop header (most requests hold none:
+/// one pass over the names is cheaper than a hash probe per listed name).
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| HOP_BY_HOP.contains(k))
 }
 
-pub fn for_upstream(
-    req: &mut RequestHeader,
-    route: &Route,
-    names: &IdentityHeaderNames,
-    identity: Option<&Verified>,
-    request_id: &HeaderValue,
-    client_ip: Option<IpAddr>,
-    hops: Hops,
-) -> Result<()> {
-    // Pingora's own insert re-parses the name and updates a second map that
-    // keeps the header case, about 2,500 instructions and three allocations a
-    // header. The headers are edited as plain `http` parts instead (names
-    // parsed once, room reserved once); header names then go upstream in
-    // lower case, or title case for the standard ones.
-    let target = match req.uri.path_and_query() {
+/// What the gateway adds to a request on its way to the upstream: identity
+/// headers (client-sent copies removed first), request id, `X-Forwarded-*`;
+/// `Authorization` dropped when the route says so; the route's prefix
+/// stripped.
+///
+/// Pingora's own insert re-parses the name and updates a second map that
+/// keeps the header case, about 2,500 instructions and three allocations a
+/// header. The headers are edited as plain `http` parts instead (names
+/// parsed once, room reserved once); header names then go upstream in lower
+/// case, or title case for the standard ones.
+pub struct Forwarding<'a> {
+    pub route: &'a Route,
+    pub names: &'a IdentityHeaderNames,
+    pub identity: Option<&'a Verified>,
+    pub request_id: &'a HeaderValue,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Forwarding<'_> {
+    /// Pingora's path: edits the request Pingora made from the client's
+    /// (hop-by-hop headers already gone).
+    pub fn apply(&self, req: &mut RequestHeader) -> Result<()> {
+        let target = raw_target(req);
+        let end_stream = req.send_end_stream();
+        let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts: Parts = std::mem::replace(req, placeholder).into();
+        self.edit(&mut parts.headers)?;
+        *req = self.finish(parts, target)?;
+        if let Some(end_stream) = end_stream {
+            req.set_send_end_stream(end_stream);
+        }
+        Ok(())
+    }
+
+    /// The direct path: the upstream request, HTTP/1.1, made from the
+    /// client's without copying what is then removed, hop-by-hop headers
+    /// (and those `Connection` names) removed.
+    pub fn build(&self, req: &RequestHeader) -> Result<Box<RequestHeader>> {
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.method = req.method.clone();
+        parts.uri = req.uri.clone();
+        parts.version = http::Version::HTTP_11;
+        parts.headers = req.headers.clone();
+        if has_hop_by_hop(&parts.headers) {
+            strip_hop_by_hop(&mut parts.headers)?;
+        }
+        self.edit(&mut parts.headers)?;
+        Ok(Box::new(self.finish(parts, raw_target(req))?))
+    }
+
+    fn edit(&self, headers: &mut HeaderMap) -> Result<()> {
+        headers.reserve(ADDED);
+        let names = self.names.all();
+        if headers.keys().any(|k| names.contains(&k)) {
+            for name in names {
+                headers.remove(name);
+            }
+        }
+        if let Some(who) = self.identity {
+            for (name, value) in names.into_iter().zip(&who.header_values) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        if let Some(ip) = self.client_ip {
+            let value = forwarded_for(headers.get(&FORWARDED_FOR), ip)?;
+            headers.insert(FORWARDED_FOR, value);
+        }
+        headers.insert(REQUEST_ID, self.request_id.clone());
+        // The gateway is the edge: what clients claim here is replaced.
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+        match headers.get(HOST).cloned() {
+            Some(host) => {
+                headers.insert(FORWARDED_HOST, host);
+            }
+            None => {
+                headers.remove(FORWARDED_HOST);
+            }
+        }
+        if !self.route.forward_authorization {
+            headers.remove(AUTHORIZATION);
+        }
+        Ok(())
+    }
+
+    /// The request header from edited parts: the client's request target
+    /// kept byte for byte (when the URI parser normalised it), the route's
+    /// prefix stripped.
+    fn finish(&self, parts: Parts, target: Option<Vec<u8>>) -> Result<RequestHeader> {
+        let mut req = RequestHeader::from(parts);
+        if let Some(target) = target {
+            req.set_raw_path(&target)?;
+        }
+        if self.route.strip_prefix {
+            let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let stripped = self.route.upstream_path(path_and_query);
+            if let Ok(uri) = stripped.parse() {
+                req.set_uri(uri);
+            }
+        }
+        Ok(req)
+    }
+}
+
+/// The client's request target when it differs from what the parsed URI
+/// would write.
+fn raw_target(req: &RequestHeader) -> Option<Vec<u8>> {
+    match req.uri.path_and_query() {
         Some(pq) if pq.as_str().as_bytes() == req.raw_path() => None,
         _ => Some(req.raw_path().to_vec()),
-    };
-    let end_stream = req.send_end_stream();
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let mut parts: Parts = std::mem::replace(req, placeholder).into();
-    let headers = &mut parts.headers;
-    if hops == Hops::Strip {
-        strip_hop_by_hop(headers)?;
     }
-    headers.reserve(ADDED);
-
-    for name in names.all() {
-        headers.remove(name);
-    }
-    if let Some(who) = identity {
-        for (name, value) in names.all().into_iter().zip(&who.header_values) {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
-    if let Some(ip) = client_ip {
-        let value = forwarded_for(headers.get(&FORWARDED_FOR), ip)?;
-        headers.insert(FORWARDED_FOR, value);
-    }
-    headers.insert(REQUEST_ID, request_id.clone());
-    // The gateway is the edge: what clients claim here is replaced.
-    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
-    match headers.get(HOST).cloned() {
-        Some(host) => {
-            headers.insert(FORWARDED_HOST, host);
-        }
-        None => {
-            headers.remove(FORWARDED_HOST);
-        }
-    }
-    if !route.forward_authorization {
-        headers.remove(AUTHORIZATION);
-    }
-
-    *req = RequestHeader::from(parts);
-    if let Some(end_stream) = end_stream {
-        req.set_send_end_stream(end_stream);
-    }
-    if let Some(target) = target {
-        req.set_raw_path(&target)?;
-    }
-    if route.strip_prefix {
-        let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let stripped = route.upstream_path(path_and_query);
-        if let Ok(uri) = stripped.parse() {
-            req.set_uri(uri);
-        }
-    }
-    Ok(())
 }
 
-/// What the client gets on a proxied answer: the upstream's headers, the
-/// request id and the CORS headers. Edited as plain `http` parts, as in
-/// `for_upstream` (the response keeps its status; the reason phrase becomes
-/// the standard one and header names lose their original case).
-pub fn for_downstream(
-    resp: &mut ResponseHeader,
+/// Adds the request id and the CORS headers to an answer's headers.
+fn add_answer_headers(
+    headers: &mut HeaderMap,
     request_id: &HeaderValue,
     cors: &[(&'static str, String)],
 ) {
-    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    let mut parts: response::Parts = std::mem::replace(resp, placeholder).into();
-    let headers = &mut parts.headers;
     headers.reserve(1 + cors.len());
     headers.insert(REQUEST_ID, request_id.clone());
     for (name, value) in cors {
@@ -273,5 +305,148 @@ pub fn for_downstream(
             headers.insert(name, value);
         }
     }
+}
+
+/// What the client gets on a proxied answer: the upstream's headers, the
+/// request id and the CORS headers. Edited as plain `http` parts, as in
+/// `Forwarding` (the response keeps its status; the reason phrase becomes
+/// the standard one and header names lose their original case).
+pub fn for_downstream(
+    resp: &mut ResponseHeader,
+    request_id: &HeaderValue,
+    cors: &[(&'static str, String)],
+) {
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: response::Parts = std::mem::replace(resp, placeholder).into();
+    add_answer_headers(&mut parts.headers, request_id, cors);
     *resp = ResponseHeader::from(parts);
+}
+
+/// `for_downstream` for the direct path: the client's answer made from the
+/// upstream's, which stays with the upstream session.
+pub fn answer_from(
+    upstream: &ResponseHeader,
+    request_id: &HeaderValue,
+    cors: &[(&'static str, String)],
+) -> Box<ResponseHeader> {
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = upstream.status;
+    parts.version = upstream.version;
+    parts.headers = upstream.headers.clone();
+    add_answer_headers(&mut parts.headers, request_id, cors);
+    Box::new(ResponseHeader::from(parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthMode, IdentityHeaders};
+
+    fn route(strip_prefix: bool, forward_authorization: bool) -> Route {
+        Route {
+            name: "stocks".into(),
+            prefix: "/api/stocks/".into(),
+            upstream: 0,
+            auth: AuthMode::Required,
+            roles: Vec::new(),
+            strip_prefix,
+            forward_authorization,
+            methods: Vec::new(),
+            allow: String::new(),
+        }
+    }
+
+    fn client_request(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", target.as_bytes(), None).expect("request");
+        req.set_version(http::Version::HTTP_10);
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).expect("header");
+        }
+        req
+    }
+
+    fn build(req: &RequestHeader, route: &Route) -> Result<Box<RequestHeader>> {
+        let names = IdentityHeaderNames::new(&IdentityHeaders {
+            user_id: "X-User-Id".into(),
+            email: "X-User-Email".into(),
+            role: "X-User-Role".into(),
+            session_id: "X-Session-Id".into(),
+        });
+        let request_id = HeaderValue::from_static("abc");
+        Forwarding {
+            route,
+            names: &names,
+            identity: None,
+            request_id: &request_id,
+            client_ip: Some(IpAddr::from([192, 0, 2, 1])),
+        }
+        .build(req)
+    }
+
+    fn values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
+        req.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?"))
+            .collect()
+    }
+
+    #[test]
+    fn the_direct_path_drops_hop_by_hop_and_nominated_headers() {
+        let req = client_request(
+            "/api/stocks/a?b=1",
+            &[
+                ("Host", "gw"),
+                ("Connection", "keep-alive, X-Hop"),
+                ("Connection", "X-Other"),
+                ("X-Hop", "1"),
+                ("X-Other", "2"),
+                ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"),
+                ("Proxy-Authorization", "Basic x"),
+                ("X-User-Id", "forged"),
+                ("X-User-Id", "forged again"),
+                ("Authorization", "Bearer t"),
+                ("Accept", "application/json"),
+            ],
+        );
+        let up = build(&req, &route(false, false)).expect("built");
+        assert_eq!(up.version, http::Version::HTTP_11);
+        for gone in [
+            "connection",
+            "x-hop",
+            "x-other",
+            "keep-alive",
+            "te",
+            "proxy-authorization",
+            "x-user-id",
+            "authorization",
+        ] {
+            assert!(values(&up, gone).is_empty(), "{gone} went upstream");
+        }
+        assert_eq!(values(&up, "accept"), ["application/json"]);
+        assert_eq!(values(&up, "x-forwarded-for"), ["192.0.2.1"]);
+        assert_eq!(values(&up, "x-forwarded-host"), ["gw"]);
+        assert_eq!(values(&up, "x-request-id"), ["abc"]);
+        assert_eq!(up.uri.to_string(), "/api/stocks/a?b=1");
+        // The client's request is left as it was.
+        assert_eq!(values(&req, "x-hop"), ["1"]);
+    }
+
+    #[test]
+    fn the_direct_path_keeps_the_target_and_strips_the_prefix() {
+        let req = client_request("/api/stocks/x%20y?q=%C3%A9", &[("Host", "gw")]);
+        let up = build(&req, &route(false, true)).expect("built");
+        assert_eq!(up.raw_path(), b"/api/stocks/x%20y?q=%C3%A9");
+        let up = build(&req, &route(true, true)).expect("built");
+        assert_eq!(up.uri.path(), "/x%20y");
+    }
+
+    #[test]
+    fn too_many_connection_nominations_are_refused() {
+        let many: Vec<String> = (0..40).map(|i| format!("x-{i}")).collect();
+        let req = client_request("/api/stocks/", &[("Connection", &many.join(", "))]);
+        let e = build(&req, &route(false, true)).expect_err("refused");
+        assert_eq!(e.etype(), &ErrorType::InvalidHTTPHeader);
+    }
 }
