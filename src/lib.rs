@@ -33,12 +33,15 @@ pub mod tokens;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Lowers the calling thread's scheduling priority (nice 9 on Linux), for the
-/// background work that must not take CPU from requests being answered:
-/// password hashing, the reset worker. Best effort: an error is ignored.
+/// Lowers the calling thread's scheduling priority to the lowest nice level
+/// (19 on Linux), for the background work that must not take CPU from
+/// requests being answered: password hashing, the reset worker. A request's
+/// thread that wakes up then preempts it almost at once, and it still gets
+/// its (small) share of a busy CPU, unlike `SCHED_IDLE`, which a busy
+/// neighbour process could starve. Best effort: an error is ignored.
 pub fn lower_thread_priority() {
-    // Crossplatform 25 of 99 maps to nice 9 for normal scheduling policies.
-    if let Ok(p) = 25u8.try_into() {
+    // Crossplatform 0 of 99 maps to nice 19 for normal scheduling policies.
+    if let Ok(p) = 0u8.try_into() {
         let _ = thread_priority::set_current_thread_priority(
             thread_priority::ThreadPriority::Crossplatform(p),
         );
