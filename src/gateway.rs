@@ -22,7 +22,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::error::ApiError;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
-use crate::proxy::IdleConnections;
+use crate::proxy::{ConnectionEvents, IdleConnections};
 use crate::revocation::RevocationList;
 use crate::store::{Store, StoreError};
 use crate::tokens::TokenKeys;
@@ -176,6 +176,7 @@ pub struct UpstreamPool {
     targets: Vec<(Backend, SocketAddr)>,
     /// Idle connections of each target (same order), for the direct path.
     idle: Vec<IdleConnections>,
+    pub connection_events: ConnectionEvents,
     /// Whether a health check runs: without one every target is used.
     checked: bool,
     next: AtomicUsize,
@@ -273,6 +274,7 @@ impl UpstreamPool {
         name: &str,
         balancer: Arc<LoadBalancer<RoundRobin>>,
         up: &UpstreamConfig,
+        metrics: &Metrics,
     ) -> UpstreamPool {
         let targets: Vec<_> = balancer
             .backends()
@@ -284,6 +286,7 @@ impl UpstreamPool {
             name: name.to_string(),
             balancer,
             idle: targets.iter().map(|_| IdleConnections::default()).collect(),
+            connection_events: ConnectionEvents::new(&metrics.upstream_connections, name),
             targets,
             checked: up.health_check.is_some(),
             next: AtomicUsize::new(0),
@@ -378,7 +381,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         } else {
             Arc::new(lb)
         };
-        pools.push(UpstreamPool::new(name, balancer, up));
+        pools.push(UpstreamPool::new(name, balancer, up, &gateway.metrics));
     }
     let pools = Arc::new(pools);
 

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
+    pub upstream_connections: IntCounterVec,
     pub logins: IntCounterVec,
     pub registrations: IntCounterVec,
     pub refreshes: IntCounterVec,
@@ -61,6 +62,13 @@ impl Metrics {
             "vigile_upstream_errors_total",
             "Upstream failures by upstream and kind",
             &["upstream", "kind"],
+        )?;
+        let upstream_connections = counter(
+            &registry,
+            "vigile_upstream_connections_total",
+            "Upstream connections of the direct path by upstream and event: opened, \
+             reused (a pooled one answered), stale (a pooled one was found closed)",
+            &["upstream", "event"],
         )?;
         let upstream_healthy = IntGaugeVec::new(
             Opts::new(
@@ -125,6 +133,7 @@ impl Metrics {
             latency,
             upstream_errors,
             upstream_healthy,
+            upstream_connections,
             logins,
             registrations,
             refreshes,

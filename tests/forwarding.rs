@@ -107,6 +107,18 @@ fn raw_request(gw: &Gateway, request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// `vigile_upstream_connections_total` of the `raw` upstream for `event`.
+fn connections(gw: &Gateway, event: &str) -> u64 {
+    let text = gw.admin_get("/metrics").text;
+    let labels = [format!("event=\"{event}\""), "upstream=\"raw\"".to_string()];
+    text.lines()
+        .filter(|l| l.starts_with("vigile_upstream_connections_total{"))
+        .find(|l| labels.iter().all(|label| l.contains(label.as_str())))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn path_of(head: &str) -> &str {
     head.split(' ').nth(1).unwrap_or("")
 }
@@ -144,6 +156,9 @@ fn a_pooled_connection_the_upstream_closed_is_replaced() {
         ]
     );
     assert_eq!(upstream.connections(), 5);
+    assert_eq!(connections(&gw, "opened"), 5);
+    assert_eq!(connections(&gw, "stale"), 4);
+    assert_eq!(connections(&gw, "reused"), 0);
 }
 
 #[test]
@@ -161,6 +176,10 @@ fn connections_the_upstream_keeps_are_reused() {
     // Sequential requests: one connection serves them all, give or take a
     // request that raced a connection on its way back to the pool.
     assert!(upstream.connections() <= 2, "{}", upstream.connections());
+    let opened = connections(&gw, "opened");
+    assert_eq!(opened, upstream.connections() as u64);
+    assert_eq!(connections(&gw, "reused"), 10 - opened);
+    assert_eq!(connections(&gw, "stale"), 0);
 }
 
 #[test]

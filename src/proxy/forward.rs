@@ -24,6 +24,7 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
+use prometheus::{IntCounter, IntCounterVec};
 
 /// Most idle connections kept per target.
 const MAX_IDLE: usize = 128;
@@ -38,6 +39,26 @@ const IDLE_MARGIN: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub struct IdleConnections {
     idle: parking_lot::Mutex<VecDeque<(Stream, Instant)>>,
+}
+
+/// The `vigile_upstream_connections_total` counters of one upstream,
+/// resolved once.
+#[derive(Clone)]
+pub struct ConnectionEvents {
+    pub opened: IntCounter,
+    pub reused: IntCounter,
+    pub stale: IntCounter,
+}
+
+impl ConnectionEvents {
+    pub fn new(counters: &IntCounterVec, upstream: &str) -> ConnectionEvents {
+        let event = |name| counters.with_label_values(&[upstream, name]);
+        ConnectionEvents {
+            opened: event("opened"),
+            reused: event("reused"),
+            stale: event("stale"),
+        }
+    }
 }
 
 impl IdleConnections {
@@ -109,6 +130,7 @@ pub fn eligible(session: &Session) -> bool {
 pub struct Target<'a> {
     pub addr: SocketAddr,
     pub idle: &'a IdleConnections,
+    pub events: &'a ConnectionEvents,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -179,13 +201,20 @@ async fn exchange(
     if let Some(stream) = target.idle.take() {
         let mut upstream = upstream_session(stream, target);
         match send(&mut upstream, build(session)?).await {
-            Ok(()) => return Ok(upstream),
+            Ok(()) => {
+                target.events.reused.inc();
+                return Ok(upstream);
+            }
             // Closed while idle: the upstream restarted or timed it out.
-            Err(e) if !is_timeout(&e) => target.idle.clear(),
+            Err(e) if !is_timeout(&e) => {
+                target.events.stale.inc();
+                target.idle.clear();
+            }
             Err(e) => return Err(e.into_up()),
         }
     }
     let stream = connect(target).await?;
+    target.events.opened.inc();
     let mut upstream = upstream_session(stream, target);
     send(&mut upstream, build(session)?)
         .await

@@ -28,7 +28,7 @@ use crate::routes::RouteTable;
 use crate::shutdown::{InFlight, InFlightGuard};
 use crate::token_cache::{TokenCache, Verified};
 
-pub use forward::IdleConnections;
+pub use forward::{ConnectionEvents, IdleConnections};
 pub use mutate::IdentityHeaderNames;
 
 /// Largest body the account endpoints read.
@@ -278,6 +278,7 @@ impl Proxy {
         let target = forward::Target {
             addr,
             idle,
+            events: &pool.connection_events,
             connect_timeout: pool.connect_timeout,
             read_timeout: pool.read_timeout,
         };
