@@ -12,8 +12,10 @@
 //! alive) is Pingora's own: the sessions used here are Pingora's HTTP/1
 //! sessions.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{header, Method, Version};
@@ -35,12 +37,6 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// not reused just as the upstream closes it.
 const IDLE_MARGIN: Duration = Duration::from_millis(500);
 
-/// Idle connections to one target, the most recently used last.
-#[derive(Default)]
-pub struct IdleConnections {
-    idle: parking_lot::Mutex<VecDeque<(Stream, Instant)>>,
-}
-
 /// The `vigile_upstream_connections_total` counters of one upstream,
 /// resolved once.
 #[derive(Clone)]
@@ -61,51 +57,83 @@ impl ConnectionEvents {
     }
 }
 
+/// Idle connections to one target, kept per thread, the most recently used
+/// last. Under Pingora's default runtime (one per thread, no work stealing) a
+/// connection belongs to the I/O driver of the thread that opened it: used
+/// from another thread, each of its events would first wake that thread.
+pub struct IdleConnections {
+    /// Index of this target's list in each thread's `IDLE`.
+    id: usize,
+}
+
+type Idle = VecDeque<(Stream, Instant)>;
+
+thread_local! {
+    static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+impl Default for IdleConnections {
+    fn default() -> Self {
+        IdleConnections {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
 impl IdleConnections {
+    /// Runs `f` on this thread's idle list of this target; what it returns
+    /// is dropped (connections closed) after the list is released.
+    fn with<R>(&self, f: impl FnOnce(&mut Idle) -> R) -> R {
+        IDLE.with_borrow_mut(|lists| {
+            if lists.len() <= self.id {
+                lists.resize_with(self.id + 1, VecDeque::new);
+            }
+            match lists.get_mut(self.id) {
+                Some(idle) => f(idle),
+                None => f(&mut VecDeque::new()),
+            }
+        })
+    }
+
     /// The most recently used idle connection that has not expired.
     fn take(&self) -> Option<Stream> {
-        let mut idle = self.idle.lock();
-        let (stream, expires) = idle.pop_back()?;
-        if expires > Instant::now() {
-            return Some(stream);
-        }
-        // The others are older still (expiry times come in order unless the
-        // upstream changes its keep-alive timeout): closed outside the lock.
-        let expired = std::mem::take(&mut *idle);
-        drop(idle);
-        drop((stream, expired));
-        None
+        let now = Instant::now();
+        let (found, _expired) = self.with(|idle| {
+            let Some((stream, expires)) = idle.pop_back() else {
+                return (None, None);
+            };
+            if expires > now {
+                return (Some(stream), None);
+            }
+            // The others are older still (expiry times come in order unless
+            // the upstream changes its keep-alive timeout).
+            (None, Some((stream, std::mem::take(idle))))
+        });
+        found
     }
 
     fn put(&self, stream: Stream, expires: Instant) {
         let now = Instant::now();
-        let mut idle = self.idle.lock();
-        let mut evicted = None;
-        while idle
-            .front()
-            .is_some_and(|(_, e)| *e <= now || idle.len() >= MAX_IDLE)
-        {
-            evicted = idle.pop_front();
-        }
-        idle.push_back((stream, expires));
-        drop(idle);
-        drop(evicted);
+        let _evicted = self.with(|idle| {
+            let mut evicted = Vec::new();
+            while idle
+                .front()
+                .is_some_and(|(_, e)| *e <= now || idle.len() >= MAX_IDLE)
+            {
+                evicted.extend(idle.pop_front());
+            }
+            idle.push_back((stream, expires));
+            evicted
+        });
     }
 
-    /// Drops every idle connection: one was found closed by the upstream
-    /// (a restart, or its keep-alive timeout), so the older ones are too.
+    /// Drops this thread's idle connections: one was found closed by the
+    /// upstream (a restart, or its keep-alive timeout), so the older ones are
+    /// too.
     fn clear(&self) {
-        let all = std::mem::take(&mut *self.idle.lock());
-        drop(all);
-    }
-
-    /// How many connections are idle (for tests).
-    pub fn len(&self) -> usize {
-        self.idle.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        let _all = self.with(std::mem::take);
     }
 }
 
