@@ -46,8 +46,11 @@ SECRET = "benchsecretbenchsecretbenchsecret0123456789"
 BODY = '{"service":"stocks","items":[{"sku":"A-100","qty":12},{"sku":"B-200","qty":7}],"ok":true}'
 
 PORTS = {"upstream": 17000, "pingora": 17001, "haproxy": 17002, "vigile": 17003, "admin": 17004}
-PROXY_CPU = "1"
-LOAD_CPU = "0"
+# Worker threads of each proxy. With 1 (the default) the proxy has CPU 1 to
+# itself and wrk and nginx share CPU 0; with more, everything shares both.
+WORKERS = int(os.environ.get("WORKERS", "1"))
+PROXY_CPU = "1" if WORKERS == 1 else "0,1"
+LOAD_CPU = "0" if WORKERS == 1 else "0,1"
 
 WRK_SCRIPT = r"""
 local tokens, revoked = {}, {}
@@ -219,7 +222,7 @@ http {{
         conf = self.path(name)
         with open(conf, "w") as f:
             f.write(f"""
-server: {{listen: "127.0.0.1:{PORTS['vigile']}", threads: 1, grace_period: 1s}}
+server: {{listen: "127.0.0.1:{PORTS['vigile']}", threads: {WORKERS}, grace_period: 1s}}
 admin: {{listen: "127.0.0.1:{PORTS['admin']}"}}
 store: {{path: "{self.path(store)}"}}
 tokens:
@@ -245,7 +248,7 @@ upstreams:
             return None
         if name == "pingora":
             return self.start("pingora", [BARE, "--listen", f"127.0.0.1:{PORTS['pingora']}",
-                                          "--upstream", f"127.0.0.1:{PORTS['upstream']}", "--threads", "1"],
+                                          "--upstream", f"127.0.0.1:{PORTS['upstream']}", "--threads", str(WORKERS)],
                               PROXY_CPU, PORTS["pingora"])
         if name == "haproxy":
             conf = self.path("haproxy.cfg")
@@ -253,7 +256,7 @@ upstreams:
             with open(conf, "w") as f:
                 f.write(f"""
 global
-  nbthread 1
+  nbthread {WORKERS}
   maxconn 4000
 defaults
   mode http
@@ -360,7 +363,7 @@ def run_proxy(bench):
             "user": statistics.median(x["user_us_per_req"] for x in runs) if runs[0]["user_us_per_req"] is not None else None,
             "rss": statistics.median(x["rss_mib"] for x in runs) if runs[0]["rss_mib"] is not None else None,
         }
-    print(f"\n## Proxy comparison: {ROUNDS} rounds x {DURATION} s, {CONNECTIONS} connections, medians\n")
+    print(f"\n## Proxy comparison: {ROUNDS} rounds x {DURATION} s, {CONNECTIONS} connections, {WORKERS} worker thread(s) per proxy, medians\n")
     print("| contender | req/s | p50 (us) | p99 (us) | CPU us/req (user) | RSS MiB | req/s vs pingora | req/s vs haproxy | p99 vs pingora |")
     print("|---|---|---|---|---|---|---|---|---|")
     base = {k: med.get(k, {"rps": float("nan"), "p99": float("nan")}) for k in ("pingora", "haproxy")}
