@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
+use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{ConnectionEvents, IdleConnections};
 use crate::revocation::RevocationList;
 use crate::store::{Store, StoreError};
+use crate::token_cache::TokenCache;
 use crate::tokens::TokenKeys;
 
 /// Name of the operator credential file in the data directory.
@@ -340,6 +342,51 @@ impl BackgroundService for Housekeeping {
     }
 }
 
+/// One listening socket of the proxy and the threads that serve it.
+struct ProxyListener {
+    addr: String,
+    threads: usize,
+    reuse_port: bool,
+}
+
+/// The proxy's listening sockets. Pingora 0.9 accepts a socket's
+/// connections on one runtime and hands each to a runtime drawn at random
+/// (one per thread without work stealing), while the connection stays
+/// registered with the accepting runtime's I/O driver: each of its events
+/// then wakes that other thread first. So with several threads and no work
+/// stealing, each thread gets a single-threaded service with its own
+/// `SO_REUSEPORT` socket on the listen address, and the kernel spreads the
+/// connections. Pingora keeps one socket per address string: the address is
+/// written with `i` leading zeros on the port (`127.0.0.1:08080` is
+/// `127.0.0.1:8080`) to make the strings distinct.
+fn proxy_listeners(cfg: &Config) -> Vec<ProxyListener> {
+    let threads = cfg.server.threads.max(1);
+    if threads == 1 || cfg.server.work_stealing {
+        return vec![ProxyListener {
+            addr: cfg.server.listen.to_string(),
+            threads,
+            reuse_port: false,
+        }];
+    }
+    listen_aliases(cfg.server.listen, threads)
+        .into_iter()
+        .map(|addr| ProxyListener {
+            addr,
+            threads: 1,
+            reuse_port: true,
+        })
+        .collect()
+}
+
+/// `n` distinct spellings of `addr`: the port with 0 to `n - 1` leading zeros.
+fn listen_aliases(addr: SocketAddr, n: usize) -> Vec<String> {
+    let text = addr.to_string();
+    let (host, port) = text.rsplit_once(':').unwrap_or((text.as_str(), ""));
+    (0..n)
+        .map(|i| format!("{host}:{}{port}", "0".repeat(i)))
+        .collect()
+}
+
 /// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
 /// SIGINT (at once).
 pub fn serve(config: Config) -> Result<(), String> {
@@ -386,10 +433,29 @@ pub fn serve(config: Config) -> Result<(), String> {
     let pools = Arc::new(pools);
 
     let in_flight = crate::shutdown::InFlight::default();
-    let proxy = crate::proxy::Proxy::new(gateway.clone(), pools.clone(), in_flight.clone());
-    let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    proxy_service.add_tcp(&cfg.server.listen.to_string());
-    server.add_service(proxy_service);
+    let verified = Arc::new(TokenCache::new(cfg.tokens.verified_cache));
+    for (i, listener) in proxy_listeners(cfg).into_iter().enumerate() {
+        let proxy = crate::proxy::Proxy::new(
+            gateway.clone(),
+            pools.clone(),
+            in_flight.clone(),
+            verified.clone(),
+        );
+        let mut service = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            proxy,
+            &format!("proxy {i}"),
+        );
+        service.threads = Some(listener.threads);
+        if listener.reuse_port {
+            let mut options = TcpSocketOptions::default();
+            options.so_reuseport = Some(true);
+            service.add_tcp_with_settings(&listener.addr, options);
+        } else {
+            service.add_tcp(&listener.addr);
+        }
+        server.add_service(service);
+    }
 
     let mut admin_service = crate::admin::service(gateway.clone(), pools.clone());
     admin_service.add_tcp(&cfg.admin.listen.to_string());
@@ -420,4 +486,28 @@ pub fn serve(config: Config) -> Result<(), String> {
     });
     gateway.accounts.store.close();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_aliases_are_distinct_spellings_of_one_address() {
+        for addr in ["127.0.0.1:8080", "[::1]:443", "0.0.0.0:65535"] {
+            let addr: SocketAddr = addr.parse().expect("addr");
+            let aliases = listen_aliases(addr, 4);
+            assert_eq!(aliases.len(), 4);
+            assert_eq!(aliases[0], addr.to_string());
+            let distinct: std::collections::BTreeSet<_> = aliases.iter().collect();
+            assert_eq!(distinct.len(), 4);
+            for alias in &aliases {
+                let parsed: Vec<SocketAddr> =
+                    std::net::ToSocketAddrs::to_socket_addrs(alias.as_str())
+                        .expect("resolves")
+                        .collect();
+                assert_eq!(parsed, [addr], "{alias}");
+            }
+        }
+    }
 }

@@ -69,19 +69,24 @@ pub struct Proxy {
     identity_headers: IdentityHeaderNames,
     cors: CorsPolicy,
     in_flight: InFlight,
-    verified: TokenCache,
+    /// Shared by the proxy services of every worker thread.
+    verified: Arc<TokenCache>,
     /// Metric handles of each route, by route index.
     meters: Vec<RouteMeter>,
 }
 
 impl Proxy {
-    pub fn new(gateway: Arc<Gateway>, pools: Arc<Vec<UpstreamPool>>, in_flight: InFlight) -> Proxy {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        pools: Arc<Vec<UpstreamPool>>,
+        in_flight: InFlight,
+        verified: Arc<TokenCache>,
+    ) -> Proxy {
         let routes = RouteTable::new(&gateway.config.routes, |name| {
             pools.iter().position(|p| p.name == name).unwrap_or(0)
         });
         let identity_headers = IdentityHeaderNames::new(&gateway.config.identity_headers);
         let cors = CorsPolicy::new(&gateway.config.cors);
-        let verified = TokenCache::new(gateway.config.tokens.verified_cache);
         let meters = (0..)
             .map_while(|i| routes.get(i))
             .map(|route| RouteMeter::new(&gateway.metrics, &route.name))
