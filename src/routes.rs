@@ -16,6 +16,8 @@ pub struct Route {
     pub methods: Vec<String>,
     /// `Allow` header value when `methods` is set.
     pub allow: String,
+    /// Whether protocol upgrades (WebSocket) may pass.
+    pub websocket: bool,
 }
 
 impl Route {
@@ -60,6 +62,7 @@ impl RouteTable {
                 forward_authorization: r.forward_authorization,
                 methods: r.methods.clone(),
                 allow: r.methods.join(", "),
+                websocket: r.websocket,
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -100,6 +103,7 @@ mod tests {
             strip_prefix: strip,
             forward_authorization: true,
             methods: vec![],
+            websocket: false,
         }
     }
 

@@ -52,6 +52,9 @@ struct RawServer {
     work_stealing: bool,
     grace_period: ConfigDuration,
     log_format: LogFormat,
+    underscore_headers: UnderscoreHeaders,
+    header_timeout: ConfigDuration,
+    max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -62,6 +65,9 @@ impl Default for RawServer {
             work_stealing: false,
             grace_period: ConfigDuration(Duration::from_secs(5)),
             log_format: LogFormat::Text,
+            underscore_headers: UnderscoreHeaders::Drop,
+            header_timeout: ConfigDuration(Duration::from_secs(10)),
+            max_connections: 10_000,
         }
     }
 }
@@ -298,6 +304,8 @@ struct RawRoute {
     forward_authorization: bool,
     #[serde(default)]
     methods: Vec<String>,
+    #[serde(default)]
+    websocket: bool,
 }
 
 fn yes() -> bool {
@@ -358,6 +366,19 @@ pub enum MailerKind {
     Log,
 }
 
+/// What becomes of client header names holding `_` (other than the
+/// identity headers' twins, which are always removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoreHeaders {
+    /// Removed before forwarding, as nginx does: WSGI/CGI backends read
+    /// `X_Foo` and `X-Foo` as one variable.
+    #[default]
+    Drop,
+    /// Forwarded.
+    Keep,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -387,6 +408,12 @@ pub struct ServerConfig {
     pub work_stealing: bool,
     pub grace_period: Duration,
     pub log_format: LogFormat,
+    pub underscore_headers: UnderscoreHeaders,
+    /// Longest a client may take to send a request's head (from the
+    /// connection, or from the end of the previous request).
+    pub header_timeout: Duration,
+    /// Most client connections open at once; past that, new ones are refused.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -542,6 +569,8 @@ pub struct RouteConfig {
     pub forward_authorization: bool,
     /// Upper-case method names; empty means every method.
     pub methods: Vec<String>,
+    /// Whether protocol upgrades (WebSocket) may pass.
+    pub websocket: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -643,6 +672,17 @@ impl RawConfig {
             work_stealing: self.server.work_stealing,
             grace_period: self.server.grace_period.0,
             log_format: self.server.log_format,
+            underscore_headers: self.server.underscore_headers,
+            header_timeout: match self.server.header_timeout.0 {
+                d if d < Duration::from_millis(100) => {
+                    return err("server.header_timeout", "must be at least 100ms")
+                }
+                d => d,
+            },
+            max_connections: match self.server.max_connections {
+                0 => return err("server.max_connections", "must be at least 1"),
+                n => n,
+            },
         };
         let admin = AdminConfig {
             listen: parse_listen("admin.listen", &self.admin.listen)?,
@@ -1116,6 +1156,20 @@ fn check_routes(
         if !r.prefix.starts_with('/') {
             return err(&format!("{key}.prefix"), "must start with /");
         }
+        if r.prefix.contains(['?', '#', '%', '\\'])
+            || r.prefix.contains("//")
+            || r.prefix
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
+        {
+            return err(
+                &format!("{key}.prefix"),
+                format!(
+                    "`{}` is not a normalized path (no `//`, `.` or `..` segment, `%`, `?`, `#` or `\\`): requests are matched after normalization",
+                    r.prefix
+                ),
+            );
+        }
         if r.prefix.starts_with("/api/accounts") {
             return err(
                 &format!("{key}.prefix"),
@@ -1165,6 +1219,7 @@ fn check_routes(
             strip_prefix: r.strip_prefix,
             forward_authorization: r.forward_authorization,
             methods,
+            websocket: r.websocket,
         });
     }
     Ok(out)

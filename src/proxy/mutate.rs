@@ -353,6 +353,7 @@ mod tests {
             forward_authorization,
             methods: Vec::new(),
             allow: String::new(),
+            websocket: false,
         }
     }
 
