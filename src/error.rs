@@ -75,6 +75,22 @@ impl ApiError {
         )
     }
 
+    pub fn invalid_path() -> ApiError {
+        ApiError::new(400, "invalid_path", "Chemin de la requête invalide")
+    }
+
+    pub fn invalid_host() -> ApiError {
+        ApiError::new(400, "invalid_host", "En-tête Host absent ou invalide")
+    }
+
+    pub fn multiple_authorization() -> ApiError {
+        ApiError::new(
+            400,
+            "invalid_authorization",
+            "Un seul en-tête Authorization est accepté",
+        )
+    }
+
     pub fn method_not_allowed(allow: impl Into<Cow<'static, str>>) -> ApiError {
         let mut e = ApiError::new(405, "method_not_allowed", "Méthode non autorisée");
         e.allow = Some(allow.into());

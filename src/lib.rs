@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod mailer;
 pub mod metrics;
 pub mod passwords;
+pub mod path;
 pub mod proxy;
 pub mod revocation;
 pub mod routes;

@@ -6,82 +6,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+use common::scripted::{path_of, Scripted};
 use common::{Gateway, Options};
-
-/// What the scripted upstream does with one request: writes an answer on
-/// the connection and says whether to keep the connection open.
-type Script = dyn Fn(&str, &mut TcpStream) -> bool + Send + Sync;
-
-/// An HTTP/1.1 upstream in this process, answering by `script`.
-struct Scripted {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Scripted {
-    fn start(script: impl Fn(&str, &mut TcpStream) -> bool + Send + Sync + 'static) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Script> = Arc::new(script);
-        let (count, seen) = (connections.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                let (script, seen) = (script.clone(), seen.clone());
-                std::thread::spawn(move || serve(stream, &*script, &seen));
-            }
-        });
-        Scripted {
-            addr,
-            connections,
-            requests,
-        }
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-}
-
-fn serve(mut stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) {
-    let Ok(reader) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(reader);
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        if let Ok(mut seen) = seen.lock() {
-            seen.push(head.clone());
-        }
-        if !script(&head, &mut stream) {
-            return;
-        }
-    }
-}
 
 /// A gateway with the route `/api/raw/` (no auth) to `upstream`.
 fn gateway_before(upstream: &Scripted) -> Gateway {
@@ -117,10 +48,6 @@ fn connections(gw: &Gateway, event: &str) -> u64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-fn path_of(head: &str) -> &str {
-    head.split(' ').nth(1).unwrap_or("")
 }
 
 #[test]

@@ -14,7 +14,9 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,8 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// Given up on an upstream's keep-alive timeout, so that the connection is
 /// not reused just as the upstream closes it.
 const IDLE_MARGIN: Duration = Duration::from_millis(500);
+/// Most informational (1xx) answers taken before the final one.
+pub const MAX_INFORMATIONAL: usize = 8;
 
 /// The `vigile_upstream_connections_total` counters of one upstream,
 /// resolved once.
@@ -66,7 +70,28 @@ pub struct IdleConnections {
     id: usize,
 }
 
-type Idle = VecDeque<(Stream, Instant)>;
+/// An idle connection: Pingora's stream, a duplicate of its socket (to
+/// look at it without reading), and when it expires.
+struct Pooled {
+    stream: Stream,
+    socket: OwnedFd,
+    expires: Instant,
+}
+
+type Idle = VecDeque<Pooled>;
+
+/// Whether nothing waits on an idle connection: no unsolicited byte (a
+/// late answer, a body after a HEAD answer, bytes past a Content-Length),
+/// no end of stream, no error. Anything read from it now could only be
+/// taken for the next request's answer, so such a connection is closed.
+/// One `recv(MSG_PEEK)` on the non-blocking socket.
+fn is_quiet(socket: &OwnedFd) -> bool {
+    let mut byte = [MaybeUninit::<u8>::uninit()];
+    match socket2::SockRef::from(socket).peek(&mut byte) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        Ok(_) => false,
+    }
+}
 
 thread_local! {
     static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
@@ -97,34 +122,45 @@ impl IdleConnections {
         })
     }
 
-    /// The most recently used idle connection that has not expired.
-    fn take(&self) -> Option<Stream> {
+    /// The most recently used idle connection that has not expired and on
+    /// which nothing waits; the others met on the way are closed (counted
+    /// as stale).
+    fn take(&self, stale: &IntCounter) -> Option<Pooled> {
         let now = Instant::now();
-        let (found, _expired) = self.with(|idle| {
-            let Some((stream, expires)) = idle.pop_back() else {
-                return (None, None);
-            };
-            if expires > now {
-                return (Some(stream), None);
+        let mut closed = Vec::new();
+        let found = self.with(|idle| {
+            while let Some(pooled) = idle.pop_back() {
+                if pooled.expires <= now {
+                    // The others are older still (expiry times come in
+                    // order unless the upstream changes its keep-alive
+                    // timeout).
+                    closed.push(pooled);
+                    closed.extend(std::mem::take(idle));
+                    return None;
+                }
+                if is_quiet(&pooled.socket) {
+                    return Some(pooled);
+                }
+                stale.inc();
+                closed.push(pooled);
             }
-            // The others are older still (expiry times come in order unless
-            // the upstream changes its keep-alive timeout).
-            (None, Some((stream, std::mem::take(idle))))
+            None
         });
+        drop(closed);
         found
     }
 
-    fn put(&self, stream: Stream, expires: Instant) {
+    fn put(&self, pooled: Pooled) {
         let now = Instant::now();
         let _evicted = self.with(|idle| {
             let mut evicted = Vec::new();
             while idle
                 .front()
-                .is_some_and(|(_, e)| *e <= now || idle.len() >= MAX_IDLE)
+                .is_some_and(|p| p.expires <= now || idle.len() >= MAX_IDLE)
             {
                 evicted.extend(idle.pop_front());
             }
-            idle.push_back((stream, expires));
+            idle.push_back(pooled);
             evicted
         });
     }
@@ -176,14 +212,9 @@ pub async fn forward(
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
     answer: impl FnOnce(&ResponseHeader) -> Box<ResponseHeader>,
 ) -> Result<()> {
-    let mut upstream = exchange(session, target, build).await?;
+    let (mut upstream, socket) = exchange(session, target, build).await?;
     let head = session.req_header().method == Method::HEAD;
-    let ServerSession::H1(client) = session.downstream_session.as_mut() else {
-        return Err(Error::explain(
-            ErrorType::InternalError,
-            "direct path on a non-HTTP/1 session",
-        ));
-    };
+    let http10 = session.req_header().version == Version::HTTP_10;
 
     let mut resp = match upstream.resp_header() {
         Some(resp) => answer(resp),
@@ -193,15 +224,24 @@ pub async fn forward(
     };
     // As on Pingora's path: an answer delimited by the close of the
     // connection goes to the client chunked, so the client's connection
-    // can stay open.
+    // can stay open. HTTP/1.0 knows no chunks: an answer without a length
+    // goes to such a client delimited by the close of its connection.
     let no_body = head || matches!(resp.status.as_u16(), 204 | 304);
-    if !no_body
-        && !resp.headers.contains_key(header::TRANSFER_ENCODING)
-        && !resp.headers.contains_key(header::CONTENT_LENGTH)
-    {
-        resp.set_version(Version::HTTP_11);
-        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    if !no_body && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+        if http10 {
+            resp.remove_header(&header::TRANSFER_ENCODING);
+            session.set_keepalive(None);
+        } else if !resp.headers.contains_key(header::TRANSFER_ENCODING) {
+            resp.set_version(Version::HTTP_11);
+            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        }
     }
+    let ServerSession::H1(client) = session.downstream_session.as_mut() else {
+        return Err(Error::explain(
+            ErrorType::InternalError,
+            "direct path on a non-HTTP/1 session",
+        ));
+    };
     client
         .write_response_header(resp)
         .await
@@ -211,10 +251,19 @@ pub async fn forward(
         client.write_body(chunk).await.map_err(|e| e.into_down())?;
     }
 
+    // Back to the pool only when the answer was read to its end by its
+    // framing (a close-delimited one never is), with no byte read past it;
+    // `take` checks again that nothing arrived since.
     upstream.respect_keepalive();
     let expires = Instant::now() + idle_time(&upstream);
-    if let Some(stream) = upstream.reuse().await {
-        target.idle.put(stream, expires);
+    if upstream.is_body_done() {
+        if let Some(stream) = upstream.reuse().await {
+            target.idle.put(Pooled {
+                stream,
+                socket,
+                expires,
+            });
+        }
     }
     Ok(())
 }
@@ -225,29 +274,48 @@ async fn exchange(
     session: &Session,
     target: &Target<'_>,
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
-) -> Result<UpstreamSession> {
-    if let Some(stream) = target.idle.take() {
-        let mut upstream = upstream_session(stream, target);
-        match send(&mut upstream, build(session)?).await {
+) -> Result<(UpstreamSession, OwnedFd)> {
+    if let Some(pooled) = target.idle.take(&target.events.stale) {
+        let mut upstream = upstream_session(pooled.stream, target);
+        match send(&mut upstream, build(session)?, target.read_timeout).await {
             Ok(()) => {
                 target.events.reused.inc();
-                return Ok(upstream);
+                return Ok((upstream, pooled.socket));
             }
-            // Closed while idle: the upstream restarted or timed it out.
-            Err(e) if !is_timeout(&e) => {
+            // Closed before it answered anything: the upstream restarted or
+            // timed it out just now. The request (a GET or HEAD) goes once
+            // more, on a new connection.
+            Err(e) if closed_before_answer(&e) => {
                 target.events.stale.inc();
                 target.idle.clear();
             }
             Err(e) => return Err(e.into_up()),
         }
     }
-    let stream = connect(target).await?;
+    let (stream, socket) = connect(target).await?;
     target.events.opened.inc();
     let mut upstream = upstream_session(stream, target);
-    send(&mut upstream, build(session)?)
+    send(&mut upstream, build(session)?, target.read_timeout)
         .await
         .map_err(|e| e.into_up())?;
-    Ok(upstream)
+    Ok((upstream, socket))
+}
+
+/// Whether a reused connection failed before any byte of an answer came:
+/// the request could not be written, or the upstream closed (or reset) the
+/// connection with nothing read. A malformed or partial answer, or a
+/// timeout, is not that: the request may have been acted on.
+fn closed_before_answer(e: &Error) -> bool {
+    let nothing_read = || {
+        e.context
+            .as_ref()
+            .is_some_and(|c| c.as_str().ends_with("bytes already read: 0"))
+    };
+    match e.etype() {
+        ErrorType::WriteError => true,
+        ErrorType::ConnectionClosed | ErrorType::ReadError => nothing_read(),
+        _ => false,
+    }
 }
 
 fn upstream_session(stream: Stream, target: &Target<'_>) -> UpstreamSession {
@@ -257,32 +325,45 @@ fn upstream_session(stream: Stream, target: &Target<'_>) -> UpstreamSession {
     upstream
 }
 
-async fn send(upstream: &mut UpstreamSession, req: Box<RequestHeader>) -> Result<()> {
-    upstream.write_request_header(req).await?;
-    loop {
-        upstream.read_response().await?;
-        match upstream.get_status() {
-            Some(status) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
-                return Err(Error::explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "101 to a request that asked no upgrade",
-                ));
+/// Writes the request and reads the final answer's head, all within
+/// `deadline` (an upstream that trickles its head, or sends 1xx answers
+/// without end, is cut off), taking at most `MAX_INFORMATIONAL` 1xx.
+async fn send(
+    upstream: &mut UpstreamSession,
+    req: Box<RequestHeader>,
+    deadline: Duration,
+) -> Result<()> {
+    let exchange = async {
+        upstream.write_request_header(req).await?;
+        for _ in 0..=MAX_INFORMATIONAL {
+            upstream.read_response().await?;
+            match upstream.get_status() {
+                Some(status) if status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err(Error::explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "101 to a request that asked no upgrade",
+                    ));
+                }
+                // 100, 102, 103: the final answer comes after.
+                Some(status) if status.is_informational() => continue,
+                _ => return Ok(()),
             }
-            // 100, 102, 103: the final answer comes after.
-            Some(status) if status.is_informational() => continue,
-            _ => return Ok(()),
         }
+        Err(Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "too many informational answers",
+        ))
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::explain(
+            ErrorType::ReadTimedout,
+            "the answer's head took longer than read_timeout",
+        )),
     }
 }
 
-fn is_timeout(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout
-    )
-}
-
-async fn connect(target: &Target<'_>) -> Result<Stream> {
+async fn connect(target: &Target<'_>) -> Result<(Stream, OwnedFd)> {
     let attempt = tokio::net::TcpStream::connect(target.addr);
     let tcp = match tokio::time::timeout(target.connect_timeout, attempt).await {
         Ok(Ok(tcp)) => tcp,
@@ -303,7 +384,10 @@ async fn connect(target: &Target<'_>) -> Result<Stream> {
     // Requests are written whole: no reason to wait for more.
     tcp.set_nodelay(true)
         .map_err(|e| Error::because(ErrorType::ConnectError, "TCP_NODELAY", e).into_up())?;
-    Ok(Box::new(L4Stream::from(tcp)))
+    let socket = tcp.as_fd().try_clone_to_owned().map_err(|e| {
+        Error::because(ErrorType::ConnectError, "duplicating the socket", e).into_up()
+    })?;
+    Ok((Box::new(L4Stream::from(tcp)), socket))
 }
 
 /// How long a connection may stay idle after this answer: the upstream's

@@ -6,6 +6,7 @@
 
 mod forward;
 mod mutate;
+mod request;
 mod respond;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
@@ -85,7 +87,10 @@ impl Proxy {
         let routes = RouteTable::new(&gateway.config.routes, |name| {
             pools.iter().position(|p| p.name == name).unwrap_or(0)
         });
-        let identity_headers = IdentityHeaderNames::new(&gateway.config.identity_headers);
+        let identity_headers = IdentityHeaderNames::new(
+            &gateway.config.identity_headers,
+            gateway.config.server.underscore_headers,
+        );
         let cors = CorsPolicy::new(&gateway.config.cors);
         let meters = (0..)
             .map_while(|i| routes.get(i))
@@ -111,7 +116,11 @@ pub struct RequestCtx {
     label: RouteLabel,
     identity: Option<Arc<Verified>>,
     request_id: http::HeaderValue,
+    /// The target the upstream gets instead of the client's (normalized).
+    upstream_target: Option<bytes::Bytes>,
     target: Option<std::net::SocketAddr>,
+    /// Informational (1xx) answers seen from the upstream (Pingora's path).
+    informational: usize,
     /// CORS headers for the response (empty without an allowed `Origin`).
     cors: Vec<(&'static str, String)>,
     /// Counts this request as in flight until the context is dropped.
@@ -295,6 +304,8 @@ impl Proxy {
                 identity: ctx.identity.as_deref(),
                 request_id: &ctx.request_id,
                 client_ip: client_ip(session),
+                target: ctx.upstream_target.as_deref(),
+                upstream: Some(addr),
             };
             forwarding
                 .build(session.req_header())
@@ -327,7 +338,9 @@ impl ProxyHttp for Proxy {
             label: RouteLabel::Fixed(UNMATCHED),
             identity: None,
             request_id: http::HeaderValue::from_static(""),
+            upstream_target: None,
             target: None,
+            informational: 0,
             cors: Vec::new(),
             _in_flight: self.in_flight.enter(),
         }
@@ -335,6 +348,16 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
+        // One credential, a valid Host, a path that normalizes: what the
+        // rest decides on is the normalized path.
+        let checked = match request::check(session.req_header()) {
+            Ok(checked) => checked,
+            Err(e) => {
+                respond::error(session, &e, ctx).await?;
+                return Ok(true);
+            }
+        };
+        ctx.upstream_target = checked.upstream_target;
         let method = session.req_header().method.as_str();
 
         // CORS: preflights are answered here, before any authentication.
@@ -367,7 +390,12 @@ impl ProxyHttp for Proxy {
         }
 
         // The gateway's own endpoints.
-        let resolved = accounts::resolve(method, session.req_header().uri.path());
+        let path = checked
+            .path
+            .as_deref()
+            .unwrap_or(session.req_header().uri.path());
+        let resolved = accounts::resolve(method, path);
+        let route = self.routes.find_index(path);
         if let Some(resolved) = resolved {
             let result = match resolved {
                 Ok(endpoint) => {
@@ -394,7 +422,7 @@ impl ProxyHttp for Proxy {
         }
 
         // Proxied routes: authenticate, authorize; mutation comes in upstream_request_filter.
-        let Some(index) = self.routes.find_index(session.req_header().uri.path()) else {
+        let Some(index) = route else {
             respond::error(session, &ApiError::not_found(), ctx).await?;
             return Ok(true);
         };
@@ -405,6 +433,11 @@ impl ProxyHttp for Proxy {
                 if forward::eligible(session) {
                     self.forward_direct(session, ctx, index).await?;
                     return Ok(true);
+                }
+                // Pingora's path: the upstream's 1xx answers stay here (as
+                // on the direct path), but a `100` the client asked for.
+                if let ServerSession::H1(client) = session.downstream_session.as_mut() {
+                    client.set_ignore_info_resp(true);
                 }
                 Ok(false)
             }
@@ -441,6 +474,13 @@ impl ProxyHttp for Proxy {
         };
         ctx.target = Some(addr);
         let mut peer = HttpPeer::new(addr, false, String::new());
+        // Upgrades pass only on the routes that allow them.
+        let websocket = matches!(ctx.label, RouteLabel::Route(i) if self.routes.get(i).is_some_and(|r| r.websocket));
+        peer.options.http_upstream_request_policy = if websocket {
+            pingora::upstreams::peer::HttpUpstreamRequestPolicy::standard()
+        } else {
+            pingora::upstreams::peer::HttpUpstreamRequestPolicy::deny_upgrades()
+        };
         peer.options.connection_timeout = Some(pool.connect_timeout);
         peer.options.read_timeout = Some(pool.read_timeout);
         peer.options.write_timeout = Some(pool.read_timeout);
@@ -467,17 +507,63 @@ impl ProxyHttp for Proxy {
             identity: ctx.identity.as_deref(),
             request_id: &ctx.request_id,
             client_ip: client_ip(session),
+            target: ctx.upstream_target.as_deref(),
+            upstream: ctx.target,
         };
         forwarding.apply(upstream_request)
     }
 
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status;
+        if status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // A tunnel only where the route allows one and the client asked.
+            let websocket = matches!(ctx.label, RouteLabel::Route(i) if self.routes.get(i).is_some_and(|r| r.websocket));
+            if !(websocket && session.is_upgrade_req()) {
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "101 where no upgrade is allowed",
+                )
+                .into_up());
+            }
+        } else if status.is_informational() {
+            ctx.informational += 1;
+            if ctx.informational > forward::MAX_INFORMATIONAL {
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "too many informational answers",
+                )
+                .into_up());
+            }
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         mutate::for_downstream(upstream_response, &ctx.request_id, &ctx.cors);
+        // HTTP/1.0 knows no chunks (Pingora chunks an answer without a
+        // length): such a client's answer is delimited by the close.
+        if session.req_header().version == http::Version::HTTP_10
+            && !upstream_response.status.is_informational()
+            && !upstream_response
+                .headers
+                .contains_key(http::header::CONTENT_LENGTH)
+            && upstream_response
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            upstream_response.remove_header(&http::header::TRANSFER_ENCODING);
+            session.set_keepalive(None);
+        }
         Ok(())
     }
 
@@ -494,6 +580,11 @@ impl ProxyHttp for Proxy {
             }
             ErrorType::HTTPStatus(502) => {
                 (Some(ApiError::upstream_unavailable()), "no_healthy_target")
+            }
+            ErrorType::InvalidHTTPHeader | ErrorType::H1Error
+                if e.esource() == &pingora::ErrorSource::Upstream =>
+            {
+                (Some(ApiError::upstream_unavailable()), "invalid_response")
             }
             _ => match e.esource() {
                 pingora::ErrorSource::Upstream => {

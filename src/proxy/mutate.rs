@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{AUTHORIZATION, CONNECTION, HOST};
@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorType, Result};
 
-use crate::config::IdentityHeaders;
+use crate::config::{AuthMode, IdentityHeaders, UnderscoreHeaders};
 use crate::routes::Route;
 use crate::token_cache::Verified;
 
@@ -23,20 +23,24 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = http::header::FORWARDED;
 /// The headers the gateway adds to a request at most (four identity headers,
-/// request id, three `X-Forwarded-*`).
-const ADDED: usize = 8;
+/// request id, three `X-Forwarded-*`, `X-Real-IP`, `Host`).
+const ADDED: usize = 10;
 
-/// The configured identity header names, parsed once.
+/// The configured identity header names, parsed once, and what becomes of
+/// other client header names holding `_`.
 pub struct IdentityHeaderNames {
     user_id: HeaderName,
     email: HeaderName,
     role: HeaderName,
     session_id: HeaderName,
+    drop_underscore: bool,
 }
 
 impl IdentityHeaderNames {
-    pub fn new(cfg: &IdentityHeaders) -> IdentityHeaderNames {
+    pub fn new(cfg: &IdentityHeaders, underscore: UnderscoreHeaders) -> IdentityHeaderNames {
         // Names were checked at config load; a fallback keeps this total.
         let header = |name: &str, fallback: &'static str| {
             HeaderName::from_bytes(name.as_bytes())
@@ -47,11 +51,27 @@ impl IdentityHeaderNames {
             email: header(&cfg.email, "x-user-email"),
             role: header(&cfg.role, "x-user-role"),
             session_id: header(&cfg.session_id, "x-session-id"),
+            drop_underscore: underscore == UnderscoreHeaders::Drop,
         }
     }
 
     fn all(&self) -> [&HeaderName; 4] {
         [&self.user_id, &self.email, &self.role, &self.session_id]
+    }
+
+    /// Whether a client header named `name` (which holds `_`) must not
+    /// reach the upstream: a WSGI/CGI backend reads `X_User_Id` as
+    /// `X-User-Id`, so an identity header's underscore twin never passes;
+    /// other names with `_` pass only when configured so.
+    fn drops_underscored(&self, name: &HeaderName) -> bool {
+        self.drop_underscore
+            || self.all().iter().any(|identity| {
+                let (a, b) = (name.as_str().as_bytes(), identity.as_str().as_bytes());
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x == y || (*x == b'_' && *y == b'-'))
+            })
     }
 }
 
@@ -140,6 +160,17 @@ const HOP_BY_HOP: [HeaderName; 10] = [
 ];
 /// Most headers a client may name in `Connection`.
 const MAX_NOMINATED: usize = 16;
+/// Headers a client may not name in `Connection` (the request is refused,
+/// as Pingora's own path does): removing them would send the upstream a
+/// request without its `Host`, or hide the gateway's own headers.
+const PROTECTED: [HeaderName; 6] = [
+    HOST,
+    FORWARDED_FOR,
+    FORWARDED_HOST,
+    FORWARDED_PROTO,
+    REAL_IP,
+    FORWARDED,
+];
 
 /// Removes the hop-by-hop headers and those the client named in
 /// `Connection`. Pingora does this on its own path (before the filters,
@@ -161,7 +192,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Result<()> {
             ));
         };
         // A token that is no header name names nothing to remove.
-        *slot = HeaderName::from_bytes(token).ok();
+        let name = HeaderName::from_bytes(token).ok();
+        if name.as_ref().is_some_and(|n| PROTECTED.contains(n)) {
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "a protected header named in Connection",
+            ));
+        }
+        *slot = name;
     }
     for name in nominated.iter().flatten() {
         headers.remove(name);
@@ -194,13 +232,17 @@ pub struct Forwarding<'a> {
     pub identity: Option<&'a Verified>,
     pub request_id: &'a HeaderValue,
     pub client_ip: Option<IpAddr>,
+    /// The target to send instead of the client's (its path normalized).
+    pub target: Option<&'a [u8]>,
+    /// The upstream's address, the `Host` of a request that came without.
+    pub upstream: Option<SocketAddr>,
 }
 
 impl Forwarding<'_> {
     /// Pingora's path: edits the request Pingora made from the client's
     /// (hop-by-hop headers already gone).
     pub fn apply(&self, req: &mut RequestHeader) -> Result<()> {
-        let target = raw_target(req);
+        let target = self.target.map(<[u8]>::to_vec).or_else(|| raw_target(req));
         let end_stream = req.send_end_stream();
         let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
         let mut parts: Parts = std::mem::replace(req, placeholder).into();
@@ -225,16 +267,39 @@ impl Forwarding<'_> {
             strip_hop_by_hop(&mut parts.headers)?;
         }
         self.edit(&mut parts.headers)?;
-        Ok(Box::new(self.finish(parts, raw_target(req))?))
+        let target = self.target.map(<[u8]>::to_vec).or_else(|| raw_target(req));
+        Ok(Box::new(self.finish(parts, target)?))
     }
 
     fn edit(&self, headers: &mut HeaderMap) -> Result<()> {
         headers.reserve(ADDED);
         let names = self.names.all();
-        if headers.keys().any(|k| names.contains(&k)) {
+        // One pass over the names finds what most requests do not hold.
+        let (mut identity, mut underscored, mut proxy_claims) = (false, false, false);
+        for key in headers.keys() {
+            identity |= names.contains(&key);
+            underscored |= key.as_str().contains('_');
+            proxy_claims |= key == REAL_IP || key == FORWARDED;
+        }
+        if identity {
             for name in names {
                 headers.remove(name);
             }
+        }
+        if underscored {
+            let dropped: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| k.as_str().contains('_') && self.names.drops_underscored(k))
+                .cloned()
+                .collect();
+            for name in &dropped {
+                headers.remove(name);
+            }
+        }
+        if proxy_claims {
+            // The gateway is the edge: what clients claim here is not passed on.
+            headers.remove(REAL_IP);
+            headers.remove(FORWARDED);
         }
         if let Some(who) = self.identity {
             for (name, value) in names.into_iter().zip(&who.header_values) {
@@ -244,6 +309,7 @@ impl Forwarding<'_> {
         if let Some(ip) = self.client_ip {
             let value = forwarded_for(headers.get(&FORWARDED_FOR), ip)?;
             headers.insert(FORWARDED_FOR, value);
+            headers.insert(REAL_IP, address_value(ip));
         }
         headers.insert(REQUEST_ID, self.request_id.clone());
         // The gateway is the edge: what clients claim here is replaced.
@@ -254,9 +320,24 @@ impl Forwarding<'_> {
             }
             None => {
                 headers.remove(FORWARDED_HOST);
+                // HTTP/1.0 may come without `Host`; the upstream's request
+                // is HTTP/1.1, which needs one.
+                if let Some(addr) = self.upstream {
+                    let mut text = [0u8; 48];
+                    let mut cursor = std::io::Cursor::new(&mut text[..]);
+                    let _ = write!(cursor, "{addr}");
+                    let len = cursor.position() as usize;
+                    if let Ok(host) = HeaderValue::from_bytes(&text[..len]) {
+                        headers.insert(HOST, host);
+                    }
+                }
             }
         }
-        if !self.route.forward_authorization {
+        // Only the credential the gateway checked goes on: on a route that
+        // checks tokens, a request without a verified one (anonymous on an
+        // optional route, another scheme) carries none upstream.
+        let checked = self.route.auth == AuthMode::None || self.identity.is_some();
+        if !self.route.forward_authorization || !checked {
             headers.remove(AUTHORIZATION);
         }
         Ok(())
@@ -290,6 +371,41 @@ fn raw_target(req: &RequestHeader) -> Option<Vec<u8>> {
     }
 }
 
+/// Hop-by-hop headers of an answer. Framing (`Transfer-Encoding`,
+/// `Content-Length`) stays: Pingora's writer frames the client's answer by
+/// it, and re-encodes.
+const ANSWER_HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Removes an answer's hop-by-hop headers and those its `Connection`
+/// names (except the framing), unless it is the `101` of an upgrade the
+/// route allows, whose `Connection` and `Upgrade` the client needs.
+fn strip_answer_hop_by_hop(status: http::StatusCode, headers: &mut HeaderMap) {
+    if status == http::StatusCode::SWITCHING_PROTOCOLS
+        || !headers.keys().any(|k| ANSWER_HOP_BY_HOP.contains(k))
+    {
+        return;
+    }
+    let nominated: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+        .filter(|n| *n != http::header::CONTENT_LENGTH && *n != http::header::TRANSFER_ENCODING)
+        .collect();
+    for name in nominated.iter().chain(&ANSWER_HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
 /// Adds the request id and the CORS headers to an answer's headers.
 fn add_answer_headers(
     headers: &mut HeaderMap,
@@ -318,6 +434,7 @@ pub fn for_downstream(
 ) {
     let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts: response::Parts = std::mem::replace(resp, placeholder).into();
+    strip_answer_hop_by_hop(parts.status, &mut parts.headers);
     add_answer_headers(&mut parts.headers, request_id, cors);
     *resp = ResponseHeader::from(parts);
 }
@@ -333,6 +450,7 @@ pub fn answer_from(
     parts.status = upstream.status;
     parts.version = upstream.version;
     parts.headers = upstream.headers.clone();
+    strip_answer_hop_by_hop(parts.status, &mut parts.headers);
     add_answer_headers(&mut parts.headers, request_id, cors);
     Box::new(ResponseHeader::from(parts))
 }
@@ -367,12 +485,24 @@ mod tests {
     }
 
     fn build(req: &RequestHeader, route: &Route) -> Result<Box<RequestHeader>> {
-        let names = IdentityHeaderNames::new(&IdentityHeaders {
-            user_id: "X-User-Id".into(),
-            email: "X-User-Email".into(),
-            role: "X-User-Role".into(),
-            session_id: "X-Session-Id".into(),
-        });
+        build_with(req, route, UnderscoreHeaders::Drop, None)
+    }
+
+    fn build_with(
+        req: &RequestHeader,
+        route: &Route,
+        underscore: UnderscoreHeaders,
+        target: Option<&[u8]>,
+    ) -> Result<Box<RequestHeader>> {
+        let names = IdentityHeaderNames::new(
+            &IdentityHeaders {
+                user_id: "X-User-Id".into(),
+                email: "X-User-Email".into(),
+                role: "X-User-Role".into(),
+                session_id: "X-Session-Id".into(),
+            },
+            underscore,
+        );
         let request_id = HeaderValue::from_static("abc");
         Forwarding {
             route,
@@ -380,8 +510,132 @@ mod tests {
             identity: None,
             request_id: &request_id,
             client_ip: Some(IpAddr::from([192, 0, 2, 1])),
+            target,
+            upstream: Some(SocketAddr::from(([127, 0, 0, 1], 9001))),
         }
         .build(req)
+    }
+
+    fn public(route: Route) -> Route {
+        Route {
+            auth: AuthMode::None,
+            ..route
+        }
+    }
+
+    #[test]
+    fn underscore_twins_of_identity_headers_never_pass() {
+        let req = client_request(
+            "/api/stocks/",
+            &[
+                ("Host", "gw"),
+                ("X_User_Id", "1"),
+                ("x_user_role", "Admin"),
+                ("X-User_Email", "a@b"),
+                ("X_Session-Id", "s"),
+                ("X_Custom", "c"),
+                ("X-Plain", "p"),
+            ],
+        );
+        let route = public(route(false, true));
+        for mode in [UnderscoreHeaders::Drop, UnderscoreHeaders::Keep] {
+            let up = build_with(&req, &route, mode, None).expect("built");
+            for twin in ["x_user_id", "x_user_role", "x-user_email", "x_session-id"] {
+                assert!(values(&up, twin).is_empty(), "{twin} passed ({mode:?})");
+            }
+            assert_eq!(values(&up, "x-plain"), ["p"]);
+            let custom = values(&up, "x_custom");
+            match mode {
+                UnderscoreHeaders::Drop => assert!(custom.is_empty()),
+                UnderscoreHeaders::Keep => assert_eq!(custom, ["c"]),
+            }
+        }
+    }
+
+    #[test]
+    fn client_claims_of_the_proxy_chain_are_replaced() {
+        let req = client_request(
+            "/api/stocks/",
+            &[
+                ("Host", "gw"),
+                ("X-Real-IP", "203.0.113.9"),
+                ("Forwarded", "for=203.0.113.9"),
+            ],
+        );
+        let up = build(&req, &route(false, true)).expect("built");
+        assert_eq!(values(&up, "x-real-ip"), ["192.0.2.1"]);
+        assert!(values(&up, "forwarded").is_empty());
+    }
+
+    #[test]
+    fn only_a_checked_credential_goes_upstream() {
+        let req = client_request(
+            "/api/stocks/",
+            &[("Host", "gw"), ("Authorization", "Basic eDp5")],
+        );
+        // Required or optional route, no verified identity: dropped.
+        let up = build(&req, &route(false, true)).expect("built");
+        assert!(values(&up, "authorization").is_empty());
+        // A route that checks nothing leaves it to the upstream.
+        let up = build(&req, &public(route(false, true))).expect("built");
+        assert_eq!(values(&up, "authorization"), ["Basic eDp5"]);
+    }
+
+    #[test]
+    fn connection_may_not_name_host_and_a_missing_host_is_set() {
+        let req = client_request("/api/stocks/", &[("Host", "gw"), ("Connection", "Host")]);
+        let e = build(&req, &route(false, true)).expect_err("refused");
+        assert_eq!(e.etype(), &ErrorType::InvalidHTTPHeader);
+        let req = client_request("/api/stocks/", &[]);
+        let up = build(&req, &route(false, true)).expect("built");
+        assert_eq!(values(&up, "host"), ["127.0.0.1:9001"]);
+    }
+
+    #[test]
+    fn a_normalized_target_replaces_the_clients() {
+        let req = client_request("/api/stocks//a/../b?x=%2F", &[("Host", "gw")]);
+        let up = build_with(
+            &req,
+            &route(false, true),
+            UnderscoreHeaders::Drop,
+            Some(b"/api/stocks/b?x=%2F"),
+        )
+        .expect("built");
+        assert_eq!(up.raw_path(), b"/api/stocks/b?x=%2F");
+        let up = build_with(
+            &req,
+            &route(true, true),
+            UnderscoreHeaders::Drop,
+            Some(b"/api/stocks/b?x=%2F"),
+        )
+        .expect("built");
+        assert_eq!(up.raw_path(), b"/b?x=%2F");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_of_answers_stay_with_the_gateway() {
+        let mut resp = ResponseHeader::build(200, None).expect("response");
+        for (name, value) in [
+            ("Connection", "keep-alive, X-Hop, Content-Length"),
+            ("Keep-Alive", "timeout=5"),
+            ("X-Hop", "secret"),
+            ("Content-Length", "2"),
+            ("Trailer", "X-T"),
+            ("Upgrade", "h2c"),
+            ("X-Kept", "1"),
+        ] {
+            resp.append_header(name, value).expect("header");
+        }
+        let out = answer_from(&resp, &HeaderValue::from_static("id"), &[]);
+        for gone in ["connection", "keep-alive", "x-hop", "trailer", "upgrade"] {
+            assert!(out.headers.get(gone).is_none(), "{gone} reached the client");
+        }
+        assert_eq!(
+            out.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
+        assert!(out.headers.get("x-kept").is_some());
+        assert!(out.headers.get("x-request-id").is_some());
     }
 
     fn values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {

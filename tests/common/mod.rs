@@ -3,6 +3,8 @@
 //! `vigile-demo-upstream` processes, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod scripted;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -100,6 +102,8 @@ pub struct Options {
     pub store_extra: String,
     /// The `mailer:` section's lines, replacing the default (file outbox).
     pub mailer: Option<String>,
+    /// Lines added under `server:` (indented two spaces).
+    pub server_extra: String,
 }
 
 impl Default for Options {
@@ -116,6 +120,7 @@ impl Default for Options {
             tokens_extra: String::new(),
             store_extra: String::new(),
             mailer: None,
+            server_extra: String::new(),
         }
     }
 }
@@ -158,6 +163,7 @@ server:
   threads: 2
   grace_period: {grace_period}
   log_format: {log_format}
+{server_extra}
 admin:
   listen: "{admin}"
 store:
@@ -209,6 +215,7 @@ upstreams:
                 dir.path().join("data/outbox").display()
             )),
             grace_period = options.grace_period,
+            server_extra = options.server_extra,
             stocks = stocks.addr,
             jobs = jobs.addr,
         );
