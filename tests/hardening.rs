@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::scripted::{has_header, header_of, path_of, raw, raw_exchange, Scripted};
+use common::scripted::{has_header, path_of, raw, raw_exchange, Scripted};
 use common::{Gateway, Options};
 use serde_json::Value;
 
