@@ -95,10 +95,27 @@ pub struct SessionRecord {
     pub expires_at: u64,
     /// `jti` of the refresh token that is current.
     pub refresh_jti: u128,
-    /// `jti` of the refresh token retired by the last rotation, and when.
+    /// `jti` of the refresh token retired by the last rotation, and when
+    /// (unix seconds, as every record has it).
     pub previous_jti: Option<u128>,
     pub rotated_at: u64,
     pub revoked_at: Option<u64>,
+    /// The same rotation time in unix milliseconds, for the reuse grace
+    /// window (`tokens.reuse_grace` may be shorter than a second, and whole
+    /// seconds would stretch it by up to one). Absent from records written
+    /// before it existed: `rotated_at_millis()` falls back to `rotated_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at_ms: Option<u64>,
+}
+
+impl SessionRecord {
+    /// When the last rotation happened, in unix milliseconds. For an old
+    /// record (seconds only) this is the start of that second: the window it
+    /// gives is never longer than configured.
+    pub fn rotated_at_millis(&self) -> u64 {
+        self.rotated_at_ms
+            .unwrap_or_else(|| self.rotated_at.saturating_mul(1000))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -764,6 +781,7 @@ mod tests {
             previous_jti: None,
             rotated_at: 10,
             revoked_at: None,
+            rotated_at_ms: None,
         }
     }
 
@@ -801,6 +819,33 @@ mod tests {
             2
         );
         assert!(store.role_exists("Visiteur").expect("roles"));
+    }
+
+    #[test]
+    fn a_session_record_written_in_whole_seconds_still_loads() {
+        let (_dir, store) = fresh();
+        let old = br#"{"account_id":1,"created_at":10,"expires_at":5000,"refresh_jti":2,"previous_jti":1,"rotated_at":100,"revoked_at":null}"#;
+        {
+            let txn = store.write_txn().expect("txn");
+            txn.open_table(SESSIONS)
+                .expect("table")
+                .insert(77u128, old.as_slice())
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let record = store.session(SessionId(77)).expect("read").expect("found");
+        assert_eq!((record.rotated_at, record.rotated_at_ms), (100, None));
+        assert_eq!(record.rotated_at_millis(), 100_000);
+        let ((), _) = store
+            .update_session(SessionId(77), |r| {
+                r.rotated_at = 200;
+                r.rotated_at_ms = Some(200_500);
+            })
+            .expect("update")
+            .expect("found");
+        let record = store.session(SessionId(77)).expect("read").expect("found");
+        assert_eq!(record.rotated_at_millis(), 200_500);
+        assert_eq!(record.rotated_at, 200, "seconds are still written");
     }
 
     #[test]

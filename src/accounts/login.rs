@@ -108,6 +108,7 @@ pub fn open_session(
         previous_jti: None,
         rotated_at: now,
         revoked_at: None,
+        rotated_at_ms: None,
     };
     service
         .store

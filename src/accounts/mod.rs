@@ -193,7 +193,8 @@ pub struct AccountService {
     pub revocations: Arc<RevocationList>,
     default_role: String,
     password_min_length: usize,
-    reuse_grace: u64,
+    /// `tokens.reuse_grace`, in milliseconds.
+    reuse_grace_ms: u64,
     /// Failed logins per (account, client address), per address, per account.
     login_throttle_pair: Throttle,
     login_throttle_ip: Throttle,
@@ -224,7 +225,8 @@ impl AccountService {
             revocations,
             default_role: config.accounts.default_role.clone(),
             password_min_length: config.accounts.password_min_length,
-            reuse_grace: config.tokens.reuse_grace.as_secs(),
+            reuse_grace_ms: u64::try_from(config.tokens.reuse_grace.as_millis())
+                .unwrap_or(u64::MAX),
             login_throttle_pair: Throttle::new(login.max_failures, login.window),
             login_throttle_ip: Throttle::new(login.max_failures_per_ip, login.window),
             login_throttle_account: Throttle::new(login.max_failures_per_account, login.window),
