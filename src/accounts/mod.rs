@@ -32,7 +32,7 @@ use crate::store::{AccountRecord, Revocation, Store};
 use crate::tokens::{Identity, SessionId, Subject, TokenKeys};
 
 pub use operator::{OperatorCommand, OperatorReply};
-pub use throttle::Throttle;
+pub use throttle::{Attempts, Throttle};
 
 /// The endpoints under `/api/accounts/` (and the JWKS document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +195,8 @@ pub struct AccountService {
     password_min_length: usize,
     /// `tokens.reuse_grace`, in milliseconds.
     reuse_grace_ms: u64,
-    /// Failed logins per (account, client address), per address, per account.
+    /// Failed password checks (login, password change) per (account, client
+    /// address), per address, per account.
     login_throttle_pair: Throttle,
     login_throttle_ip: Throttle,
     login_throttle_account: Throttle,
@@ -246,6 +247,25 @@ impl AccountService {
         out
     }
 
+    /// Reserves one password check of the account whose normalized email is
+    /// `account_key`, from `client_ip`, on the three login throttles: per
+    /// (account, address), per address, per account. 429 when any is full.
+    /// The caller settles the attempts once the hash has run.
+    fn reserve_password_check(
+        &self,
+        account_key: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Attempts<'_>, ApiError> {
+        let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let pair = format!("{account_key}|{ip}");
+        Attempts::reserve(&[
+            (&self.login_throttle_pair, &pair),
+            (&self.login_throttle_ip, &ip),
+            (&self.login_throttle_account, account_key),
+        ])
+        .map_err(ApiError::too_many_attempts)
+    }
+
     /// Runs one endpoint. Blocks: call it from the blocking pool.
     pub fn handle(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
         match req.endpoint {
@@ -266,7 +286,7 @@ impl AccountService {
             }
             Endpoint::PasswordChange => {
                 let who = self.authenticate(req.authorization)?;
-                password_change::apply(self, &who, input::parse_object(req.body)?)
+                password_change::apply(self, &who, input::parse_object(req.body)?, req.client_ip)
             }
             Endpoint::PasswordForgotten => {
                 password_reset::forgotten(self, input::parse_object(req.body)?, req.client_ip)
