@@ -49,7 +49,7 @@ pub fn apply(
     let key = normalize_email(&email);
     // Reserved before the hash; an early return below counts as a failure.
     let attempts = service.reserve_password_check(&key, client_ip)?;
-    let account = service.store.account_by_email(&key).map_err(internal)?;
+    let account = service.store.account_by_email(&email).map_err(internal)?;
     let verified = match &account {
         Some(a) => service.timed_hash(|| passwords::verify_password(&password, &a.password_hash)),
         None => {

@@ -153,12 +153,15 @@ pub fn forgotten(
     let mut v = Validator::default();
     let email = input::required_string(&body, "email", &mut v, false);
     v.finish()?;
-    let email = crate::store::normalize_email(&email.unwrap_or_default());
+    // The address as typed (trimmed) goes to the worker: the store decides
+    // which account it names (a look-alike names none, see `email_names`).
+    let email = email.unwrap_or_default();
+    let key = crate::store::normalize_email(&email);
     let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     // Every request counts, reserved at once so that parallel ones cannot
     // pass the limit together.
     match super::Attempts::reserve(&[
-        (&service.reset_throttle_email, &email),
+        (&service.reset_throttle_email, &key),
         (&service.reset_throttle_ip, &ip),
     ]) {
         Ok(attempts) => attempts.failure(),
