@@ -95,10 +95,27 @@ pub struct SessionRecord {
     pub expires_at: u64,
     /// `jti` of the refresh token that is current.
     pub refresh_jti: u128,
-    /// `jti` of the refresh token retired by the last rotation, and when.
+    /// `jti` of the refresh token retired by the last rotation, and when
+    /// (unix seconds, as every record has it).
     pub previous_jti: Option<u128>,
     pub rotated_at: u64,
     pub revoked_at: Option<u64>,
+    /// The same rotation time in unix milliseconds, for the reuse grace
+    /// window (`tokens.reuse_grace` may be shorter than a second, and whole
+    /// seconds would stretch it by up to one). Absent from records written
+    /// before it existed: `rotated_at_millis()` falls back to `rotated_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at_ms: Option<u64>,
+}
+
+impl SessionRecord {
+    /// When the last rotation happened, in unix milliseconds. For an old
+    /// record (seconds only) this is the start of that second: the window it
+    /// gives is never longer than configured.
+    pub fn rotated_at_millis(&self) -> u64 {
+        self.rotated_at_ms
+            .unwrap_or_else(|| self.rotated_at.saturating_mul(1000))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,9 +155,23 @@ pub struct Store {
     access_window: u64,
 }
 
-/// Emails are unique without regard to case or surrounding spaces.
+/// Emails are unique without regard to case or surrounding spaces: this is
+/// the key of the email index. New accounts have ASCII addresses only (see
+/// `accounts::input::ascii_email`), whose key is their ASCII lower case;
+/// accounts stored before that rule keep the key they were given, which this
+/// same function still computes, so they are still found.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+/// Whether an address typed by someone names the stored account that its key
+/// found. A non-ASCII address never names an ASCII account: `to_lowercase`
+/// folds some look-alikes into ASCII (the Kelvin sign U+212A into `k`), and
+/// a Kelvin-sign `Kevin@example.com` must not reach `kevin@example.com`'s
+/// account. Non-ASCII addresses only exist on accounts stored before the
+/// ASCII rule; typed as stored (in any case), they are still found.
+pub fn email_names(typed: &str, stored: &str) -> bool {
+    typed.trim().is_ascii() || !stored.is_ascii()
 }
 
 fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> StoreResult<T> {
@@ -250,6 +281,7 @@ impl Store {
         found.map(|v| decode(v.value())).transpose()
     }
 
+    /// The account an email names (see `normalize_email`, `email_names`).
     pub fn account_by_email(&self, email: &str) -> StoreResult<Option<AccountRecord>> {
         let txn = self.read_txn()?;
         let emails = txn.open_table(EMAILS)?;
@@ -261,7 +293,8 @@ impl Store {
         };
         let accounts = txn.open_table(ACCOUNTS)?;
         let found = accounts.get(id)?;
-        found.map(|v| decode(v.value())).transpose()
+        let account: Option<AccountRecord> = found.map(|v| decode(v.value())).transpose()?;
+        Ok(account.filter(|a| email_names(email, &a.email)))
     }
 
     pub fn accounts(&self) -> StoreResult<Vec<AccountRecord>> {
@@ -764,6 +797,7 @@ mod tests {
             previous_jti: None,
             rotated_at: 10,
             revoked_at: None,
+            rotated_at_ms: None,
         }
     }
 
@@ -801,6 +835,85 @@ mod tests {
             2
         );
         assert!(store.role_exists("Visiteur").expect("roles"));
+    }
+
+    #[test]
+    fn a_look_alike_address_does_not_name_an_ascii_account() {
+        let (_dir, store) = fresh();
+        let kevin = store
+            .create_account(account("kevin@example.com"))
+            .expect("create");
+        // The Kelvin sign lower-cases into `k`: same key, but not the same address.
+        assert_eq!(
+            normalize_email("\u{212A}evin@example.com"),
+            "kevin@example.com"
+        );
+        assert!(store
+            .account_by_email("\u{212A}evin@example.com")
+            .expect("read")
+            .is_none());
+        assert_eq!(
+            store
+                .account_by_email(" KEVIN@example.com")
+                .expect("read")
+                .map(|a| a.id),
+            Some(kevin.id)
+        );
+        assert!(matches!(
+            store.create_account(account("\u{212A}evin@example.com")),
+            Err(CreateAccountError::EmailTaken)
+        ));
+    }
+
+    #[test]
+    fn accounts_stored_with_non_ascii_addresses_are_still_found() {
+        // Written before the ASCII rule (the store itself never refused them).
+        let (_dir, store) = fresh();
+        let jose = store
+            .create_account(account("Jos\u{E9}@example.com"))
+            .expect("create");
+        let kelvin = store
+            .create_account(account("\u{212A}elvin@example.com"))
+            .expect("create");
+        for (typed, id) in [
+            ("jos\u{E9}@example.com", jose.id),
+            ("JOS\u{C9}@EXAMPLE.COM ", jose.id),
+            ("\u{212A}elvin@example.com", kelvin.id),
+            ("kelvin@example.com", kelvin.id),
+        ] {
+            assert_eq!(
+                store.account_by_email(typed).expect("read").map(|a| a.id),
+                Some(id),
+                "{typed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_session_record_written_in_whole_seconds_still_loads() {
+        let (_dir, store) = fresh();
+        let old = br#"{"account_id":1,"created_at":10,"expires_at":5000,"refresh_jti":2,"previous_jti":1,"rotated_at":100,"revoked_at":null}"#;
+        {
+            let txn = store.write_txn().expect("txn");
+            txn.open_table(SESSIONS)
+                .expect("table")
+                .insert(77u128, old.as_slice())
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let record = store.session(SessionId(77)).expect("read").expect("found");
+        assert_eq!((record.rotated_at, record.rotated_at_ms), (100, None));
+        assert_eq!(record.rotated_at_millis(), 100_000);
+        let ((), _) = store
+            .update_session(SessionId(77), |r| {
+                r.rotated_at = 200;
+                r.rotated_at_ms = Some(200_500);
+            })
+            .expect("update")
+            .expect("found");
+        let record = store.session(SessionId(77)).expect("read").expect("found");
+        assert_eq!(record.rotated_at_millis(), 200_500);
+        assert_eq!(record.rotated_at, 200, "seconds are still written");
     }
 
     #[test]

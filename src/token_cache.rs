@@ -2,8 +2,10 @@
 //! text. A client sends the same access token on every request of its
 //! lifetime (5 minutes by default); a token seen again skips the signature,
 //! the base64 and the claims parse, most of the cost of the check. What can
-//! change between two requests is still checked on every one: expiry
-//! (against the claims kept here) and revocation (by the caller).
+//! change between two requests is still checked on every one: expiry and
+//! the start of validity (`nbf`/`iat`, against the claims kept here) and
+//! revocation (by the caller). The lifetime limit (`exp - iat`) does not
+//! change: it was checked before the token got in.
 //!
 //! Only tokens whose signature was verified get in, and a lookup compares the
 //! whole token byte for byte, so the cache never admits a token the keys
@@ -128,6 +130,11 @@ impl TokenCache {
             if keys.is_expired(verified.identity.expires_at, now) {
                 return Err(TokenError::Expired);
             }
+            // Only valid tokens get in, so this holds unless the clock went
+            // back since: then the token is not valid yet, as on a first use.
+            if keys.is_premature(verified.identity.valid_from, now) {
+                return Err(TokenError::Invalid);
+            }
             return Ok(verified);
         }
         let verified = Arc::new(Verified::new(keys.verify_access(token)?)?);
@@ -219,6 +226,22 @@ mod tests {
             Some(TokenError::Invalid)
         );
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_cached_token_is_not_valid_before_it_was_issued() {
+        let keys = keys();
+        let cache = TokenCache::new(64);
+        let now = crate::unix_now();
+        let good = token(&keys, now);
+        assert!(cache.verify(&good, &keys, now).is_ok());
+        assert_eq!(cache.len(), 1);
+        // The clock went back: the remembered token is refused as on a first use.
+        assert_eq!(
+            cache.verify(&good, &keys, now - 10).err(),
+            Some(TokenError::Invalid)
+        );
+        assert!(cache.verify(&good, &keys, now).is_ok());
     }
 
     #[test]

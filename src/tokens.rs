@@ -2,7 +2,11 @@
 //!
 //! The algorithm is pinned by configuration: a token signed with any other
 //! (`none` included) fails the check. Issuer, audience, expiry (with the
-//! configured leeway) and the `token_type` claim are checked on every token.
+//! configured leeway) and the `token_type` claim are checked on every token,
+//! and so are its time limits (`check_times`): no `nbf` or `iat` in the
+//! future, no lifetime (`exp - iat`) longer than the configured one. A token
+//! signed far into the future would otherwise outlive the revocation entry
+//! of its session, which is dropped once every token of it should have expired.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -78,6 +82,9 @@ pub struct AccessClaims {
     pub iat: u64,
     pub exp: u64,
     pub token_type: String,
+    /// Never set by this gateway (and then not written); checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +97,9 @@ pub struct RefreshClaims {
     pub iat: u64,
     pub exp: u64,
     pub token_type: String,
+    /// Never set by this gateway (and then not written); checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Why a token was refused.
@@ -108,6 +118,9 @@ pub struct Identity {
     pub role: String,
     pub session: SessionId,
     pub expires_at: u64,
+    /// The first second at which the token is valid: its `nbf` and its `iat`,
+    /// less the leeway. Checked again on every use of a remembered token.
+    pub valid_from: u64,
 }
 
 /// The account data an access token carries.
@@ -253,6 +266,7 @@ impl TokenKeys {
             iat: now,
             exp: now + self.access_ttl,
             token_type: "access".into(),
+            nbf: None,
         };
         jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
     }
@@ -275,6 +289,7 @@ impl TokenKeys {
             iat: now,
             exp,
             token_type: "refresh".into(),
+            nbf: None,
         };
         jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
     }
@@ -292,6 +307,41 @@ impl TokenKeys {
         exp.saturating_add(self.validation.leeway) < now
     }
 
+    /// Whether a token valid from `valid_from` (see `Identity`) is not valid
+    /// yet at `now`.
+    pub fn is_premature(&self, valid_from: u64, now: u64) -> bool {
+        valid_from > now
+    }
+
+    /// The time limits of a token whose signature, issuer and audience
+    /// passed, at `now`, for a token type whose lifetime is `ttl` seconds:
+    /// expired (leeway included) is `Expired`; an `nbf` or an `iat` later
+    /// than `now` + leeway, an `exp` before the `iat`, or a lifetime
+    /// (`exp - iat`) longer than `ttl` is `Invalid`. On success, the first
+    /// second of validity (`Identity::valid_from`).
+    pub fn check_times(
+        &self,
+        iat: u64,
+        nbf: Option<u64>,
+        exp: u64,
+        ttl: u64,
+        now: u64,
+    ) -> Result<u64, TokenError> {
+        if self.is_expired(exp, now) {
+            return Err(TokenError::Expired);
+        }
+        let valid_from = iat
+            .max(nbf.unwrap_or(0))
+            .saturating_sub(self.validation.leeway);
+        if self.is_premature(valid_from, now) {
+            return Err(TokenError::Invalid);
+        }
+        match exp.checked_sub(iat) {
+            Some(lifetime) if lifetime <= ttl => Ok(valid_from),
+            _ => Err(TokenError::Invalid),
+        }
+    }
+
     /// Signature, algorithm, issuer, audience, expiry and type of an access
     /// token. Revocation is the caller's second step.
     pub fn verify_access(&self, token: &str) -> Result<Identity, TokenError> {
@@ -305,6 +355,13 @@ impl TokenKeys {
         if claims.token_type != "access" {
             return Err(TokenError::Invalid);
         }
+        let valid_from = self.check_times(
+            claims.iat,
+            claims.nbf,
+            claims.exp,
+            self.access_ttl,
+            crate::unix_now(),
+        )?;
         let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
         Ok(Identity {
             account_id: claims.sub,
@@ -312,6 +369,7 @@ impl TokenKeys {
             role: claims.role,
             session,
             expires_at: claims.exp,
+            valid_from,
         })
     }
 
@@ -321,6 +379,13 @@ impl TokenKeys {
         if claims.token_type != "refresh" {
             return Err(TokenError::Invalid);
         }
+        self.check_times(
+            claims.iat,
+            claims.nbf,
+            claims.exp,
+            self.refresh_ttl,
+            crate::unix_now(),
+        )?;
         let account = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
         let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
         let jti = u128::from_str_radix(&claims.jti, 16).map_err(|_| TokenError::Invalid)?;
@@ -366,11 +431,12 @@ struct AccessClaimsRef<'a> {
     role: Cow<'a, str>,
     #[serde(borrow)]
     sid: Cow<'a, str>,
-    #[allow(dead_code)]
     iat: u64,
     exp: u64,
     #[serde(borrow)]
     token_type: Cow<'a, str>,
+    #[serde(default)]
+    nbf: Option<u64>,
 }
 
 /// Reads the claims exactly as `issue_access` writes them (serde_json, field
@@ -393,12 +459,18 @@ fn read_own_claims(json: &str) -> Option<AccessClaimsRef<'_>> {
             self.0 = &rest[end + 1..];
             Some(Cow::Borrowed(&rest[..end]))
         }
+        /// A JSON integer that fits a `u64` (no sign, no leading zero,
+        /// no fraction or exponent: those are serde_json's job).
         fn number(&mut self) -> Option<u64> {
             let end = self
                 .0
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(self.0.len());
-            let n = self.0[..end].parse().ok()?;
+            let digits = &self.0[..end];
+            if digits.len() > 1 && digits.starts_with('0') {
+                return None;
+            }
+            let n = digits.parse().ok()?;
             self.0 = &self.0[end..];
             Some(n)
         }
@@ -434,6 +506,7 @@ fn read_own_claims(json: &str) -> Option<AccessClaimsRef<'_>> {
         iat,
         exp,
         token_type,
+        nbf: None,
     })
 }
 
@@ -482,9 +555,16 @@ impl FastHs256 {
         if claims.iss != keys.issuer || claims.aud != keys.audience {
             return Fast::Done(Err(TokenError::Invalid));
         }
-        if keys.is_expired(claims.exp, crate::unix_now()) {
-            return Fast::Done(Err(TokenError::Expired));
-        }
+        let valid_from = match keys.check_times(
+            claims.iat,
+            claims.nbf,
+            claims.exp,
+            keys.access_ttl,
+            crate::unix_now(),
+        ) {
+            Ok(valid_from) => valid_from,
+            Err(e) => return Fast::Done(Err(e)),
+        };
         if claims.token_type != "access" {
             return Fast::Done(Err(TokenError::Invalid));
         }
@@ -497,6 +577,7 @@ impl FastHs256 {
             role: claims.role.into_owned(),
             session,
             expires_at: claims.exp,
+            valid_from,
         }))
     }
 }
@@ -712,6 +793,160 @@ mod tests {
             keys.verify_access(&format!("{header}.{payload}.")),
             Err(TokenError::Invalid)
         );
+    }
+
+    /// Signs `claims` (any JSON) with the keys' secret; `ours` picks our own
+    /// header (the fast path) or another one (the generic decoder).
+    fn forge(keys: &TokenKeys, claims: &serde_json::Value, ours: bool) -> String {
+        let mut header = keys.header.clone();
+        if !ours {
+            header.typ = None;
+        }
+        jsonwebtoken::encode(&header, claims, &keys.encoding).expect("sign")
+    }
+
+    fn access_claims(iat: u64, exp: u64) -> serde_json::Value {
+        serde_json::json!({"iss": "vigile", "aud": "api", "sub": "7", "email": "dev@example.com",
+            "role": "Admin", "sid": format!("{:032x}", 5u128), "jti": "00", "iat": iat, "exp": exp,
+            "token_type": "access"})
+    }
+
+    fn refresh_claims(iat: u64, exp: u64) -> serde_json::Value {
+        serde_json::json!({"iss": "vigile", "aud": "api", "sub": "7",
+            "sid": format!("{:032x}", 5u128), "jti": format!("{:032x}", 9u128), "iat": iat,
+            "exp": exp, "token_type": "refresh"})
+    }
+
+    fn with(
+        mut claims: serde_json::Value,
+        key: &str,
+        value: serde_json::Value,
+    ) -> serde_json::Value {
+        claims[key] = value;
+        claims
+    }
+
+    fn without(mut claims: serde_json::Value, key: &str) -> serde_json::Value {
+        if let Some(map) = claims.as_object_mut() {
+            map.remove(key);
+        }
+        claims
+    }
+
+    #[test]
+    fn tokens_from_the_future_or_living_too_long_are_refused() {
+        use serde_json::json;
+        let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
+        let now = crate::unix_now();
+        let good = access_claims(now, now + 300);
+        let refused = [
+            with(good.clone(), "nbf", json!(now + 60)),
+            with(good.clone(), "nbf", json!(u64::MAX)),
+            with(good.clone(), "nbf", json!("0")),
+            with(good.clone(), "nbf", json!(1.5)),
+            with(good.clone(), "nbf", json!(-1)),
+            access_claims(now + 60, now + 360),
+            access_claims(u64::MAX - 1, u64::MAX),
+            access_claims(now, now + 301),
+            access_claims(now - 10, u64::MAX),
+            access_claims(0, now + 300),
+            access_claims(now + 5, now + 1),
+            with(good.clone(), "iat", json!(1e20)),
+            with(good.clone(), "iat", json!(-5)),
+            with(good.clone(), "iat", json!(now as f64 + 0.5)),
+            with(good.clone(), "iat", json!(now.to_string())),
+            without(good.clone(), "iat"),
+        ];
+        for claims in &refused {
+            for ours in [true, false] {
+                let token = forge(&keys, claims, ours);
+                assert_eq!(
+                    keys.verify_access(&token).err(),
+                    Some(TokenError::Invalid),
+                    "{claims} (our header: {ours})"
+                );
+            }
+        }
+        let accepted = [
+            good.clone(),
+            with(good.clone(), "nbf", json!(now)),
+            with(good.clone(), "nbf", json!(now - 100)),
+            access_claims(now - 299, now + 1),
+        ];
+        for claims in &accepted {
+            for ours in [true, false] {
+                let token = forge(&keys, claims, ours);
+                assert!(
+                    keys.verify_access(&token).is_ok(),
+                    "{claims} (ours: {ours})"
+                );
+            }
+        }
+        // Expiry is still told apart.
+        let expired = forge(&keys, &access_claims(now - 400, now - 100), true);
+        assert_eq!(keys.verify_access(&expired), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn refresh_tokens_have_the_same_limits_with_their_own_lifetime() {
+        use serde_json::json;
+        let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
+        let now = crate::unix_now();
+        let day = 86_400;
+        assert!(keys
+            .verify_refresh(&forge(&keys, &refresh_claims(now, now + day), true))
+            .is_ok());
+        for claims in [
+            refresh_claims(now, now + day + 1),
+            refresh_claims(now + 60, now + day),
+            with(refresh_claims(now, now + day), "nbf", json!(now + 60)),
+            without(refresh_claims(now, now + day), "iat"),
+            refresh_claims(now, u64::MAX),
+        ] {
+            assert_eq!(
+                keys.verify_refresh(&forge(&keys, &claims, true)),
+                Err(TokenError::Invalid),
+                "{claims}"
+            );
+        }
+        // What this gateway issues passes, at once.
+        let sid = SessionId::random();
+        let refresh = keys
+            .issue_refresh(7, sid, 3, now, now + day)
+            .expect("issue");
+        assert_eq!(keys.verify_refresh(&refresh), Ok((7, sid, 3)));
+        let access = keys.issue_access(&subject(), sid, now).expect("issue");
+        assert_eq!(keys.verify_access(&access).map(|i| i.valid_from), Ok(now));
+    }
+
+    #[test]
+    fn the_leeway_applies_to_iat_and_nbf() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = config(
+            Algorithm::HS256,
+            KeySource::Secret(b"0123456789abcdef0123456789abcdef".to_vec()),
+        );
+        cfg.leeway = std::time::Duration::from_secs(30);
+        let keys = TokenKeys::from_config(&cfg, dir.path()).expect("keys");
+        let now = crate::unix_now();
+        let skewed = access_claims(now + 20, now + 320);
+        let id = keys
+            .verify_access(&forge(&keys, &skewed, true))
+            .expect("within the leeway");
+        assert!(id.valid_from <= now);
+        let nbf = with(access_claims(now, now + 300), "nbf", json!(now + 20));
+        assert!(keys.verify_access(&forge(&keys, &nbf, false)).is_ok());
+        for claims in [
+            access_claims(now + 40, now + 340),
+            with(access_claims(now, now + 300), "nbf", json!(now + 40)),
+        ] {
+            assert_eq!(
+                keys.verify_access(&forge(&keys, &claims, true)),
+                Err(TokenError::Invalid),
+                "{claims}"
+            );
+        }
     }
 
     #[test]

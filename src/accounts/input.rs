@@ -98,6 +98,20 @@ pub fn valid_email(email: &str) -> bool {
         })
 }
 
+/// The rule for the address of a new account (register, `vigile user
+/// create`): ASCII only, local part and domain. Case folding and NFKC do
+/// not make look-alikes safe (the Kelvin sign and fullwidth letters fold into
+/// ASCII ones, but zero-width characters and Cyrillic letters such as `е`
+/// stay and look the same on screen); refusing every non-ASCII character
+/// leaves one spelling per address, and the seeds' clients use ASCII ones. An internationalized domain is written in its ASCII (`xn--`)
+/// form. Accounts stored before this rule keep their address and are still
+/// found (see `store::email_names`).
+pub fn ascii_email(email: &str) -> bool {
+    email.is_ascii()
+}
+
+pub const NOT_ASCII_EMAIL: &str = "Saisissez une adresse e-mail en caractères ASCII (sans accents ni caractères spéciaux ; un domaine internationalisé s'écrit sous sa forme « xn-- »).";
+
 /// Digits with optional `+`, spaces, dots, dashes and parentheses; 6 to 20 digits.
 pub fn valid_phone(phone: &str) -> bool {
     let digits = phone.chars().filter(char::is_ascii_digit).count();
@@ -170,6 +184,18 @@ mod tests {
             "dev@.com",
         ] {
             assert!(!valid_email(bad), "{bad}");
+        }
+        assert!(ascii_email("jean.dupont+tag@mail.example.fr"));
+        for look_alike in [
+            "\u{212A}evin@example.com",
+            "\u{FF4B}evin@example.com",
+            "ke\u{200B}vin@example.com",
+            "kevin@exam\u{200D}ple.com",
+            "k\u{0435}vin@example.com",
+            "kevin@\u{FF45}xample.com",
+            "kevin\u{00AD}@example.com",
+        ] {
+            assert!(!ascii_email(look_alike), "{look_alike}");
         }
         assert!(valid_phone("0612345678"));
         assert!(valid_phone("+33 6 12 34 56 78"));

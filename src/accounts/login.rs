@@ -3,7 +3,8 @@
 //! Answers 200 `{"access", "refresh", "account": {"id", "email", "first_name",
 //! "last_name"}}`. An unknown email, a wrong password and an inactive account
 //! all get the same 401 after the same argon2 work, so neither the message nor
-//! the timing tells which. Repeated failures on one account are throttled (429).
+//! the timing tells which. Repeated failures on one account are throttled
+//! (429); each attempt is counted before its hash runs (see `throttle`).
 
 use std::net::IpAddr;
 
@@ -45,19 +46,10 @@ pub fn apply(
     if password.len() > passwords::MAX_PASSWORD_BYTES {
         return Err(ApiError::invalid_credentials());
     }
-    // Throttled per (account, address), per address and per account; see the README.
     let key = normalize_email(&email);
-    let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let pair = format!("{key}|{ip}");
-    let wait = service
-        .login_throttle_pair
-        .check(&pair)
-        .or_else(|| service.login_throttle_ip.check(&ip))
-        .or_else(|| service.login_throttle_account.check(&key));
-    if let Some(wait) = wait {
-        return Err(ApiError::too_many_attempts(wait));
-    }
-    let account = service.store.account_by_email(&key).map_err(internal)?;
+    // Reserved before the hash; an early return below counts as a failure.
+    let attempts = service.reserve_password_check(&key, client_ip)?;
+    let account = service.store.account_by_email(&email).map_err(internal)?;
     let verified = match &account {
         Some(a) => service.timed_hash(|| passwords::verify_password(&password, &a.password_hash)),
         None => {
@@ -68,13 +60,11 @@ pub fn apply(
     let account = match account {
         Some(a) if verified && a.is_active => a,
         _ => {
-            service.login_throttle_pair.failure(&pair);
-            service.login_throttle_ip.failure(&ip);
-            service.login_throttle_account.failure(&key);
+            attempts.failure();
             return Err(ApiError::invalid_credentials());
         }
     };
-    service.login_throttle_pair.success(&pair);
+    attempts.success();
     let (access, refresh) = open_session(service, &account)?;
     Reply::json(
         200,
@@ -108,6 +98,7 @@ pub fn open_session(
         previous_jti: None,
         rotated_at: now,
         revoked_at: None,
+        rotated_at_ms: None,
     };
     service
         .store

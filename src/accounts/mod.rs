@@ -32,7 +32,7 @@ use crate::store::{AccountRecord, Revocation, Store};
 use crate::tokens::{Identity, SessionId, Subject, TokenKeys};
 
 pub use operator::{OperatorCommand, OperatorReply};
-pub use throttle::Throttle;
+pub use throttle::{Attempts, Throttle};
 
 /// The endpoints under `/api/accounts/` (and the JWKS document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,8 +193,10 @@ pub struct AccountService {
     pub revocations: Arc<RevocationList>,
     default_role: String,
     password_min_length: usize,
-    reuse_grace: u64,
-    /// Failed logins per (account, client address), per address, per account.
+    /// `tokens.reuse_grace`, in milliseconds.
+    reuse_grace_ms: u64,
+    /// Failed password checks (login, password change) per (account, client
+    /// address), per address, per account.
     login_throttle_pair: Throttle,
     login_throttle_ip: Throttle,
     login_throttle_account: Throttle,
@@ -224,7 +226,8 @@ impl AccountService {
             revocations,
             default_role: config.accounts.default_role.clone(),
             password_min_length: config.accounts.password_min_length,
-            reuse_grace: config.tokens.reuse_grace.as_secs(),
+            reuse_grace_ms: u64::try_from(config.tokens.reuse_grace.as_millis())
+                .unwrap_or(u64::MAX),
             login_throttle_pair: Throttle::new(login.max_failures, login.window),
             login_throttle_ip: Throttle::new(login.max_failures_per_ip, login.window),
             login_throttle_account: Throttle::new(login.max_failures_per_account, login.window),
@@ -242,6 +245,25 @@ impl AccountService {
         let out = f();
         timer.observe_duration();
         out
+    }
+
+    /// Reserves one password check of the account whose normalized email is
+    /// `account_key`, from `client_ip`, on the three login throttles: per
+    /// (account, address), per address, per account. 429 when any is full.
+    /// The caller settles the attempts once the hash has run.
+    fn reserve_password_check(
+        &self,
+        account_key: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Attempts<'_>, ApiError> {
+        let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let pair = format!("{account_key}|{ip}");
+        Attempts::reserve(&[
+            (&self.login_throttle_pair, &pair),
+            (&self.login_throttle_ip, &ip),
+            (&self.login_throttle_account, account_key),
+        ])
+        .map_err(ApiError::too_many_attempts)
     }
 
     /// Runs one endpoint. Blocks: call it from the blocking pool.
@@ -264,7 +286,7 @@ impl AccountService {
             }
             Endpoint::PasswordChange => {
                 let who = self.authenticate(req.authorization)?;
-                password_change::apply(self, &who, input::parse_object(req.body)?)
+                password_change::apply(self, &who, input::parse_object(req.body)?, req.client_ip)
             }
             Endpoint::PasswordForgotten => {
                 password_reset::forgotten(self, input::parse_object(req.body)?, req.client_ip)

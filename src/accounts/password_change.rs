@@ -1,6 +1,14 @@
 //! `POST /api/accounts/password-change/` (Bearer): `{"old_password",
 //! "new_password"}`. The old password is checked, the policy applies to the
 //! new one; every other session of the account ends, the caller's goes on.
+//!
+//! Checking `old_password` is a password guess like a login: it goes through
+//! the login throttles, with the same keys (the account's email, the client
+//! address, both), so a stolen access token buys no extra guesses and the
+//! two endpoints share one budget. Over the limit: 429 `too_many_attempts`
+//! with `Retry-After`, without running argon2.
+
+use std::net::IpAddr;
 
 use serde_json::json;
 
@@ -8,9 +16,15 @@ use super::input::{self, Object};
 use super::{internal, AccountService, Reply};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
+use crate::store::normalize_email;
 use crate::tokens::Identity;
 
-pub fn apply(service: &AccountService, who: &Identity, body: Object) -> Result<Reply, ApiError> {
+pub fn apply(
+    service: &AccountService,
+    who: &Identity,
+    body: Object,
+    client_ip: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
     let account = service.account_of(who)?;
     let mut v = Validator::default();
     let old = input::required_string(&body, "old_password", &mut v, true);
@@ -20,13 +34,20 @@ pub fn apply(service: &AccountService, who: &Identity, body: Object) -> Result<R
     let (Some(old), Some(new)) = (old, new) else {
         return Err(ApiError::internal());
     };
-    if old.len() > passwords::MAX_PASSWORD_BYTES
-        || !service.timed_hash(|| passwords::verify_password(&old, &account.password_hash))
-    {
+    let wrong_old_password = || {
         let mut v = Validator::default();
         v.add("old_password", "Le mot de passe actuel est incorrect.");
-        return Err(v.finish().err().unwrap_or_else(ApiError::internal));
+        v.finish().err().unwrap_or_else(ApiError::internal)
+    };
+    if old.len() > passwords::MAX_PASSWORD_BYTES {
+        return Err(wrong_old_password());
     }
+    let attempts = service.reserve_password_check(&normalize_email(&account.email), client_ip)?;
+    if !service.timed_hash(|| passwords::verify_password(&old, &account.password_hash)) {
+        attempts.failure();
+        return Err(wrong_old_password());
+    }
+    attempts.success();
     let mut v = Validator::default();
     service.check_new_password(&new, &account, "new_password", &mut v);
     if new == old {

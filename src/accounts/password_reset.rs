@@ -153,19 +153,24 @@ pub fn forgotten(
     let mut v = Validator::default();
     let email = input::required_string(&body, "email", &mut v, false);
     v.finish()?;
-    let email = crate::store::normalize_email(&email.unwrap_or_default());
+    // The address as typed (trimmed) goes to the worker: the store decides
+    // which account it names (a look-alike names none, see `email_names`).
+    let email = email.unwrap_or_default();
+    let key = crate::store::normalize_email(&email);
     let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    if let Some(wait) = service
-        .reset_throttle_email
-        .check(&email)
-        .or(service.reset_throttle_ip.check(&ip))
-    {
-        let mut e = ApiError::too_many_attempts(wait);
-        e.message = "Trop de demandes de réinitialisation, réessayez plus tard".into();
-        return Err(e);
+    // Every request counts, reserved at once so that parallel ones cannot
+    // pass the limit together.
+    match super::Attempts::reserve(&[
+        (&service.reset_throttle_email, &key),
+        (&service.reset_throttle_ip, &ip),
+    ]) {
+        Ok(attempts) => attempts.failure(),
+        Err(wait) => {
+            let mut e = ApiError::too_many_attempts(wait);
+            e.message = "Trop de demandes de réinitialisation, réessayez plus tard".into();
+            return Err(e);
+        }
     }
-    service.reset_throttle_email.failure(&email);
-    service.reset_throttle_ip.failure(&ip);
     let mut reply = Reply::json(202, json!({ "message": FORGOTTEN_MESSAGE }))?;
     // Queued once the 202 is written: a known email must not make its own
     // answer slower than an unknown one's.

@@ -33,14 +33,17 @@ pub enum Decision {
     Ended,
 }
 
-/// Decides, and updates the session record to match.
+/// Decides, and updates the session record to match. Times in unix
+/// milliseconds (`now_ms`, `grace_ms`), so that the grace window lasts what
+/// `tokens.reuse_grace` says, not up to a second more; `refresh_ttl` in seconds.
 pub fn decide(
     session: &mut SessionRecord,
     jti: u128,
-    now: u64,
-    grace: u64,
+    now_ms: u64,
+    grace_ms: u64,
     refresh_ttl: u64,
 ) -> Decision {
+    let now = now_ms / 1000;
     if session.revoked_at.is_some() || session.expires_at < now {
         return Decision::Ended;
     }
@@ -49,10 +52,13 @@ pub fn decide(
         session.previous_jti = Some(session.refresh_jti);
         session.refresh_jti = next;
         session.rotated_at = now;
+        session.rotated_at_ms = Some(now_ms);
         session.expires_at = now + refresh_ttl;
         return Decision::Rotated { jti: next };
     }
-    if session.previous_jti == Some(jti) && now.saturating_sub(session.rotated_at) <= grace {
+    if session.previous_jti == Some(jti)
+        && now_ms.saturating_sub(session.rotated_at_millis()) <= grace_ms
+    {
         return Decision::Grace {
             jti: session.refresh_jti,
         };
@@ -72,7 +78,8 @@ pub fn apply(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
         .tokens
         .verify_refresh(&token)
         .map_err(|_| ApiError::refresh_not_valid())?;
-    let now = crate::unix_now();
+    let now_ms = crate::unix_now_ms();
+    let now = now_ms / 1000;
     let refresh_ttl = service.tokens.refresh_ttl();
     let updated = service
         .store
@@ -80,7 +87,7 @@ pub fn apply(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
             if record.account_id != account_id {
                 return (Decision::Ended, record.expires_at);
             }
-            let decision = decide(record, jti, now, service.reuse_grace, refresh_ttl);
+            let decision = decide(record, jti, now_ms, service.reuse_grace_ms, refresh_ttl);
             (decision, record.expires_at)
         })
         .map_err(internal)?;
@@ -119,13 +126,14 @@ mod tests {
             previous_jti: None,
             rotated_at: 0,
             revoked_at: None,
+            rotated_at_ms: Some(0),
         }
     }
 
     #[test]
     fn rotation_then_grace_then_theft() {
         let mut s = record();
-        let Decision::Rotated { jti: second } = decide(&mut s, 7, 100, 10, 1_000) else {
+        let Decision::Rotated { jti: second } = decide(&mut s, 7, 100_000, 10_000, 1_000) else {
             panic!("the current token rotates");
         };
         assert_eq!(
@@ -133,20 +141,62 @@ mod tests {
             (second, Some(7), 1_100)
         );
         assert_eq!(
-            decide(&mut s, 7, 105, 10, 1_000),
+            decide(&mut s, 7, 105_000, 10_000, 1_000),
             Decision::Grace { jti: second }
         );
         assert_eq!(s.revoked_at, None);
-        assert_eq!(decide(&mut s, 7, 111, 10, 1_000), Decision::Reused);
+        assert_eq!(decide(&mut s, 7, 111_000, 10_000, 1_000), Decision::Reused);
         assert_eq!(s.revoked_at, Some(111));
-        assert_eq!(decide(&mut s, second, 112, 10, 1_000), Decision::Ended);
+        assert_eq!(
+            decide(&mut s, second, 112_000, 10_000, 1_000),
+            Decision::Ended
+        );
+    }
+
+    #[test]
+    fn the_grace_window_is_counted_in_milliseconds() {
+        // Rotated at 100.900 s with a 1 s window: 101.900 is in, 102.000
+        // (0.1 s later, the same whole second as before) is out.
+        let mut s = record();
+        let Decision::Rotated { jti: second } = decide(&mut s, 7, 100_900, 1_000, 1_000) else {
+            panic!("the current token rotates");
+        };
+        assert_eq!((s.rotated_at, s.rotated_at_ms), (100, Some(100_900)));
+        let mut within = s.clone();
+        assert_eq!(
+            decide(&mut within, 7, 101_900, 1_000, 1_000),
+            Decision::Grace { jti: second }
+        );
+        assert_eq!(decide(&mut s, 7, 102_000, 1_000, 1_000), Decision::Reused);
+        // A sub-second window works too.
+        let mut s = record();
+        decide(&mut s, 7, 50_000, 300, 1_000);
+        assert_eq!(
+            decide(&mut s.clone(), 7, 50_300, 300, 1_000),
+            Decision::Grace { jti: s.refresh_jti }
+        );
+        assert_eq!(decide(&mut s, 7, 50_301, 300, 1_000), Decision::Reused);
+    }
+
+    #[test]
+    fn a_record_written_in_whole_seconds_still_decides() {
+        // Before `rotated_at_ms` existed: the window starts at the second.
+        let json = br#"{"account_id":1,"created_at":0,"expires_at":1000,"refresh_jti":8,
+            "previous_jti":7,"rotated_at":100,"revoked_at":null}"#;
+        let mut s: SessionRecord = serde_json::from_slice(json).expect("an old record");
+        assert_eq!(s.rotated_at_millis(), 100_000);
+        assert_eq!(
+            decide(&mut s.clone(), 7, 100_999, 1_000, 1_000),
+            Decision::Grace { jti: 8 }
+        );
+        assert_eq!(decide(&mut s, 7, 101_001, 1_000, 1_000), Decision::Reused);
     }
 
     #[test]
     fn an_unknown_jti_is_theft_and_an_expired_session_has_ended() {
         let mut s = record();
-        assert_eq!(decide(&mut s, 99, 100, 10, 1_000), Decision::Reused);
+        assert_eq!(decide(&mut s, 99, 100_000, 10_000, 1_000), Decision::Reused);
         let mut s = record();
-        assert_eq!(decide(&mut s, 7, 2_000, 10, 1_000), Decision::Ended);
+        assert_eq!(decide(&mut s, 7, 2_000_000, 10_000, 1_000), Decision::Ended);
     }
 }

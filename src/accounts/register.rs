@@ -37,6 +37,8 @@ pub fn parse(obj: &Object, min_length: usize) -> Result<Registration, ApiError> 
     if let Some(e) = &email {
         if !input::valid_email(e) {
             v.add("email", "Saisissez une adresse e-mail valide.");
+        } else if !input::ascii_email(e) {
+            v.add("email", input::NOT_ASCII_EMAIL);
         }
     }
     let password = input::required_string(obj, "password", &mut v, true);
@@ -154,6 +156,27 @@ mod tests {
         .expect("valid");
         assert_eq!(reg.email, "john@example.com");
         assert_eq!(reg.phone.as_deref(), Some("0612345678"));
+    }
+
+    #[test]
+    fn look_alike_addresses_are_refused() {
+        for email in [
+            "\u{212A}evin@example.com",
+            "\u{FF4B}evin@example.com",
+            "ke\u{200B}vin@example.com",
+            "jos\u{E9}@example.com",
+            "kevin@b\u{FC}cher.example",
+        ] {
+            let e = parse(
+                &obj(
+                    json!({"email": email, "password": "Un-secret-2026", "first_name": "Kevin",
+                    "last_name": "Durand"}),
+                ),
+                8,
+            )
+            .expect_err(email);
+            assert_eq!(fields(e), ["email"], "{email}");
+        }
     }
 
     #[test]
