@@ -46,7 +46,8 @@ fn write_lines(path: PathBuf, lines: impl Iterator<Item = String>) -> std::io::R
 fn main() -> Result<(), String> {
     let args = Args::parse();
     let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
-    // Tokens that outlive the whole run.
+    // Tokens that outlive the whole run (the gateway's config says 6h too:
+    // it refuses tokens that live longer than its access_ttl).
     config.tokens.access_ttl = Duration::from_secs(6 * 3600);
     let keys = TokenKeys::from_config(&config.tokens, &config.store.data_dir())?;
     let store = Store::open(&config.store.path, 6 * 3600).map_err(|e| e.to_string())?;

@@ -228,6 +228,7 @@ store: {{path: "{self.path(store)}"}}
 tokens:
   secret_env: VIGILE_BENCH_UNSET
   secret_file: "{self.path('jwt.secret')}"
+  access_ttl: 6h  # the pre-issued tokens live the whole run (a longer lifetime is refused)
 accounts:
   login_throttle: {{max_failures: 1000000, window: 1s}}
   reset_throttle: {{max_requests: 1000000, max_requests_per_ip: 1000000, window: 1s}}

@@ -47,20 +47,14 @@ fn hex(b: u8) -> Option<u8> {
 /// Whether `path` needs no work: no escape, no backslash, no empty or dot
 /// segment, visible ASCII only. Almost every request takes this branch.
 fn is_plain(path: &[u8]) -> bool {
-    let mut previous = b'/';
-    for &b in path {
-        if !(0x21..0x7f).contains(&b) || b == b'%' || b == b'\\' {
-            return false;
-        }
-        if previous == b'/' && (b == b'/' || b == b'.') {
-            // `//`, or a segment starting with a dot (`.`, `..`, `.x`):
-            // only the dot segments need work, but telling them apart here
-            // is not worth it.
-            return false;
-        }
-        previous = b;
-    }
-    true
+    path.iter()
+        .all(|&b| (0x21..0x7f).contains(&b) && b != b'%' && b != b'\\')
+        // `//`, or a segment starting with a dot (`.`, `..`, `.x`): only
+        // the dot segments need work, but telling them apart here is not
+        // worth it.
+        && !path
+            .windows(2)
+            .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
 }
 
 /// The normalized form of an origin-form path (the query is not part of it).

@@ -70,13 +70,21 @@ impl RouteTable {
     }
 
     /// The index of the route for `path`. `/api/stocks` matches the prefix
-    /// `/api/stocks/` too.
+    /// `/api/stocks/` too. A prefix without a final `/` matches whole
+    /// segments only (`/api/sp` matches `/api/sp` and `/api/sp/x`, not
+    /// `/api/spx` nor `/api/sp..`): what `strip_prefix` leaves then always
+    /// starts a segment, and holds no dot segment.
     pub fn find_index(&self, path: &str) -> Option<usize> {
         self.routes.iter().position(|r| {
-            path.starts_with(r.prefix.as_str())
-                || (r.prefix.ends_with('/')
-                    && path.len() + 1 == r.prefix.len()
-                    && r.prefix.starts_with(path))
+            let prefix = r.prefix.as_str();
+            match path.strip_prefix(prefix) {
+                Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+                None => {
+                    prefix.ends_with('/')
+                        && path.len() + 1 == prefix.len()
+                        && prefix.starts_with(path)
+                }
+            }
         })
     }
 
@@ -123,6 +131,17 @@ mod tests {
         assert_eq!(name("/api/stocks/admin/x"), Some("admin".into()));
         assert_eq!(name("/api/jobs/"), Some("api".into()));
         assert_eq!(name("/other"), None);
+    }
+
+    #[test]
+    fn a_prefix_without_a_final_slash_matches_whole_segments() {
+        let table = RouteTable::new(&[route("sp", "/api/sp", true)], |_| 0);
+        let name = |p: &str| table.find(p).map(|r| r.name.clone());
+        assert_eq!(name("/api/sp"), Some("sp".into()));
+        assert_eq!(name("/api/sp/x"), Some("sp".into()));
+        for other in ["/api/spx", "/api/sp../x", "/api/sp./x", "/api/sp.."] {
+            assert_eq!(name(other), None, "{other}");
+        }
     }
 
     #[test]

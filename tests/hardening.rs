@@ -599,3 +599,284 @@ fn a_malformed_answer_is_not_taken_for_a_dead_connection() {
     assert_eq!(bad, 1, "the GET was sent {bad} times");
     assert_eq!(post(gw.addr, "/api/raw/ok").0, 200);
 }
+
+/// An upstream that answers every request with its raw head as the body.
+fn echo_head() -> Scripted {
+    Scripted::start(|head, conn| {
+        let body = head.to_string();
+        conn.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+                body.len(),
+                body
+            )
+            .as_bytes(),
+        )
+        .is_ok()
+    })
+}
+
+/// A servlet container (Tomcat, Jetty, Spring) drops `;x` from a segment
+/// and serves `/api/stocks/admin;x/x` as `/api/stocks/admin/x`: routes are
+/// matched the same way.
+#[test]
+fn path_parameters_do_not_cross_a_route_boundary() {
+    let gw = Gateway::start_with(path_routes());
+    let visitor = gw.register_and_login("v@example.com", PASSWORD)["access"]
+        .as_str()
+        .expect("access")
+        .to_string();
+    let bearer = format!("Bearer {visitor}");
+    let mut leaks = Vec::new();
+    for method in ["GET", "POST"] {
+        // The control: the Admin page is refused.
+        let r = raw(
+            gw.addr,
+            method,
+            "/api/stocks/admin/x",
+            &[("Authorization", &bearer)],
+        );
+        assert_eq!(r.status, 403, "{method}: {}", r.text());
+        for target in [
+            "/api/stocks/admin;x/x",
+            "/api/stocks/admin;/x",
+            "/api/stocks/admin;jsessionid=1",
+        ] {
+            let r = raw(gw.addr, method, target, &[("Authorization", &bearer)]);
+            if !target.contains("%3B") && r.status != 403 {
+                leaks.push(format!(
+                    "{method} {target} -> 200, upstream path {}",
+                    r.json()["path"]
+                ));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "a Visiteur reached the Admin prefix:\n{}",
+        leaks.join("\n")
+    );
+}
+
+/// A route whose prefix has no final `/` matches whole segments only: what
+/// `strip_prefix` leaves can never start with a dot segment.
+#[test]
+fn a_stripped_prefix_leaves_no_dot_segment() {
+    let upstream = echo_head();
+    let gw = gateway_before(
+        &upstream,
+        Options {
+            extra_routes:
+                "  - {name: sp, prefix: /api/sp, upstream: raw, auth: none, strip_prefix: true}\n"
+                    .into(),
+            ..Options::default()
+        },
+    );
+    let mut bad = Vec::new();
+    for method in ["GET", "POST"] {
+        for target in ["/api/sp../x", "/api/sp..", "/api/sp.%2e/x", "/api/sp./x"] {
+            let r = raw(gw.addr, method, target, &[]);
+            let line = r.text().lines().next().unwrap_or("").to_string();
+            let sent = line.split(' ').nth(1).unwrap_or("").to_string();
+            if sent.split('/').any(|s| s == "." || s == "..") {
+                bad.push(format!("{method} {target} -> upstream got {sent}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "dot segments reached the upstream:\n{}",
+        bad.join("\n")
+    );
+}
+
+const FORGED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON";
+
+/// An upstream that answers each request with its path, misbehaving on
+/// the paths that say so.
+fn hostile() -> Scripted {
+    Scripted::start(|head, conn| {
+        let path = path_of(head).to_string();
+        let is_head = head.starts_with("HEAD ") || head.contains("\nHEAD ");
+        let ok = |conn: &mut TcpStream| {
+            let body = if is_head { String::new() } else { path.clone() };
+            conn.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    path.len()
+                )
+                .as_bytes(),
+            )
+            .is_ok()
+        };
+        let name = path.rsplit('/').next().unwrap_or("").to_string();
+        match name.as_str() {
+            "trailers-extra" => {
+                let mut a = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n{:x}\r\n{path}\r\n0\r\nX-T: 1\r\n\r\n", path.len()).into_bytes();
+                a.extend_from_slice(FORGED);
+                conn.write_all(&a).is_ok()
+            }
+            "trailers-late" => {
+                let a = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{path}\r\n0\r\nX-T: 1\r\n", path.len());
+                let _ = conn.write_all(a.as_bytes());
+                std::thread::sleep(Duration::from_millis(100));
+                let mut b = b"\r\n".to_vec();
+                b.extend_from_slice(FORGED);
+                conn.write_all(&b).is_ok()
+            }
+            "info-extra" => {
+                let mut a = b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n".to_vec();
+                a.extend_from_slice(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                        path.len()
+                    )
+                    .as_bytes(),
+                );
+                a.extend_from_slice(FORGED);
+                conn.write_all(&a).is_ok()
+            }
+            "late-extra" => {
+                let r = ok(conn);
+                std::thread::sleep(Duration::from_millis(150));
+                r && conn.write_all(FORGED).is_ok()
+            }
+            "head-chunked" if is_head => {
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                std::thread::sleep(Duration::from_millis(100));
+                conn.write_all(b"6\r\nPOISON\r\n0\r\n\r\n").is_ok()
+            }
+            "304-body" => {
+                let _ = conn.write_all(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 44\r\n\r\n");
+                std::thread::sleep(Duration::from_millis(100));
+                conn.write_all(FORGED).is_ok()
+            }
+            "close-after" => {
+                let _ = ok(conn);
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+            "http10-extra" => {
+                let mut a = format!(
+                    "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n{path}",
+                    path.len()
+                )
+                .into_bytes();
+                a.extend_from_slice(FORGED);
+                conn.write_all(&a).is_ok()
+            }
+            "big" => {
+                let n = 4 << 20;
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes(),
+                );
+                let chunk = vec![b'x'; 64 << 10];
+                let mut sent = 0;
+                while sent < n {
+                    if conn.write_all(&chunk).is_err() {
+                        return false;
+                    }
+                    sent += chunk.len();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                true
+            }
+            _ => ok(conn),
+        }
+    })
+}
+
+fn follow_ups(gw: &Gateway, method: &str, after: &str, bad: &mut Vec<String>) {
+    std::thread::sleep(Duration::from_millis(400));
+    for i in 0..3 {
+        let next = format!("/api/raw/next{i}");
+        let (status, text) = if method == "POST" {
+            let r = raw(gw.addr, "POST", &next, &[]);
+            (r.status, r.text())
+        } else {
+            let r = gw.get(&next, None);
+            (r.status, r.text)
+        };
+        if status != 200 || text != next {
+            bad.push(format!(
+                "after {method} {after}: {next} got {status} {text:?}"
+            ));
+        }
+    }
+}
+
+/// Poisoned pooled connections, both paths, every way an upstream can leave
+/// bytes behind an answer: every follow-up gets its own answer.
+#[test]
+fn no_leftover_of_an_answer_reaches_the_next_request() {
+    let upstream = hostile();
+    let gw = gateway_before(&upstream, Options::default());
+    let mut bad = Vec::new();
+    for method in ["GET", "POST"] {
+        for p in [
+            "trailers-extra",
+            "trailers-late",
+            "info-extra",
+            "late-extra",
+            "304-body",
+            "close-after",
+            "http10-extra",
+        ] {
+            let target = format!("/api/raw/{p}");
+            let r = raw(gw.addr, method, &target, &[]);
+            assert!(r.status > 0, "{method} {p}: no answer");
+            follow_ups(&gw, method, p, &mut bad);
+        }
+    }
+    // HEAD answered with a body, on the direct path.
+    let r = raw(gw.addr, "HEAD", "/api/raw/head-chunked", &[]);
+    assert!(r.status > 0, "HEAD head-chunked: no answer");
+    follow_ups(&gw, "GET", "HEAD head-chunked", &mut bad);
+    // A client that goes away mid-body.
+    for method in ["GET", "POST"] {
+        let mut conn = TcpStream::connect(gw.addr).expect("connect");
+        conn.write_all(request(method, "/api/raw/big", &[]).as_bytes())
+            .expect("write");
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        drop(conn);
+        std::thread::sleep(Duration::from_millis(300));
+        follow_ups(&gw, method, "client gone mid-body", &mut bad);
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// An upstream that answers a pooled GET with `100 Continue` and then
+/// closes has answered something: the GET is not sent again.
+#[test]
+fn a_get_is_not_retried_after_an_informational_answer() {
+    let upstream = Scripted::start(|head, conn| {
+        let path = path_of(head).to_string();
+        if path.ends_with("/info-close") {
+            let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            return false;
+        }
+        conn.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                path.len()
+            )
+            .as_bytes(),
+        )
+        .is_ok()
+    });
+    let gw = gateway_before(&upstream, Options::default());
+    // One keep-alive client: the first answer leaves a pooled connection.
+    assert_eq!(gw.get("/api/raw/ok", None).status, 200);
+    let r = gw.get("/api/raw/info-close", None);
+    assert_eq!(r.status, 502, "{}", r.text);
+    let sent = upstream
+        .requests()
+        .iter()
+        .filter(|h| path_of(h).ends_with("/info-close"))
+        .count();
+    assert_eq!(
+        sent, 1,
+        "the GET was sent {sent} times after the upstream had answered 100"
+    );
+}

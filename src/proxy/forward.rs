@@ -277,7 +277,15 @@ async fn exchange(
 ) -> Result<(UpstreamSession, OwnedFd)> {
     if let Some(pooled) = target.idle.take(&target.events.stale) {
         let mut upstream = upstream_session(pooled.stream, target);
-        match send(&mut upstream, build(session)?, target.read_timeout).await {
+        let mut informational = 0;
+        let sent = send(
+            &mut upstream,
+            build(session)?,
+            target.read_timeout,
+            &mut informational,
+        )
+        .await;
+        match sent {
             Ok(()) => {
                 target.events.reused.inc();
                 return Ok((upstream, pooled.socket));
@@ -285,7 +293,7 @@ async fn exchange(
             // Closed before it answered anything: the upstream restarted or
             // timed it out just now. The request (a GET or HEAD) goes once
             // more, on a new connection.
-            Err(e) if closed_before_answer(&e) => {
+            Err(e) if informational == 0 && closed_before_answer(&e) => {
                 target.events.stale.inc();
                 target.idle.clear();
             }
@@ -295,7 +303,7 @@ async fn exchange(
     let (stream, socket) = connect(target).await?;
     target.events.opened.inc();
     let mut upstream = upstream_session(stream, target);
-    send(&mut upstream, build(session)?, target.read_timeout)
+    send(&mut upstream, build(session)?, target.read_timeout, &mut 0)
         .await
         .map_err(|e| e.into_up())?;
     Ok((upstream, socket))
@@ -327,11 +335,13 @@ fn upstream_session(stream: Stream, target: &Target<'_>) -> UpstreamSession {
 
 /// Writes the request and reads the final answer's head, all within
 /// `deadline` (an upstream that trickles its head, or sends 1xx answers
-/// without end, is cut off), taking at most `MAX_INFORMATIONAL` 1xx.
+/// without end, is cut off), taking at most `MAX_INFORMATIONAL` 1xx
+/// (counted in `informational`).
 async fn send(
     upstream: &mut UpstreamSession,
     req: Box<RequestHeader>,
     deadline: Duration,
+    informational: &mut usize,
 ) -> Result<()> {
     let exchange = async {
         upstream.write_request_header(req).await?;
@@ -345,7 +355,7 @@ async fn send(
                     ));
                 }
                 // 100, 102, 103: the final answer comes after.
-                Some(status) if status.is_informational() => continue,
+                Some(status) if status.is_informational() => *informational += 1,
                 _ => return Ok(()),
             }
         }

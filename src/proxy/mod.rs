@@ -394,8 +394,9 @@ impl ProxyHttp for Proxy {
             .path
             .as_deref()
             .unwrap_or(session.req_header().uri.path());
-        let resolved = accounts::resolve(method, path);
-        let route = self.routes.find_index(path);
+        let path = request::route_path(path);
+        let resolved = accounts::resolve(method, &path);
+        let route = self.routes.find_index(&path);
         if let Some(resolved) = resolved {
             let result = match resolved {
                 Ok(endpoint) => {

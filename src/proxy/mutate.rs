@@ -25,6 +25,18 @@ const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED: HeaderName = http::header::FORWARDED;
+/// What clients may claim about the proxy chain or the original request:
+/// never passed on (some backends take `X-Original-URL` or
+/// `X-Forwarded-Prefix` for the path).
+const CLIENT_CLAIMS: [HeaderName; 7] = [
+    REAL_IP,
+    FORWARDED,
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-server"),
+];
 /// The headers the gateway adds to a request at most (four identity headers,
 /// request id, three `X-Forwarded-*`, `X-Real-IP`, `Host`).
 const ADDED: usize = 10;
@@ -279,7 +291,7 @@ impl Forwarding<'_> {
         for key in headers.keys() {
             identity |= names.contains(&key);
             underscored |= key.as_str().contains('_');
-            proxy_claims |= key == REAL_IP || key == FORWARDED;
+            proxy_claims |= CLIENT_CLAIMS.contains(key);
         }
         if identity {
             for name in names {
@@ -298,8 +310,9 @@ impl Forwarding<'_> {
         }
         if proxy_claims {
             // The gateway is the edge: what clients claim here is not passed on.
-            headers.remove(REAL_IP);
-            headers.remove(FORWARDED);
+            for name in &CLIENT_CLAIMS {
+                headers.remove(name);
+            }
         }
         if let Some(who) = self.identity {
             for (name, value) in names.into_iter().zip(&who.header_values) {
@@ -389,8 +402,19 @@ const ANSWER_HOP_BY_HOP: [HeaderName; 8] = [
 /// names (except the framing), unless it is the `101` of an upgrade the
 /// route allows, whose `Connection` and `Upgrade` the client needs.
 fn strip_answer_hop_by_hop(status: http::StatusCode, headers: &mut HeaderMap) {
-    if status == http::StatusCode::SWITCHING_PROTOCOLS
-        || !headers.keys().any(|k| ANSWER_HOP_BY_HOP.contains(k))
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    // Most answers hold only `Connection: keep-alive` (or `close`), which
+    // Pingora's writer replaces with its own: nothing to do then.
+    let only_connection = headers
+        .keys()
+        .all(|k| k == CONNECTION || !ANSWER_HOP_BY_HOP.contains(k));
+    if only_connection
+        && headers.get_all(CONNECTION).iter().all(|v| {
+            v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                || v.as_bytes().eq_ignore_ascii_case(b"close")
+        })
     {
         return;
     }
@@ -560,11 +584,15 @@ mod tests {
                 ("Host", "gw"),
                 ("X-Real-IP", "203.0.113.9"),
                 ("Forwarded", "for=203.0.113.9"),
+                ("X-Original-URL", "/api/stocks/admin/x"),
+                ("X-Forwarded-Prefix", "/admin"),
             ],
         );
         let up = build(&req, &route(false, true)).expect("built");
         assert_eq!(values(&up, "x-real-ip"), ["192.0.2.1"]);
-        assert!(values(&up, "forwarded").is_empty());
+        for gone in ["forwarded", "x-original-url", "x-forwarded-prefix"] {
+            assert!(values(&up, gone).is_empty(), "{gone}");
+        }
     }
 
     #[test]
