@@ -10,6 +10,7 @@
 //!   request path consults; `store` is the redb file behind both.
 //! - `config` turns the YAML into checked structs; `cli` is the command line;
 //!   `admin` serves metrics, health and the operator channel.
+//! - `redact` keeps credentials out of the libraries' log lines.
 
 pub mod accounts;
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod mailer;
 pub mod metrics;
 pub mod passwords;
 pub mod proxy;
+pub mod redact;
 pub mod revocation;
 pub mod routes;
 pub mod shutdown;
