@@ -100,6 +100,10 @@ pub struct Options {
     pub store_extra: String,
     /// The `mailer:` section's lines, replacing the default (file outbox).
     pub mailer: Option<String>,
+    /// Lines added under `server:` (indented two spaces).
+    pub server_extra: String,
+    /// `RUST_LOG` of the gateway process.
+    pub rust_log: &'static str,
 }
 
 impl Default for Options {
@@ -116,6 +120,8 @@ impl Default for Options {
             tokens_extra: String::new(),
             store_extra: String::new(),
             mailer: None,
+            server_extra: String::new(),
+            rust_log: "info",
         }
     }
 }
@@ -128,6 +134,7 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub upstreams: Vec<Upstream>,
     agent: ureq::Agent,
+    rust_log: &'static str,
 }
 
 pub fn agent() -> ureq::Agent {
@@ -158,6 +165,7 @@ server:
   threads: 2
   grace_period: {grace_period}
   log_format: {log_format}
+{server_extra}
 admin:
   listen: "{admin}"
 store:
@@ -209,6 +217,7 @@ upstreams:
                 dir.path().join("data/outbox").display()
             )),
             grace_period = options.grace_period,
+            server_extra = options.server_extra,
             stocks = stocks.addr,
             jobs = jobs.addr,
         );
@@ -220,6 +229,7 @@ upstreams:
             admin,
             upstreams: vec![stocks, jobs],
             agent: agent(),
+            rust_log: options.rust_log,
         };
         gw.launch();
         gw
@@ -274,7 +284,7 @@ upstreams:
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigile"))
             .args(["serve", "--config"])
             .arg(self.config_path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.rust_log)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
