@@ -53,12 +53,12 @@ static RULES: LazyLock<Option<Rules>> = LazyLock::new(|| {
         buffer: Regex::new(r"(?i)\bbuf: .*").ok()?,
         bytes: Regex::new(r#"\bb"(?:[^"\\]|\\.)*"?"#).ok()?,
         quoted_header: Regex::new(&format!(
-            r#"(?i)"({SECRET_HEADERS})"\s*:\s*(?:b?"(?:[^"\\]|\\.)*"?|\S+)"#
+            r#"(?i)\\*"({SECRET_HEADERS})\\*"\s*:\s*(?:b?\\*"(?:[^"\\]|\\.)*"?|\S+)"#
         ))
         .ok()?,
         wire_header: Regex::new(&format!(r#"(?i)\b({SECRET_HEADERS})\s*:\s*[^\r\n"]*"#)).ok()?,
         quoted_field: Regex::new(&format!(
-            r#"(?i)"({SECRET_NAMES})"\s*:\s*(?:"(?:[^"\\]|\\.)*"?|[^,}}\s]+)"#
+            r#"(?i)\\*"({SECRET_NAMES})\\*"\s*:\s*(?:\\*"(?:[^"\\]|\\.)*"?|[^,}}\s]+)"#
         ))
         .ok()?,
         parameter: Regex::new(&format!(r#"(?i)\b({SECRET_NAMES})=[^&\s"',;]*"#)).ok()?,
@@ -254,6 +254,15 @@ mod tests {
         assert_clean(
             r#"DEBUG body {"old_password": "oldsecret1", "new_password":"newsecret2"}"#,
             &["oldsecret1", "newsecret2"],
+        );
+        // JSON inside a string in `Debug` form: escaped quotes.
+        assert_clean(
+            r#"DEBUG body: "{\"email\":\"a@b.c\",\"password\":\"hunter2hunter2\"}""#,
+            &["hunter2hunter2"],
+        );
+        assert_clean(
+            r#"DEBUG headers: "{\"authorization\": \"Token opaque-credential-42\"}""#,
+            &["opaque-credential-42"],
         );
         // What is not secret stays.
         let plain =
