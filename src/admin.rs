@@ -9,13 +9,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Response;
-use pingora::apps::http_app::{HttpServer, ServeHttp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
+use pingora::ErrorType;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::accounts::OperatorCommand;
+use crate::connections::{Edge, EdgeApp};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, UpstreamPool};
 
@@ -26,13 +30,17 @@ pub struct AdminApp {
     pools: Arc<Vec<UpstreamPool>>,
 }
 
+/// The admin listener's service: `AdminApp` under the edge's connection
+/// rules (`server.header_timeout`; its connections are not counted against
+/// `server.max_connections`, so a flood of the proxy leaves it reachable).
 pub fn service(
     gateway: Arc<Gateway>,
     pools: Arc<Vec<UpstreamPool>>,
-) -> Service<HttpServer<AdminApp>> {
+    edge: &'static Edge,
+) -> Service<EdgeApp<AdminApp>> {
     Service::new(
         "admin".to_string(),
-        HttpServer::new_app(AdminApp { gateway, pools }),
+        EdgeApp::new(AdminApp { gateway, pools }, edge),
     )
 }
 
@@ -120,8 +128,58 @@ impl AdminApp {
     }
 }
 
+/// Pingora's `HttpServer` logs a request it cannot read whole, at ERROR,
+/// operator token included: this loop reads the head itself and logs only
+/// the kind of error.
 #[async_trait]
-impl ServeHttp for AdminApp {
+impl HttpServerApp for AdminApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match http.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(
+                    target: "vigile::admin",
+                    error = e.etype().as_str(),
+                    "unreadable request"
+                );
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    // Pingora's bare 400, which the edge stream turns into
+                    // the JSON error.
+                    let _ = http.respond_error(400).await;
+                }
+                http.shutdown().await;
+                return None;
+            }
+        }
+        crate::connections::head_received(&http);
+        http.set_keepalive((!*shutdown.borrow()).then_some(60));
+        let (parts, body) = self.response(&mut http).await.into_parts();
+        let header: ResponseHeader = parts.into();
+        if let Err(e) = http.write_response_header(Box::new(header)).await {
+            tracing::debug!(target: "vigile::admin", error = e.etype().as_str(), "cannot answer");
+            return None;
+        }
+        if !body.is_empty() {
+            if let Err(e) = http.write_response_body(body.into(), true).await {
+                tracing::debug!(target: "vigile::admin", error = e.etype().as_str(), "cannot answer");
+                return None;
+            }
+        }
+        let settings = HttpPersistentSettings::for_session(&http);
+        http.finish()
+            .await
+            .ok()
+            .flatten()
+            .map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
+    }
+}
+
+impl AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();

@@ -149,13 +149,17 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). The libraries'
+/// events (Pingora's, through the `log` bridge) are redacted before they are
+/// written, at every level: they may quote raw requests and headers
+/// (`redact.rs`).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(crate::redact::LogWriter::new(format == LogFormat::Json));
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -15,11 +15,13 @@ use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 
 use crate::accounts::password_reset::ResetWorker;
 use crate::accounts::AccountService;
 use crate::config::{Config, UpstreamConfig};
+use crate::connections::{ConnectionLimit, Edge, EdgeApp};
 use crate::error::ApiError;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
@@ -40,6 +42,8 @@ pub struct Gateway {
     pub hash_pool: HashPool,
     /// The operator channel's credential, also in `<data dir>/admin.token` (0600).
     pub admin_token: String,
+    /// Client connections open on the proxy listener, and their cap.
+    pub connections: &'static ConnectionLimit,
 }
 
 /// Opens the store of `config` and makes sure the default role exists.
@@ -105,12 +109,19 @@ impl Gateway {
         crate::fsutil::write_private(&token_path, admin_token.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", token_path.display()))?;
         let hash_pool = HashPool::new(config.accounts.hash_workers, config.accounts.hash_queue);
+        let connections = ConnectionLimit::leak(
+            config.server.max_connections,
+            metrics
+                .connections_refused
+                .with_label_values(&["max_connections"]),
+        );
         Ok(Gateway {
             config,
             accounts: Arc::new(accounts),
             metrics: Arc::new(metrics),
             hash_pool,
             admin_token,
+            connections,
         })
     }
 }
@@ -264,6 +275,7 @@ pub fn refresh_gauges(gateway: &Gateway, pools: &[UpstreamPool]) {
     let m = &gateway.metrics;
     m.revoked_sessions
         .set(gateway.accounts.revocations.len() as i64);
+    m.client_connections.set(gateway.connections.open() as i64);
     for pool in pools {
         m.upstream_healthy
             .with_label_values(&[&pool.name])
@@ -389,7 +401,7 @@ fn listen_aliases(addr: SocketAddr, n: usize) -> Vec<String> {
 
 /// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
 /// SIGINT (at once).
-pub fn serve(config: Config) -> Result<(), String> {
+pub fn serve(mut config: Config) -> Result<(), String> {
     // Pingora would retry a taken address forever: refuse it now, by name.
     for (key, addr) in [
         ("server.listen", config.server.listen),
@@ -398,6 +410,10 @@ pub fn serve(config: Config) -> Result<(), String> {
         std::net::TcpListener::bind(addr)
             .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
     }
+    // A flood of connections must meet server.max_connections, not the
+    // open-file limit (past which Pingora stops accepting for everyone).
+    config.server.max_connections =
+        crate::connections::raise_open_file_limit(config.server.max_connections);
     let gateway = Arc::new(Gateway::open(config)?);
     let cfg = &gateway.config;
     let data_dir = cfg.store.data_dir();
@@ -434,6 +450,13 @@ pub fn serve(config: Config) -> Result<(), String> {
 
     let in_flight = crate::shutdown::InFlight::default();
     let verified = Arc::new(TokenCache::new(cfg.tokens.verified_cache));
+    // Every proxy service counts its connections in the one shared limit.
+    let header_timeouts = &gateway.metrics.header_timeouts;
+    let proxy_edge = Edge::leak(
+        cfg.server.header_timeout,
+        Some(gateway.connections),
+        header_timeouts.with_label_values(&["proxy"]),
+    );
     for (i, listener) in proxy_listeners(cfg).into_iter().enumerate() {
         let proxy = crate::proxy::Proxy::new(
             gateway.clone(),
@@ -441,11 +464,8 @@ pub fn serve(config: Config) -> Result<(), String> {
             in_flight.clone(),
             verified.clone(),
         );
-        let mut service = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            proxy,
-            &format!("proxy {i}"),
-        );
+        let app = pingora::proxy::http_proxy(&server.configuration, proxy);
+        let mut service = Service::new(format!("proxy {i}"), EdgeApp::new(app, proxy_edge));
         service.threads = Some(listener.threads);
         if listener.reuse_port {
             let mut options = TcpSocketOptions::default();
@@ -457,7 +477,12 @@ pub fn serve(config: Config) -> Result<(), String> {
         server.add_service(service);
     }
 
-    let mut admin_service = crate::admin::service(gateway.clone(), pools.clone());
+    let admin_edge = Edge::leak(
+        cfg.server.header_timeout,
+        None,
+        header_timeouts.with_label_values(&["admin"]),
+    );
+    let mut admin_service = crate::admin::service(gateway.clone(), pools.clone(), admin_edge);
     admin_service.add_tcp(&cfg.admin.listen.to_string());
     server.add_service(admin_service);
 

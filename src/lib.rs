@@ -10,12 +10,16 @@
 //!   request path consults; `store` is the redb file behind both.
 //! - `config` turns the YAML into checked structs; `cli` is the command line;
 //!   `admin` serves metrics, health and the operator channel.
+//! - `connections` is the client side below HTTP: the connection cap, the
+//!   request-head deadline, JSON answers to what Pingora refuses;
+//!   `redact` keeps credentials out of the libraries' log lines.
 
 pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod cors;
 pub mod error;
 pub mod fsutil;
@@ -25,6 +29,7 @@ pub mod metrics;
 pub mod passwords;
 pub mod path;
 pub mod proxy;
+pub mod redact;
 pub mod revocation;
 pub mod routes;
 pub mod shutdown;

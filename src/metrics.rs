@@ -23,6 +23,9 @@ pub struct Metrics {
     pub password_hash_seconds: Histogram,
     pub reset_mails: IntCounterVec,
     pub store_rows: IntGaugeVec,
+    pub client_connections: IntGauge,
+    pub connections_refused: IntCounterVec,
+    pub header_timeouts: IntCounterVec,
 }
 
 fn counter(
@@ -127,6 +130,24 @@ impl Metrics {
             &["table"],
         )?;
         registry.register(Box::new(store_rows.clone()))?;
+        let client_connections = IntGauge::new(
+            "vigile_client_connections",
+            "Client connections open on the proxy listener (server.max_connections caps them)",
+        )?;
+        registry.register(Box::new(client_connections.clone()))?;
+        let connections_refused = counter(
+            &registry,
+            "vigile_connections_refused_total",
+            "Client connections refused at once, by reason (max_connections)",
+            &["reason"],
+        )?;
+        let header_timeouts = counter(
+            &registry,
+            "vigile_header_timeouts_total",
+            "Connections closed because a request head was not complete within \
+             server.header_timeout, by listener (proxy, admin)",
+            &["listener"],
+        )?;
         Ok(Metrics {
             registry,
             requests,
@@ -142,6 +163,9 @@ impl Metrics {
             password_hash_seconds,
             reset_mails,
             store_rows,
+            client_connections,
+            connections_refused,
+            header_timeouts,
         })
     }
 

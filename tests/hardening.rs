@@ -537,7 +537,12 @@ fn malformed_requests_get_json_errors_and_client_claims_are_replaced() {
             );
             assert_eq!(r.status, 400, "{method} {hosts:?}: {}", r.head);
             // Two `Host` lines, or user information, are refused by
-            // Pingora's parser already.
+            // Pingora's parser already (the JSON shape is vigile's).
+            assert!(
+                r.header("content-type").is_some_and(|v| v.contains("json")),
+                "{method} {hosts:?}: {}",
+                r.head
+            );
             if !hosts.contains("Host: b") && !hosts.contains('@') {
                 assert_eq!(r.code(), "invalid_host", "{method} {hosts:?}");
             }

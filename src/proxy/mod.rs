@@ -332,6 +332,16 @@ impl ProxyHttp for Proxy {
     /// module whose context is built and consulted on every request.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
+    /// The head is read: `server.header_timeout` stops (`connections.rs`).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::connections::head_received(session.as_downstream());
+        Ok(())
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),

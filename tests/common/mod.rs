@@ -104,6 +104,8 @@ pub struct Options {
     pub mailer: Option<String>,
     /// Lines added under `server:` (indented two spaces).
     pub server_extra: String,
+    /// `RUST_LOG` of the gateway process.
+    pub rust_log: &'static str,
 }
 
 impl Default for Options {
@@ -121,6 +123,7 @@ impl Default for Options {
             store_extra: String::new(),
             mailer: None,
             server_extra: String::new(),
+            rust_log: "info",
         }
     }
 }
@@ -133,6 +136,7 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub upstreams: Vec<Upstream>,
     agent: ureq::Agent,
+    rust_log: &'static str,
 }
 
 pub fn agent() -> ureq::Agent {
@@ -227,6 +231,7 @@ upstreams:
             admin,
             upstreams: vec![stocks, jobs],
             agent: agent(),
+            rust_log: options.rust_log,
         };
         gw.launch();
         gw
@@ -281,7 +286,7 @@ upstreams:
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigile"))
             .args(["serve", "--config"])
             .arg(self.config_path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.rust_log)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
