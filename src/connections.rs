@@ -617,13 +617,9 @@ fn refusal_answer(pingora: &[u8], head_bytes: usize) -> Vec<u8> {
             ),
             &[],
         ),
-        400..=499 => error_response(&bad_request(400), &[]),
-        other => error_response(&bad_request(other), &[]),
+        400..=499 => error_response(&ApiError::bad_request(400), &[]),
+        other => error_response(&ApiError::bad_request(other), &[]),
     }
-}
-
-fn bad_request(status: u16) -> ApiError {
-    ApiError::new(status, "bad_request", "Requête invalide")
 }
 
 // --- open files ---------------------------------------------------------------

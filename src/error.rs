@@ -75,6 +75,12 @@ impl ApiError {
         )
     }
 
+    /// A request the gateway cannot read (a malformed head, a refused
+    /// `Connection`): 400, or another 4xx/5xx status Pingora chose.
+    pub fn bad_request(status: u16) -> ApiError {
+        ApiError::new(status, "bad_request", "Requête invalide")
+    }
+
     pub fn invalid_path() -> ApiError {
         ApiError::new(400, "invalid_path", "Chemin de la requête invalide")
     }

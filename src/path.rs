@@ -152,14 +152,6 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// Splits a request target into its path and its query (with the `?`).
-pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
-    match target.iter().position(|&b| b == b'?') {
-        Some(i) => target.split_at(i),
-        None => (target, &[]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,11 +240,5 @@ mod tests {
             let once = norm(raw).expect("normalized");
             assert_eq!(norm(&once).as_deref(), Ok(once.as_str()), "{raw}");
         }
-    }
-
-    #[test]
-    fn targets_split_at_the_first_question_mark() {
-        assert_eq!(split_target(b"/a?b?c"), (&b"/a"[..], &b"?b?c"[..]));
-        assert_eq!(split_target(b"/a"), (&b"/a"[..], &b""[..]));
     }
 }

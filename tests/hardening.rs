@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::scripted::{has_header, path_of, raw, raw_exchange, Scripted};
+use common::scripted::{has_header, path_of, raw, raw_exchange, request, Scripted};
 use common::{Gateway, Options};
 use serde_json::Value;
 
@@ -395,27 +395,6 @@ fn upgrades_pass_only_on_websocket_routes_that_asked() {
     assert_eq!(echoed, b"ping through the tunnel");
 }
 
-/// A request as written: `Host`, `Connection: close` unless `headers` say
-/// otherwise, a small body for POST.
-fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
-    let mut text = format!("{method} {target} HTTP/1.1\r\nHost: gw\r\n");
-    if !headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
-    {
-        text.push_str("Connection: close\r\n");
-    }
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if method == "POST" {
-        text.push_str("Content-Length: 2\r\n\r\n{}");
-    } else {
-        text.push_str("\r\n");
-    }
-    text
-}
-
 #[test]
 fn a_trickling_or_chatty_upstream_is_cut_off() {
     let upstream = Scripted::start(|head, conn| {
@@ -596,11 +575,7 @@ fn a_malformed_answer_is_not_taken_for_a_dead_connection() {
     assert_eq!(gw.get("/api/raw/ok", None).status, 200);
     let r = gw.get("/api/raw/bad", None);
     assert_eq!(r.status, 502, "{}", r.text);
-    let bad = upstream
-        .requests()
-        .iter()
-        .filter(|h| path_of(h).ends_with("/bad"))
-        .count();
+    let bad = upstream.requests_to("/bad");
     assert_eq!(bad, 1, "the GET was sent {bad} times");
     assert_eq!(post(gw.addr, "/api/raw/ok").0, 200);
 }
@@ -875,11 +850,7 @@ fn a_get_is_not_retried_after_an_informational_answer() {
     assert_eq!(gw.get("/api/raw/ok", None).status, 200);
     let r = gw.get("/api/raw/info-close", None);
     assert_eq!(r.status, 502, "{}", r.text);
-    let sent = upstream
-        .requests()
-        .iter()
-        .filter(|h| path_of(h).ends_with("/info-close"))
-        .count();
+    let sent = upstream.requests_to("/info-close");
     assert_eq!(
         sent, 1,
         "the GET was sent {sent} times after the upstream had answered 100"

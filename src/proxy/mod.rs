@@ -26,7 +26,7 @@ use crate::cors::{CorsPolicy, Preflight};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, UpstreamPool};
 use crate::metrics::{method_label, RouteMeter};
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 use crate::shutdown::{InFlight, InFlightGuard};
 use crate::token_cache::{TokenCache, Verified};
 
@@ -265,12 +265,22 @@ impl Proxy {
 }
 
 impl Proxy {
-    /// The upstream pool of the route a request matched.
-    fn pool_of(&self, ctx: &RequestCtx) -> Option<&UpstreamPool> {
+    /// The route a request matched, if any.
+    fn route_of(&self, ctx: &RequestCtx) -> Option<&Route> {
         match ctx.label {
-            RouteLabel::Route(i) => self.routes.get(i).and_then(|r| self.pools.get(r.upstream)),
+            RouteLabel::Route(i) => self.routes.get(i),
             RouteLabel::Fixed(_) => None,
         }
+    }
+
+    /// The upstream pool of the route a request matched.
+    fn pool_of(&self, ctx: &RequestCtx) -> Option<&UpstreamPool> {
+        self.route_of(ctx).and_then(|r| self.pools.get(r.upstream))
+    }
+
+    /// Whether the route a request matched lets protocol upgrades through.
+    fn allows_upgrade(&self, ctx: &RequestCtx) -> bool {
+        self.route_of(ctx).is_some_and(|r| r.websocket)
     }
 
     /// Forwards a plain read on route `index` by the direct path (`forward.rs`).
@@ -486,8 +496,7 @@ impl ProxyHttp for Proxy {
         ctx.target = Some(addr);
         let mut peer = HttpPeer::new(addr, false, String::new());
         // Upgrades pass only on the routes that allow them.
-        let websocket = matches!(ctx.label, RouteLabel::Route(i) if self.routes.get(i).is_some_and(|r| r.websocket));
-        peer.options.http_upstream_request_policy = if websocket {
+        peer.options.http_upstream_request_policy = if self.allows_upgrade(ctx) {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::standard()
         } else {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::deny_upgrades()
@@ -533,8 +542,7 @@ impl ProxyHttp for Proxy {
         let status = upstream_response.status;
         if status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A tunnel only where the route allows one and the client asked.
-            let websocket = matches!(ctx.label, RouteLabel::Route(i) if self.routes.get(i).is_some_and(|r| r.websocket));
-            if !(websocket && session.is_upgrade_req()) {
+            if !(self.allows_upgrade(ctx) && session.is_upgrade_req()) {
                 return Err(Error::explain(
                     ErrorType::InvalidHTTPHeader,
                     "101 where no upgrade is allowed",
@@ -605,10 +613,7 @@ impl ProxyHttp for Proxy {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
                         (None, "downstream")
                     }
-                    _ => (
-                        Some(ApiError::new(400, "bad_request", "Requête invalide")),
-                        "downstream",
-                    ),
+                    _ => (Some(ApiError::bad_request(400)), "downstream"),
                 },
                 _ => (Some(ApiError::internal()), "internal"),
             },

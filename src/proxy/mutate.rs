@@ -254,7 +254,7 @@ impl Forwarding<'_> {
     /// Pingora's path: edits the request Pingora made from the client's
     /// (hop-by-hop headers already gone).
     pub fn apply(&self, req: &mut RequestHeader) -> Result<()> {
-        let target = self.target.map(<[u8]>::to_vec).or_else(|| raw_target(req));
+        let target = self.target_for(req);
         let end_stream = req.send_end_stream();
         let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
         let mut parts: Parts = std::mem::replace(req, placeholder).into();
@@ -279,8 +279,13 @@ impl Forwarding<'_> {
             strip_hop_by_hop(&mut parts.headers)?;
         }
         self.edit(&mut parts.headers)?;
-        let target = self.target.map(<[u8]>::to_vec).or_else(|| raw_target(req));
-        Ok(Box::new(self.finish(parts, target)?))
+        Ok(Box::new(self.finish(parts, self.target_for(req))?))
+    }
+
+    /// The target to send when it is not what the parsed URI would write:
+    /// the normalized one, else the client's as sent.
+    fn target_for(&self, req: &RequestHeader) -> Option<Vec<u8>> {
+        self.target.map(<[u8]>::to_vec).or_else(|| raw_target(req))
     }
 
     fn edit(&self, headers: &mut HeaderMap) -> Result<()> {
@@ -335,12 +340,9 @@ impl Forwarding<'_> {
                 headers.remove(FORWARDED_HOST);
                 // HTTP/1.0 may come without `Host`; the upstream's request
                 // is HTTP/1.1, which needs one.
+                // (Rare: the address is formatted then.)
                 if let Some(addr) = self.upstream {
-                    let mut text = [0u8; 48];
-                    let mut cursor = std::io::Cursor::new(&mut text[..]);
-                    let _ = write!(cursor, "{addr}");
-                    let len = cursor.position() as usize;
-                    if let Ok(host) = HeaderValue::from_bytes(&text[..len]) {
+                    if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
                         headers.insert(HOST, host);
                     }
                 }

@@ -48,6 +48,14 @@ impl Scripted {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// How many requests came for a path ending in `suffix`.
+    pub fn requests_to(&self, suffix: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|h| path_of(h).ends_with(suffix))
+            .count()
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
@@ -144,18 +152,30 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (RawAnswer, Vec<u8>) {
     split_answer(&bytes)
 }
 
-/// One request on a new connection that asks to be closed after it.
-pub fn raw(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> RawAnswer {
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n");
+/// A request as written: `Host: gw`, `Connection: close` unless `headers`
+/// name a `Connection`, a small JSON body for POST.
+pub fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut text = format!("{method} {target} HTTP/1.1\r\nHost: gw\r\n");
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+    {
+        text.push_str("Connection: close\r\n");
+    }
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        text.push_str(&format!("{name}: {value}\r\n"));
     }
     if method == "POST" {
-        request.push_str("Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        text.push_str("Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
     } else {
-        request.push_str("\r\n");
+        text.push_str("\r\n");
     }
-    raw_exchange(addr, request.as_bytes()).0
+    text
+}
+
+/// One request (`request`) on a new connection; its answer.
+pub fn raw(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> RawAnswer {
+    raw_exchange(addr, request(method, target, headers).as_bytes()).0
 }
 
 /// The first answer in `bytes` (by Content-Length, chunks, or to the end)
