@@ -415,16 +415,29 @@ fn a_trickling_or_chatty_upstream_is_cut_off() {
         false
     });
     let gw = gateway_before(&upstream, Options::default());
-    let started = Instant::now();
-    let r = raw(gw.addr, "GET", "/api/raw/trickle", &[]);
-    assert_eq!(r.status, 504, "{}", r.text());
-    assert_eq!(r.code(), "upstream_timeout");
-    // read_timeout is 2 s; the whole head would take 8 s.
-    assert!(
-        started.elapsed() < Duration::from_secs(7),
-        "{:?}",
-        started.elapsed()
+    // The same on Pingora's path: for a request with a body, and for a GET
+    // when the direct path is off.
+    let pingora_only = gateway_before(
+        &upstream,
+        Options {
+            server_extra: "  direct_path: false\n".into(),
+            ..Options::default()
+        },
     );
+    let post = "POST /api/raw/trickle HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    let get = "GET /api/raw/trickle HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (addr, request) in [(gw.addr, get), (gw.addr, post), (pingora_only.addr, get)] {
+        let started = Instant::now();
+        let (r, _) = raw_exchange(addr, request.as_bytes());
+        assert_eq!(r.status, 504, "{request}: {}", r.text());
+        assert_eq!(r.code(), "upstream_timeout");
+        // read_timeout is 2 s; the whole head would take 8 s.
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "{request}: {:?}",
+            started.elapsed()
+        );
+    }
     for method in ["GET", "POST"] {
         let r = raw(gw.addr, method, "/api/raw/chatty", &[]);
         assert_eq!(r.status, 502, "{method}: {}", r.text());

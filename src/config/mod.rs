@@ -55,6 +55,7 @@ struct RawServer {
     underscore_headers: UnderscoreHeaders,
     header_timeout: ConfigDuration,
     max_connections: usize,
+    direct_path: bool,
 }
 
 impl Default for RawServer {
@@ -68,6 +69,7 @@ impl Default for RawServer {
             underscore_headers: UnderscoreHeaders::Drop,
             header_timeout: ConfigDuration(Duration::from_secs(10)),
             max_connections: 10_000,
+            direct_path: true,
         }
     }
 }
@@ -414,6 +416,9 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Most client connections open at once; past that, new ones are refused.
     pub max_connections: usize,
+    /// Bodiless HTTP/1 requests go by vigile's own forwarder (`proxy/forward.rs`)
+    /// rather than Pingora's proxy loop.
+    pub direct_path: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -683,6 +688,7 @@ impl RawConfig {
                 0 => return err("server.max_connections", "must be at least 1"),
                 n => n,
             },
+            direct_path: self.server.direct_path,
         };
         let admin = AdminConfig {
             listen: parse_listen("admin.listen", &self.admin.listen)?,

@@ -4,6 +4,7 @@
 //! authenticate (who is this?), authorize (may they?), mutate (what does the
 //! upstream get?, in `mutate.rs`).
 
+mod deadline;
 mod forward;
 mod mutate;
 mod request;
@@ -121,6 +122,10 @@ pub struct RequestCtx {
     target: Option<std::net::SocketAddr>,
     /// Informational (1xx) answers seen from the upstream (Pingora's path).
     informational: usize,
+    /// The final answer head arrived from the upstream (Pingora's path).
+    head_received: bool,
+    /// Bounds the wait for that head (Pingora's path; `deadline.rs`).
+    head_deadline: deadline::HeadDeadline,
     /// CORS headers for the response (empty without an allowed `Origin`).
     cors: Vec<(&'static str, String)>,
     /// Counts this request as in flight until the context is dropped.
@@ -361,6 +366,8 @@ impl ProxyHttp for Proxy {
             upstream_target: None,
             target: None,
             informational: 0,
+            head_received: false,
+            head_deadline: deadline::HeadDeadline::default(),
             cors: Vec::new(),
             _in_flight: self.in_flight.enter(),
         }
@@ -451,7 +458,7 @@ impl ProxyHttp for Proxy {
         match self.check_access(session, index) {
             Ok(identity) => {
                 ctx.identity = identity;
-                if forward::eligible(session) {
+                if self.gateway.config.server.direct_path && forward::eligible(session) {
                     self.forward_direct(session, ctx, index).await?;
                     return Ok(true);
                 }
@@ -509,6 +516,36 @@ impl ProxyHttp for Proxy {
         Ok(Box::new(peer))
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.head_deadline.connected(fd);
+        Ok(())
+    }
+
+    /// Once the request has gone out whole, its answer's head must arrive
+    /// within the upstream's `read_timeout`, whatever trickles in meanwhile.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if end_of_stream && !ctx.head_received {
+            if let Some(limit) = self.pool_of(ctx).map(|p| p.read_timeout) {
+                ctx.head_deadline.start(limit);
+            }
+        }
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -540,6 +577,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status;
+        if !status.is_informational() || status == http::StatusCode::SWITCHING_PROTOCOLS {
+            ctx.head_received = true;
+            ctx.head_deadline.disarm();
+        }
         if status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A tunnel only where the route allows one and the client asked.
             if !(self.allows_upgrade(ctx) && session.is_upgrade_req()) {
@@ -586,14 +627,39 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    /// Pingora's retry policy, except that a request whose answer head
+    /// came too late is not sent again.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        ctx.head_deadline.disarm();
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.head_deadline.expired()
+            || !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        ctx.head_deadline.disarm();
         let upstream = self.pool_of(ctx).map_or("none", |p| p.name.as_str());
         let (api, kind) = match e.etype() {
+            _ if ctx.head_deadline.expired() => (Some(ApiError::upstream_timeout()), "timeout"),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 (Some(ApiError::upstream_timeout()), "timeout")
             }
