@@ -21,7 +21,8 @@ use subtle::ConstantTimeEq;
 use crate::accounts::OperatorCommand;
 use crate::connections::{Edge, EdgeApp};
 use crate::error::ApiError;
-use crate::gateway::{Gateway, UpstreamPool};
+use crate::state::Gateway;
+use crate::upstream::UpstreamPool;
 
 pub const COMMAND_PATH: &str = "/admin/v1/command";
 
@@ -107,7 +108,7 @@ impl AdminApp {
             .await
             .map_err(|_| ApiError::invalid_json())?
         {
-            if body.len() + chunk.len() > crate::proxy::MAX_BODY {
+            if body.len() + chunk.len() > crate::accounts::MAX_BODY {
                 return Err(ApiError::body_too_large());
             }
             body.extend_from_slice(&chunk);
@@ -187,7 +188,7 @@ impl AdminApp {
             ("GET", "/healthz") => json_reply(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => self.ready(),
             ("GET", "/metrics") => {
-                crate::gateway::refresh_gauges(&self.gateway, &self.pools);
+                self.gateway.refresh_gauges(&self.pools);
                 reply(
                     200,
                     "text/plain; version=0.0.4",

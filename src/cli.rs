@@ -126,7 +126,7 @@ pub fn run(cli: Cli) -> i32 {
                 None => config.server.log_format,
             };
             init_logging(format);
-            match crate::gateway::serve(config) {
+            match crate::server::serve(config) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -244,7 +244,7 @@ enum Failure {
 }
 
 fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, Failure> {
-    match crate::gateway::try_open_store(config) {
+    match crate::state::try_open_store(config) {
         Ok(store) => {
             let tokens = TokenKeys::from_config(&config.tokens, &config.store.data_dir())
                 .map_err(Failure::Other)?;
@@ -271,10 +271,7 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
 
 /// Sends the command to the gateway that holds the store.
 fn remote(config: &Config, command: &OperatorCommand) -> Result<OperatorReply, Failure> {
-    let token_path = config
-        .store
-        .data_dir()
-        .join(crate::gateway::ADMIN_TOKEN_FILE);
+    let token_path = config.store.data_dir().join(crate::state::ADMIN_TOKEN_FILE);
     let token = std::fs::read_to_string(&token_path).map_err(|e| {
         Failure::Other(format!(
             "a gateway holds the store; its operator token {} cannot be read: {e}",

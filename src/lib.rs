@@ -10,6 +10,9 @@
 //!   request path consults; `store` is the redb file behind both.
 //! - `config` turns the YAML into checked structs; `cli` is the command line;
 //!   `admin` serves metrics, health and the operator channel.
+//! - `state` is what every part of a running gateway shares; `server`
+//!   assembles the Pingora services around it and runs them; `upstream`
+//!   holds each upstream's targets, health and idle connections.
 //! - `connections` is the client side below HTTP: the connection cap, the
 //!   request-head deadline, JSON answers to what Pingora refuses;
 //!   `redact` keeps credentials out of the libraries' log lines.
@@ -23,7 +26,6 @@ pub mod connections;
 pub mod cors;
 pub mod error;
 pub mod fsutil;
-pub mod gateway;
 pub mod mailer;
 pub mod metrics;
 pub mod passwords;
@@ -32,10 +34,12 @@ pub mod proxy;
 pub mod redact;
 pub mod revocation;
 pub mod routes;
-pub mod shutdown;
+pub mod server;
+pub mod state;
 pub mod store;
 pub mod token_cache;
 pub mod tokens;
+pub mod upstream;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -237,7 +237,15 @@ fn metrics_count_a_known_sequence_exactly() {
         None,
     );
     gw.get("/api/unknown/x", None);
-    let metrics = gw.admin_get("/metrics").text;
+    // A request is counted by its last hook, which may run just after the
+    // client has its answer: scrape until the last one shows (bounded).
+    let last = r#"vigile_requests_total{method="GET",route="unmatched",status="404"} 1"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut metrics = gw.admin_get("/metrics").text;
+    while !metrics.lines().any(|l| l == last) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        metrics = gw.admin_get("/metrics").text;
+    }
     for line in [
         r#"vigile_requests_total{method="GET",route="stocks",status="200"} 2"#,
         r#"vigile_requests_total{method="GET",route="stocks",status="401"} 1"#,

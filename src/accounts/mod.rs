@@ -34,6 +34,9 @@ use crate::tokens::{Identity, SessionId, Subject, TokenKeys};
 pub use operator::{OperatorCommand, OperatorReply};
 pub use throttle::{Attempts, Throttle};
 
+/// Largest body the gateway's own endpoints read (accounts, operator commands).
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// The endpoints under `/api/accounts/` (and the JWKS document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {

@@ -2,6 +2,8 @@
 //! and the password policy. Hashing is CPU-heavy: callers run it on the
 //! bounded blocking pool, never on the proxy's event loop.
 
+pub mod pool;
+
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};

@@ -25,17 +25,15 @@ use crate::auth::{self, AuthFailure};
 use crate::config::AuthMode;
 use crate::cors::{CorsPolicy, Preflight};
 use crate::error::ApiError;
-use crate::gateway::{Gateway, UpstreamPool};
 use crate::metrics::{method_label, RouteMeter};
 use crate::routes::{Route, RouteTable};
-use crate::shutdown::{InFlight, InFlightGuard};
+use crate::state::{Gateway, InFlight, InFlightGuard};
 use crate::token_cache::{TokenCache, Verified};
+use crate::upstream::UpstreamPool;
 
-pub use forward::{ConnectionEvents, IdleConnections};
 pub use mutate::IdentityHeaderNames;
 
-/// Largest body the account endpoints read.
-pub const MAX_BODY: usize = 64 * 1024;
+use crate::accounts::MAX_BODY;
 /// How long a client may take to send that body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 

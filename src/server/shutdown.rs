@@ -6,7 +6,6 @@
 //! whole grace period: here the wait ends as soon as nothing is in flight.
 //! SIGINT ends the process within 2 s even if a Pingora runtime hangs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,30 +13,8 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::state::InFlight;
 use crate::store::Store;
-
-/// Counts requests in flight; each request holds one `InFlightGuard`.
-#[derive(Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
-
-pub struct InFlightGuard(Arc<AtomicUsize>);
-
-impl InFlight {
-    pub fn enter(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard(self.0.clone())
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 pub struct Signals {
     pub in_flight: InFlight,

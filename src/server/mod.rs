@@ -1,0 +1,140 @@
+//! Assembling a running gateway: the shared state (`state.rs`), the
+//! upstreams and their health checks, the proxy services on their listeners,
+//! the admin listener, housekeeping, then running them until a signal.
+
+mod housekeeping;
+mod listeners;
+mod shutdown;
+
+use std::sync::Arc;
+
+use pingora::listeners::TcpSocketOptions;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin;
+use crate::config::Config;
+use crate::connections::{Edge, EdgeApp};
+use crate::proxy::Proxy;
+use crate::state::{Gateway, InFlight};
+use crate::token_cache::TokenCache;
+use crate::upstream::{build_balancer, UpstreamPool};
+
+use housekeeping::Housekeeping;
+use listeners::proxy_listeners;
+
+/// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
+/// SIGINT (at once).
+pub fn serve(mut config: Config) -> Result<(), String> {
+    // Pingora would retry a taken address forever: refuse it now, by name.
+    for (key, addr) in [
+        ("server.listen", config.server.listen),
+        ("admin.listen", config.admin.listen),
+    ] {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
+    }
+    // A flood of connections must meet server.max_connections, not the
+    // open-file limit (past which Pingora stops accepting for everyone).
+    config.server.max_connections =
+        crate::connections::raise_open_file_limit(config.server.max_connections);
+    let gateway = Arc::new(Gateway::open(config)?);
+    let cfg = &gateway.config;
+    let data_dir = cfg.store.data_dir();
+    let grace = cfg.server.grace_period.as_secs();
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        work_stealing: cfg.server.work_stealing,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace.max(1)),
+        pid_file: data_dir.join("vigile.pid").to_string_lossy().into_owned(),
+        upgrade_sock: data_dir
+            .join("vigile-upgrade.sock")
+            .to_string_lossy()
+            .into_owned(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+
+    let mut pools = Vec::new();
+    for (name, up) in &cfg.upstreams {
+        let lb = build_balancer(name, up)?;
+        let balancer = if up.health_check.is_some() {
+            let service = background_service(&format!("health check {name}"), lb);
+            let task = service.task();
+            server.add_service(service);
+            task
+        } else {
+            Arc::new(lb)
+        };
+        pools.push(UpstreamPool::new(name, balancer, up, &gateway.metrics));
+    }
+    let pools = Arc::new(pools);
+
+    let in_flight = InFlight::default();
+    let verified = Arc::new(TokenCache::new(cfg.tokens.verified_cache));
+    // Every proxy service counts its connections in the one shared limit.
+    let header_timeouts = &gateway.metrics.header_timeouts;
+    let proxy_edge = Edge::leak(
+        cfg.server.header_timeout,
+        Some(gateway.connections),
+        header_timeouts.with_label_values(&["proxy"]),
+    );
+    for (i, listener) in proxy_listeners(cfg).into_iter().enumerate() {
+        let proxy = Proxy::new(
+            gateway.clone(),
+            pools.clone(),
+            in_flight.clone(),
+            verified.clone(),
+        );
+        let app = pingora::proxy::http_proxy(&server.configuration, proxy);
+        let mut service = Service::new(format!("proxy {i}"), EdgeApp::new(app, proxy_edge));
+        service.threads = Some(listener.threads);
+        if listener.reuse_port {
+            let mut options = TcpSocketOptions::default();
+            options.so_reuseport = Some(true);
+            service.add_tcp_with_settings(&listener.addr, options);
+        } else {
+            service.add_tcp(&listener.addr);
+        }
+        server.add_service(service);
+    }
+
+    let admin_edge = Edge::leak(
+        cfg.server.header_timeout,
+        None,
+        header_timeouts.with_label_values(&["admin"]),
+    );
+    let mut admin_service = admin::service(gateway.clone(), pools.clone(), admin_edge);
+    admin_service.add_tcp(&cfg.admin.listen.to_string());
+    server.add_service(admin_service);
+
+    let housekeeping = Housekeeping {
+        gateway: gateway.clone(),
+        pools,
+        every: cfg.store.purge_interval,
+    };
+    gateway.refresh_gauges(&housekeeping.pools);
+    server.add_service(background_service("housekeeping", housekeeping));
+
+    tracing::info!(
+        listen = %cfg.server.listen,
+        admin = %cfg.admin.listen,
+        store = %cfg.store.path.display(),
+        revoked_sessions = gateway.accounts.revocations.len(),
+        "vigile started"
+    );
+    let signals = shutdown::Signals {
+        in_flight,
+        grace: cfg.server.grace_period,
+        store: gateway.accounts.store.clone(),
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    gateway.accounts.store.close();
+    Ok(())
+}

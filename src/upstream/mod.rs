@@ -1,0 +1,132 @@
+//! The upstreams of the route table: each one's targets, health, timeouts
+//! and idle connections, and the one place a target is picked, for both
+//! forwarding paths.
+
+mod idle;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::{Backend, LoadBalancer};
+
+use crate::config::UpstreamConfig;
+use crate::metrics::Metrics;
+
+pub use idle::{idle_time, ConnectionEvents, IdleConnections, Pooled};
+
+/// One named upstream: its balancer and timeouts.
+pub struct UpstreamPool {
+    pub name: String,
+    /// Health state of the targets (kept up to date by the health check).
+    pub balancer: Arc<LoadBalancer<RoundRobin>>,
+    /// The targets, in a fixed order for round robin.
+    targets: Vec<(Backend, SocketAddr)>,
+    /// Idle connections of each target (same order), for the direct path.
+    idle: Vec<IdleConnections>,
+    pub connection_events: ConnectionEvents,
+    /// Whether a health check runs: without one every target is used.
+    checked: bool,
+    next: AtomicUsize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+pub fn build_balancer(name: &str, up: &UpstreamConfig) -> Result<LoadBalancer<RoundRobin>, String> {
+    let targets: Vec<String> = up.targets.iter().map(|a| a.to_string()).collect();
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(targets)
+        .map_err(|e| format!("upstreams.{name}.targets: {e}"))?;
+    if let Some(hc) = &up.health_check {
+        match &hc.path {
+            Some(path) => {
+                let mut check = HttpHealthCheck::new("localhost", false);
+                check.req.set_uri(
+                    path.parse()
+                        .map_err(|_| format!("upstreams.{name}.health_check.path: not a path"))?,
+                );
+                check.peer_template.options.connection_timeout = Some(up.connect_timeout);
+                check.peer_template.options.read_timeout =
+                    Some(up.connect_timeout.max(Duration::from_secs(1)));
+                lb.set_health_check(Box::new(check));
+            }
+            None => {
+                let mut check = TcpHealthCheck::new();
+                check.peer_template.options.connection_timeout = Some(up.connect_timeout);
+                lb.set_health_check(check);
+            }
+        }
+        lb.health_check_frequency = Some(hc.interval);
+    }
+    Ok(lb)
+}
+
+impl UpstreamPool {
+    pub fn new(
+        name: &str,
+        balancer: Arc<LoadBalancer<RoundRobin>>,
+        up: &UpstreamConfig,
+        metrics: &Metrics,
+    ) -> UpstreamPool {
+        let targets: Vec<_> = balancer
+            .backends()
+            .get_backend()
+            .iter()
+            .filter_map(|b| Some((b.clone(), *b.addr.as_inet()?)))
+            .collect();
+        UpstreamPool {
+            name: name.to_string(),
+            balancer,
+            idle: targets.iter().map(|_| IdleConnections::default()).collect(),
+            connection_events: ConnectionEvents::new(&metrics.upstream_connections, name),
+            targets,
+            checked: up.health_check.is_some(),
+            next: AtomicUsize::new(0),
+            connect_timeout: up.connect_timeout,
+            read_timeout: up.read_timeout,
+        }
+    }
+
+    /// The next healthy target, round robin. Pingora's own selection builds
+    /// a set per request to skip repeats; a counter over a fixed list needs
+    /// no allocation, and health is consulted only when a check runs.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        self.pick_index().map(|i| self.targets[i].1)
+    }
+
+    /// `pick`, as an index for `target`.
+    pub fn pick_index(&self) -> Option<usize> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let backends = self.balancer.backends();
+        (0..n)
+            .map(|i| start.wrapping_add(i) % n)
+            .find(|&i| !self.checked || backends.ready(&self.targets[i].0))
+    }
+
+    /// Target `i`: its address and its idle connections.
+    pub fn target(&self, i: usize) -> Option<(SocketAddr, &IdleConnections)> {
+        Some((self.targets.get(i)?.1, self.idle.get(i)?))
+    }
+
+    pub fn healthy_targets(&self) -> usize {
+        let backends = self.balancer.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter(|b| backends.ready(b))
+            .count()
+    }
+}
+
+/// Publishes the number of healthy targets of each upstream.
+pub fn publish_health(pools: &[UpstreamPool], metrics: &Metrics) {
+    for pool in pools {
+        metrics
+            .upstream_healthy
+            .with_label_values(&[&pool.name])
+            .set(pool.healthy_targets() as i64);
+    }
+}
