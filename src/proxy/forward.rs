@@ -30,12 +30,10 @@ use crate::upstream::{idle_time, ConnectionEvents, IdleConnections, Pooled};
 /// Most informational (1xx) answers taken before the final one.
 pub const MAX_INFORMATIONAL: usize = 8;
 
-/// Whether a request can take the direct path: GET or HEAD, no body, no
-/// upgrade, an origin-form target, over HTTP/1.
-pub fn eligible(session: &Session) -> bool {
-    let req = session.req_header();
-    matches!(*session.downstream_session, ServerSession::H1(_))
-        && (req.method == Method::GET || req.method == Method::HEAD)
+/// Whether a request can take the direct path (its client speaking
+/// HTTP/1): GET or HEAD, no body, no upgrade, an origin-form target.
+pub fn eligible(req: &RequestHeader) -> bool {
+    (req.method == Method::GET || req.method == Method::HEAD)
         && matches!(req.version, Version::HTTP_11 | Version::HTTP_10)
         && req.raw_path().first() == Some(&b'/')
         && !req.headers.contains_key(header::TRANSFER_ENCODING)

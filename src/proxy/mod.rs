@@ -7,6 +7,7 @@
 mod deadline;
 mod forward;
 mod mutate;
+pub mod plan;
 mod request;
 mod respond;
 
@@ -20,27 +21,21 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
-use crate::accounts::{self, AccountRequest, Endpoint, Reply};
-use crate::auth::{self, AuthFailure};
-use crate::config::AuthMode;
-use crate::cors::{CorsPolicy, Preflight};
+use crate::accounts::{AccountRequest, Endpoint, Reply};
+use crate::cors::CorsPolicy;
 use crate::error::ApiError;
 use crate::metrics::{method_label, RouteMeter};
 use crate::routes::{Route, RouteTable};
 use crate::state::{Gateway, InFlight, InFlightGuard};
 use crate::token_cache::{TokenCache, Verified};
-use crate::upstream::UpstreamPool;
+use crate::upstream::{Picked, UpstreamPool};
+use plan::{Action, Planner, RouteLabel, UNMATCHED};
 
 pub use mutate::IdentityHeaderNames;
 
 use crate::accounts::MAX_BODY;
 /// How long a client may take to send that body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Route label for requests that matched no route.
-const UNMATCHED: &str = "unmatched";
-/// Route label for CORS preflights.
-const CORS_PREFLIGHT: &str = "cors.preflight";
 
 /// Shows the value, or `-` when there is none (formatted only if logged).
 struct OrDash<T>(Option<T>);
@@ -54,24 +49,13 @@ impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
     }
 }
 
-/// A request header as text, if present and readable.
-fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
-    session
-        .req_header()
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-}
-
 pub struct Proxy {
     gateway: Arc<Gateway>,
-    routes: RouteTable,
+    /// What to do with each request (`plan.rs`).
+    planner: Planner,
     pools: Arc<Vec<UpstreamPool>>,
     identity_headers: IdentityHeaderNames,
-    cors: CorsPolicy,
     in_flight: InFlight,
-    /// Shared by the proxy services of every worker thread.
-    verified: Arc<TokenCache>,
     /// Metric handles of each route, by route index.
     meters: Vec<RouteMeter>,
 }
@@ -90,19 +74,24 @@ impl Proxy {
             &gateway.config.identity_headers,
             gateway.config.server.underscore_headers,
         );
-        let cors = CorsPolicy::new(&gateway.config.cors);
         let meters = (0..)
             .map_while(|i| routes.get(i))
             .map(|route| RouteMeter::new(&gateway.metrics, &route.name))
             .collect();
+        let planner = Planner {
+            routes,
+            cors: CorsPolicy::new(&gateway.config.cors),
+            tokens: gateway.accounts.tokens.clone(),
+            revocations: gateway.accounts.revocations.clone(),
+            verified,
+            direct_path: gateway.config.server.direct_path,
+        };
         Proxy {
             gateway,
-            routes,
+            planner,
             pools,
             identity_headers,
-            cors,
             in_flight,
-            verified,
             meters,
         }
     }
@@ -130,15 +119,14 @@ pub struct RequestCtx {
     _in_flight: InFlightGuard,
 }
 
-enum RouteLabel {
-    Route(usize),
-    Fixed(&'static str),
-}
-
 impl Proxy {
     fn label<'a>(&'a self, ctx: &RequestCtx) -> &'a str {
         match ctx.label {
-            RouteLabel::Route(i) => self.routes.get(i).map_or(UNMATCHED, |r| r.name.as_str()),
+            RouteLabel::Route(i) => self
+                .planner
+                .routes
+                .get(i)
+                .map_or(UNMATCHED, |r| r.name.as_str()),
             RouteLabel::Fixed(name) => name,
         }
     }
@@ -227,51 +215,13 @@ impl Proxy {
             }
         }
     }
-
-    /// Authenticate and authorize a request on a proxied route.
-    fn check_access(
-        &self,
-        session: &Session,
-        route_index: usize,
-    ) -> Result<Option<Arc<Verified>>, ApiError> {
-        let Some(route) = self.routes.get(route_index) else {
-            return Err(ApiError::not_found());
-        };
-        let req = session.req_header();
-        if !route.allows(req.method.as_str()) {
-            return Err(ApiError::method_not_allowed(route.allow.clone()));
-        }
-        if route.auth == AuthMode::None {
-            return Ok(None);
-        }
-        let accounts = &self.gateway.accounts;
-        let authorization = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        let verdict = auth::authenticate_cached(
-            authorization,
-            &accounts.tokens,
-            &self.verified,
-            &accounts.revocations,
-        );
-        let identity = match verdict {
-            Ok(None) if route.auth == AuthMode::Required => return Err(AuthFailure::Missing.into()),
-            Ok(identity) => identity,
-            Err(failure) => return Err(failure.into()),
-        };
-        if let Some(who) = &identity {
-            auth::authorize(&who.identity, &route.roles)?;
-        }
-        Ok(identity)
-    }
 }
 
 impl Proxy {
     /// The route a request matched, if any.
     fn route_of(&self, ctx: &RequestCtx) -> Option<&Route> {
         match ctx.label {
-            RouteLabel::Route(i) => self.routes.get(i),
+            RouteLabel::Route(i) => self.planner.routes.get(i),
             RouteLabel::Fixed(_) => None,
         }
     }
@@ -281,48 +231,59 @@ impl Proxy {
         self.route_of(ctx).and_then(|r| self.pools.get(r.upstream))
     }
 
+    /// The one upstream selection of both forwarding paths: the route's
+    /// upstream and its next healthy target (noted for the access log).
+    fn select(&self, ctx: &mut RequestCtx) -> Result<(&UpstreamPool, Picked<'_>)> {
+        let pool = self.pool_of(ctx).ok_or_else(|| {
+            Error::explain(ErrorType::HTTPStatus(502), "no upstream for this request")
+        })?;
+        let picked = pool
+            .pick()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy target"))?;
+        ctx.target = Some(picked.addr);
+        Ok((pool, picked))
+    }
+
+    /// The one request builder of both forwarding paths: what the upstream
+    /// gets of this request (`mutate.rs`).
+    fn forwarding<'a>(
+        &'a self,
+        ctx: &'a RequestCtx,
+        session: &Session,
+    ) -> Option<mutate::Forwarding<'a>> {
+        Some(mutate::Forwarding {
+            route: self.route_of(ctx)?,
+            names: &self.identity_headers,
+            identity: ctx.identity.as_deref(),
+            request_id: &ctx.request_id,
+            client_ip: client_ip(session),
+            target: ctx.upstream_target.as_deref(),
+            upstream: ctx.target,
+        })
+    }
+
     /// Whether the route a request matched lets protocol upgrades through.
     fn allows_upgrade(&self, ctx: &RequestCtx) -> bool {
         self.route_of(ctx).is_some_and(|r| r.websocket)
     }
 
     /// Forwards a plain read on route `index` by the direct path (`forward.rs`).
-    async fn forward_direct(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        index: usize,
-    ) -> Result<()> {
-        let no_upstream =
-            || Error::explain(ErrorType::HTTPStatus(502), "no upstream for this request");
-        let route = self.routes.get(index).ok_or_else(no_upstream)?;
-        let pool = self.pool_of(ctx).ok_or_else(no_upstream)?;
-        let (addr, idle) = pool
-            .pick_index()
-            .and_then(|i| pool.target(i))
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy target"))?;
-        ctx.target = Some(addr);
+    async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let (pool, picked) = self.select(ctx)?;
+        let addr = picked.addr;
         let target = forward::Target {
             addr,
-            idle,
+            idle: picked.idle,
             events: &pool.connection_events,
             connect_timeout: pool.connect_timeout,
             read_timeout: pool.read_timeout,
         };
         let ctx = &*ctx;
-        let build = |session: &Session| {
-            let forwarding = mutate::Forwarding {
-                route,
-                names: &self.identity_headers,
-                identity: ctx.identity.as_deref(),
-                request_id: &ctx.request_id,
-                client_ip: client_ip(session),
-                target: ctx.upstream_target.as_deref(),
-                upstream: Some(addr),
-            };
-            forwarding
+        let build = |session: &Session| match self.forwarding(ctx, session) {
+            Some(forwarding) => forwarding
                 .build(session.req_header())
-                .map_err(|e| e.into_down())
+                .map_err(|e| e.into_down()),
+            None => Err(Error::explain(ErrorType::HTTPStatus(502), "no route")),
         };
         let answer =
             |upstream: &ResponseHeader| mutate::answer_from(upstream, &ctx.request_id, &ctx.cors);
@@ -373,91 +334,42 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
-        // One credential, a valid Host, a path that normalizes: what the
-        // rest decides on is the normalized path.
-        let checked = match request::check(session.req_header()) {
-            Ok(checked) => checked,
-            Err(e) => {
-                respond::error(session, &e, ctx).await?;
-                return Ok(true);
-            }
-        };
-        ctx.upstream_target = checked.upstream_target;
-        let method = session.req_header().method.as_str();
-
-        // CORS: preflights are answered here, before any authentication.
-        if let Some(origin) = header_str(session, "origin") {
-            let preflight = self.cors.preflight(
-                method,
-                Some(origin),
-                header_str(session, "access-control-request-method"),
-                header_str(session, "access-control-request-headers"),
-            );
-            match preflight {
-                Preflight::No => ctx.cors = self.cors.response_headers(origin),
-                Preflight::Allowed(headers) => {
-                    ctx.label = RouteLabel::Fixed(CORS_PREFLIGHT);
-                    ctx.cors = headers;
-                    respond::no_content(session, ctx).await?;
-                    return Ok(true);
-                }
-                Preflight::Refused => {
-                    ctx.label = RouteLabel::Fixed(CORS_PREFLIGHT);
-                    let e = ApiError::new(
-                        403,
-                        "cors_forbidden",
-                        "Origine, méthode ou en-tête non autorisé (CORS)",
-                    );
-                    respond::error(session, &e, ctx).await?;
-                    return Ok(true);
-                }
+        let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
+        let decision = self.planner.decide(session.req_header(), http1);
+        if decision.is_route_auth_failure() {
+            if let Action::Reject(e) = &decision.action {
+                self.gateway
+                    .metrics
+                    .auth_failures
+                    .with_label_values(&[e.code])
+                    .inc();
             }
         }
-
-        // The gateway's own endpoints.
-        let path = checked
-            .path
-            .as_deref()
-            .unwrap_or(session.req_header().uri.path());
-        let path = request::route_path(path);
-        let resolved = accounts::resolve(method, &path);
-        let route = self.routes.find_index(&path);
-        if let Some(resolved) = resolved {
-            let result = match resolved {
-                Ok(endpoint) => {
-                    ctx.label = RouteLabel::Fixed(endpoint.name());
-                    let result = self.answer_account(session, endpoint).await;
-                    self.count_account_result(endpoint, &result);
-                    result
-                }
-                Err(e) => {
-                    ctx.label = RouteLabel::Fixed(accounts::UNKNOWN_ACCOUNT_PATH);
-                    Err(e)
-                }
-            };
-            match result {
-                Ok(reply) => {
-                    respond::json(session, reply.status, &reply.body, ctx).await?;
-                    if let Some(after) = reply.after {
-                        after();
+        ctx.label = decision.label;
+        ctx.upstream_target = decision.upstream_target;
+        ctx.cors = decision.cors;
+        match decision.action {
+            Action::Preflight => respond::no_content(session, ctx).await?,
+            Action::Reject(e) => respond::error(session, &e, ctx).await?,
+            Action::Account(endpoint) => {
+                let result = self.answer_account(session, endpoint).await;
+                self.count_account_result(endpoint, &result);
+                match result {
+                    Ok(reply) => {
+                        respond::json(session, reply.status, &reply.body, ctx).await?;
+                        if let Some(after) = reply.after {
+                            after();
+                        }
                     }
+                    Err(e) => respond::error(session, &e, ctx).await?,
                 }
-                Err(e) => respond::error(session, &e, ctx).await?,
             }
-            return Ok(true);
-        }
-
-        // Proxied routes: authenticate, authorize; mutation comes in upstream_request_filter.
-        let Some(index) = route else {
-            respond::error(session, &ApiError::not_found(), ctx).await?;
-            return Ok(true);
-        };
-        ctx.label = RouteLabel::Route(index);
-        match self.check_access(session, index) {
-            Ok(identity) => {
+            Action::Forward {
+                identity, direct, ..
+            } => {
                 ctx.identity = identity;
-                if self.gateway.config.server.direct_path && forward::eligible(session) {
-                    self.forward_direct(session, ctx, index).await?;
+                if direct {
+                    self.forward_direct(session, ctx).await?;
                     return Ok(true);
                 }
                 // Pingora's path: the upstream's 1xx answers stay here (as
@@ -465,20 +377,10 @@ impl ProxyHttp for Proxy {
                 if let ServerSession::H1(client) = session.downstream_session.as_mut() {
                     client.set_ignore_info_resp(true);
                 }
-                Ok(false)
-            }
-            Err(e) => {
-                if e.bearer_challenge {
-                    self.gateway
-                        .metrics
-                        .auth_failures
-                        .with_label_values(&[e.code])
-                        .inc();
-                }
-                respond::error(session, &e, ctx).await?;
-                Ok(true)
+                return Ok(false);
             }
         }
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -486,19 +388,8 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(pool) = self.pool_of(ctx) else {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(502),
-                "no upstream for this request",
-            ));
-        };
-        let Some(addr) = pool.pick() else {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(502),
-                "no healthy target",
-            ));
-        };
-        ctx.target = Some(addr);
+        let (pool, picked) = self.select(ctx)?;
+        let addr = picked.addr;
         let mut peer = HttpPeer::new(addr, false, String::new());
         // Upgrades pass only on the routes that allow them.
         peer.options.http_upstream_request_policy = if self.allows_upgrade(ctx) {
@@ -550,20 +441,8 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let RouteLabel::Route(index) = ctx.label else {
+        let Some(forwarding) = self.forwarding(ctx, session) else {
             return Ok(());
-        };
-        let Some(route) = self.routes.get(index) else {
-            return Ok(());
-        };
-        let forwarding = mutate::Forwarding {
-            route,
-            names: &self.identity_headers,
-            identity: ctx.identity.as_deref(),
-            request_id: &ctx.request_id,
-            client_ip: client_ip(session),
-            target: ctx.upstream_target.as_deref(),
-            upstream: ctx.target,
         };
         forwarding.apply(upstream_request)
     }

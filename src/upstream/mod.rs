@@ -18,6 +18,13 @@ use crate::metrics::Metrics;
 
 pub use idle::{idle_time, ConnectionEvents, IdleConnections, Pooled};
 
+/// A target picked for one request: its address and, for the direct
+/// path, its idle connections.
+pub struct Picked<'a> {
+    pub addr: SocketAddr,
+    pub idle: &'a IdleConnections,
+}
+
 /// One named upstream: its balancer and timeouts.
 pub struct UpstreamPool {
     pub name: String,
@@ -89,26 +96,21 @@ impl UpstreamPool {
         }
     }
 
-    /// The next healthy target, round robin. Pingora's own selection builds
-    /// a set per request to skip repeats; a counter over a fixed list needs
-    /// no allocation, and health is consulted only when a check runs.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        self.pick_index().map(|i| self.targets[i].1)
-    }
-
-    /// `pick`, as an index for `target`.
-    pub fn pick_index(&self) -> Option<usize> {
+    /// The next healthy target, round robin: the one selection of both
+    /// forwarding paths. Pingora's own selection builds a set per request to
+    /// skip repeats; a counter over a fixed list needs no allocation, and
+    /// health is consulted only when a check runs.
+    pub fn pick(&self) -> Option<Picked<'_>> {
         let n = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let backends = self.balancer.backends();
-        (0..n)
+        let i = (0..n)
             .map(|i| start.wrapping_add(i) % n)
-            .find(|&i| !self.checked || backends.ready(&self.targets[i].0))
-    }
-
-    /// Target `i`: its address and its idle connections.
-    pub fn target(&self, i: usize) -> Option<(SocketAddr, &IdleConnections)> {
-        Some((self.targets.get(i)?.1, self.idle.get(i)?))
+            .find(|&i| !self.checked || backends.ready(&self.targets[i].0))?;
+        Some(Picked {
+            addr: self.targets.get(i)?.1,
+            idle: self.idle.get(i)?,
+        })
     }
 
     pub fn healthy_targets(&self) -> usize {
