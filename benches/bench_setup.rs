@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use vigile::config::Config;
-use vigile::store::{AccountRecord, Store};
+use vigile::store::AccountRecord;
 use vigile::tokens::{SessionId, Subject, TokenKeys};
 
 #[derive(Parser)]
@@ -50,7 +50,7 @@ fn main() -> Result<(), String> {
     // it refuses tokens that live longer than its access_ttl).
     config.tokens.access_ttl = Duration::from_secs(6 * 3600);
     let keys = TokenKeys::from_config(&config.tokens, &config.store.data_dir())?;
-    let store = Store::open(&config.store.path, 6 * 3600).map_err(|e| e.to_string())?;
+    let store = vigile::store::open(&config.store, 6 * 3600).map_err(|e| e.to_string())?;
     let now = vigile::unix_now();
     let until = now + 6 * 3600;
 

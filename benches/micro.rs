@@ -13,7 +13,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use vigile::config::{Algorithm, KeySource, TokenConfig};
 use vigile::revocation::RevocationList;
-use vigile::store::{AccountRecord, Store};
+use vigile::store::redb::RedbStore;
+use vigile::store::{AccountRecord, StoreBackend};
 use vigile::tokens::{SessionId, Subject, TokenKeys};
 
 fn keys(dir: &std::path::Path) -> TokenKeys {
@@ -100,7 +101,7 @@ fn argon2_hash(c: &mut Criterion) {
 
 fn redb_point_read(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("bench.redb"), 300).expect("store");
+    let store = RedbStore::open(&dir.path().join("bench.redb"), 300).expect("store");
     for i in 0..10_000u64 {
         store
             .create_account(AccountRecord {

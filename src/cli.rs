@@ -2,7 +2,7 @@
 //! (`user ...`, `role ...`).
 //!
 //! Operator commands open the store themselves when no gateway runs on it.
-//! When one does (redb lets one process hold the file), they are sent to that
+//! When one does (one process at a time holds the store), they are sent to that
 //! gateway's admin listener with the token it keeps in `<data dir>/admin.token`,
 //! so the change reaches its memory at once.
 
@@ -252,7 +252,7 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
                 crate::metrics::Metrics::new().map_err(|e| Failure::Other(e.to_string()))?;
             let service = AccountService::new(
                 config,
-                Arc::new(store),
+                store,
                 Arc::new(tokens),
                 Arc::new(RevocationList::default()),
                 metrics.password_hash_seconds.clone(),

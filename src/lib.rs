@@ -7,7 +7,7 @@
 //! - `auth` authenticates and authorizes requests on the proxy path;
 //!   `routes` picks the route; `proxy/mutate` shapes what the upstream gets.
 //! - `tokens` issues and checks JWTs; `revocation` is the in-memory list the
-//!   request path consults; `store` is the redb file behind both.
+//!   request path consults; `store` is the durable copy behind both.
 //! - `config` turns the YAML into checked structs; `cli` is the command line;
 //!   `admin` serves metrics, health and the operator channel.
 //! - `state` is what every part of a running gateway shares; `server`

@@ -35,16 +35,16 @@ pub struct Gateway {
 
 /// Opens the store of `config` and makes sure the default role exists.
 /// Fails at once with `StoreError::Locked` when another process holds it.
-pub fn try_open_store(config: &Config) -> Result<Store, StoreError> {
+pub fn try_open_store(config: &Config) -> Result<Arc<Store>, StoreError> {
     let window = config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs();
-    let store = Store::open(&config.store.path, window)?;
+    let store = crate::store::open(&config.store, window)?;
     store.create_role(&config.accounts.default_role, crate::unix_now())?;
     Ok(store)
 }
 
 /// `try_open_store`, waiting a little if another process (an operator
 /// command) holds the store just now.
-pub fn open_store(config: &Config) -> Result<Store, StoreError> {
+pub fn open_store(config: &Config) -> Result<Arc<Store>, StoreError> {
     let mut tries = 0;
     loop {
         match try_open_store(config) {
@@ -70,7 +70,6 @@ impl Gateway {
                 .map_err(|e| e.to_string())?,
         );
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
-        let store = Arc::new(store);
         let reset_queue = ResetWorker {
             store: store.clone(),
             mailer: Mailer::from_config(&config.mailer)?,

@@ -435,8 +435,10 @@ fn an_account_stored_with_a_non_ascii_email_still_works() {
     // An account written before the ASCII rule, straight into the store.
     gw.kill();
     {
-        let store = vigile::store::Store::open(&gw.dir.path().join("data/vigile.redb"), 300)
-            .expect("the store");
+        use vigile::store::StoreBackend;
+        let store =
+            vigile::store::redb::RedbStore::open(&gw.dir.path().join("data/vigile.redb"), 300)
+                .expect("the store");
         let hash = vigile::passwords::hash_password(PASSWORD).expect("hash");
         store
             .create_account(vigile::store::AccountRecord {

@@ -4,7 +4,7 @@
 //! into a typed request, then apply it to the store. Nothing here knows
 //! Pingora or HTTP framing: the adapter in `proxy/` hands over the method, the
 //! path, the Bearer token and the body bytes, and writes back the `Reply` or
-//! the `ApiError`. Handlers are synchronous and block (argon2, redb commits);
+//! the `ApiError`. Handlers are synchronous and block (argon2, store commits);
 //! the adapter runs them on the blocking pool.
 
 mod input;

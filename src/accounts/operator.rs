@@ -101,7 +101,7 @@ fn update(
     Ok(OperatorReply::Account(account_value(&updated)?))
 }
 
-/// Runs one command. Blocks (argon2, redb).
+/// Runs one command. Blocks (argon2, store commits).
 pub fn execute(
     service: &AccountService,
     command: OperatorCommand,

@@ -224,7 +224,7 @@ pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
         .map_err(internal)?;
     let used = service
         .store
-        .use_reset_token(&hash, now, |_| Some(new_hash))
+        .use_reset_token(&hash, now, new_hash)
         .map_err(internal)?;
     let Some((account, revoked)) = used else {
         return Err(invalid_token());

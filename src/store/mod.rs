@@ -1,0 +1,240 @@
+//! The durable store: accounts, the email index, roles, sessions,
+//! revocations and password-reset tokens, behind one backend-neutral
+//! interface, `StoreBackend`. The gateway, the account service and the CLI
+//! hold an `Arc<Store>` and never name a backend; `open` picks it from the
+//! configuration. The one backend today is `redb` (an embedded file);
+//! `conformance` is the test suite every backend runs unchanged.
+//!
+//! What every backend guarantees:
+//! - Calls block: async callers run them on the blocking pool.
+//! - Each method is one transaction, and a write is committed durably before
+//!   the call returns (the caller answers its client just after).
+//! - A read-modify-write method (`create_account` with its email uniqueness,
+//!   `update_account`, `set_password`, `delete_account`, `update_session`,
+//!   `revoke_account_sessions`, `use_reset_token`) sees no other write to the
+//!   rows it reads before it commits (redb: one writer at a time; SQL:
+//!   `SELECT … FOR UPDATE`, then `UPDATE`). Callers never compose a read and a
+//!   write themselves for these.
+//! - A closure a method takes is called at most once, inside that
+//!   transaction, with the current record.
+
+mod records;
+pub mod redb;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use std::sync::Arc;
+
+pub use records::{
+    email_names, normalize_email, AccountRecord, ResetRecord, Revocation, SessionRecord,
+    StoreCounts,
+};
+
+use crate::config::StoreConfig;
+use crate::tokens::SessionId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the store (redb: the file is open elsewhere).
+    #[error("the store is open in another process")]
+    Locked,
+    #[error("the store is closed (shutting down)")]
+    Closed,
+    /// The backend cannot be reached just now (a database server down or
+    /// unreachable); the call may succeed later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Any other failure the backend reported.
+    #[error("store: {0}")]
+    Db(String),
+    #[error("store: cannot prepare the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store: unreadable record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An account that could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAccountError {
+    #[error("email already used")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A change applied to an account inside `update_account`'s transaction.
+pub type AccountChange<'a> = Box<dyn FnOnce(&mut AccountRecord) + 'a>;
+
+/// A change applied to a session inside `update_session`'s transaction.
+pub type SessionChange<'a> = Box<dyn FnOnce(&mut SessionRecord) + 'a>;
+
+/// What a store backend does. Object-safe: the gateway holds an
+/// `Arc<dyn StoreBackend>` (`Arc<Store>`). Call `update_account` and
+/// `update_session` (on `Store`) rather than their `_dyn` forms.
+pub trait StoreBackend: Send + Sync {
+    // --- accounts ----------------------------------------------------------
+
+    /// Inserts a new account: assigns its `id` (1, 2, ..., never reused),
+    /// trims its email, and creates its role if missing. Exactly one of
+    /// concurrent calls with the same email (see `normalize_email`) wins.
+    fn create_account(&self, account: AccountRecord) -> Result<AccountRecord, CreateAccountError>;
+
+    /// Inserts many accounts in one transaction (imports, benchmarks); ids
+    /// are assigned here. An email already present fails the whole batch.
+    /// Returns how many were inserted.
+    fn insert_accounts(&self, accounts: Vec<AccountRecord>) -> Result<u64, CreateAccountError>;
+
+    fn account(&self, id: u64) -> StoreResult<Option<AccountRecord>>;
+
+    /// The account an email names (see `normalize_email`, `email_names`).
+    fn account_by_email(&self, email: &str) -> StoreResult<Option<AccountRecord>>;
+
+    /// Every account, by increasing id.
+    fn accounts(&self) -> StoreResult<Vec<AccountRecord>>;
+
+    fn account_count(&self) -> StoreResult<u64>;
+
+    /// Applies `change` to the account and saves it, creating its role if
+    /// missing; `None` if there is no such account. When the change
+    /// deactivates the account, all its sessions are revoked in the same
+    /// transaction and returned. A change of `id` is refused (nothing saved).
+    fn update_account_dyn(
+        &self,
+        id: u64,
+        now: u64,
+        change: AccountChange<'_>,
+    ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>>;
+
+    /// Sets a new password hash and revokes every live session of the
+    /// account but `keep`. `None` when there is no such account.
+    fn set_password(
+        &self,
+        id: u64,
+        password_hash: String,
+        now: u64,
+        keep: Option<SessionId>,
+    ) -> StoreResult<Option<Vec<Revocation>>>;
+
+    /// Deletes the account, its email and reset tokens, and revokes its
+    /// sessions. `None` when there is no such account.
+    fn delete_account(&self, id: u64, now: u64) -> StoreResult<Option<Vec<Revocation>>>;
+
+    // --- roles ---------------------------------------------------------------
+
+    /// Creates the role; `false` when it already existed.
+    fn create_role(&self, name: &str, now: u64) -> StoreResult<bool>;
+
+    /// Every role name, in byte order.
+    fn roles(&self) -> StoreResult<Vec<String>>;
+
+    fn role_exists(&self, name: &str) -> StoreResult<bool>;
+
+    // --- sessions ------------------------------------------------------------
+
+    /// Records a new session (a login) and sets the account's `last_login`
+    /// to the session's `created_at`.
+    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()>;
+
+    fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>>;
+
+    /// Applies `change` to the session and saves it (even unchanged). If the
+    /// change revokes the session (sets `revoked_at` where it was `None`), the
+    /// revocation is recorded too, until `revoked_at` + the access window, and
+    /// returned. `None` when there is no such session.
+    fn update_session_dyn(
+        &self,
+        session: SessionId,
+        change: SessionChange<'_>,
+    ) -> StoreResult<Option<Option<Revocation>>>;
+
+    /// Revokes every live (neither revoked nor expired at `now`) session of
+    /// the account but `except`.
+    fn revoke_account_sessions(
+        &self,
+        account_id: u64,
+        now: u64,
+        except: Option<SessionId>,
+    ) -> StoreResult<Vec<Revocation>>;
+
+    // --- revocations -----------------------------------------------------------
+
+    /// Records many revocations in one transaction (imports, benchmarks).
+    fn insert_revocations(&self, revocations: &[Revocation]) -> StoreResult<()>;
+
+    /// Revocations still in force at `now`, to load into memory at start.
+    fn revocations(&self, now: u64) -> StoreResult<Vec<Revocation>>;
+
+    // --- password-reset tokens ---------------------------------------------------
+
+    /// Stores a reset token by the SHA-256 of the token (never the token).
+    fn create_reset_token(&self, token_hash: &[u8], record: &ResetRecord) -> StoreResult<()>;
+
+    fn reset_record(&self, token_hash: &[u8]) -> StoreResult<Option<ResetRecord>>;
+
+    /// Uses a reset token: if it exists and has not expired at `now`, it is
+    /// consumed; then, if its account is active, the account gets
+    /// `password_hash`, loses every reset token and has all its sessions
+    /// revoked, in one transaction. `None` for an unknown, used or expired
+    /// token and for an inactive account.
+    fn use_reset_token(
+        &self,
+        token_hash: &[u8],
+        now: u64,
+        password_hash: String,
+    ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>>;
+
+    // --- housekeeping ------------------------------------------------------------
+
+    fn counts(&self) -> StoreResult<StoreCounts>;
+
+    /// Drops sessions whose last refresh token has expired, revocations no
+    /// token can outlive any more, and expired reset tokens. Returns how many
+    /// of each were removed.
+    fn purge_expired(&self, now: u64) -> StoreResult<(usize, usize, usize)>;
+
+    /// Closes the store cleanly (redb: the next start needs no recovery);
+    /// later calls fail with `StoreError::Closed`.
+    fn close(&self);
+}
+
+/// The store, whatever its backend.
+pub type Store = dyn StoreBackend;
+
+impl<'s> dyn StoreBackend + 's {
+    /// `update_account_dyn` with any closure.
+    pub fn update_account(
+        &self,
+        id: u64,
+        now: u64,
+        change: impl FnOnce(&mut AccountRecord),
+    ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>> {
+        self.update_account_dyn(id, now, Box::new(change))
+    }
+
+    /// `update_session_dyn`, also returning what `change` returned.
+    pub fn update_session<R>(
+        &self,
+        session: SessionId,
+        change: impl FnOnce(&mut SessionRecord) -> R,
+    ) -> StoreResult<Option<(R, Option<Revocation>)>> {
+        let mut out = None;
+        let revocation =
+            self.update_session_dyn(session, Box::new(|record| out = Some(change(record))))?;
+        Ok(revocation.and_then(|r| out.map(|out| (out, r))))
+    }
+}
+
+/// Opens the store `config` names (creating it if needed). `access_window`
+/// is how long after a revocation an access token of the session may still
+/// pass the signature check (access lifetime + leeway): how long the
+/// revocation must be kept. Fails with `StoreError::Locked` when another
+/// process holds the store.
+pub fn open(config: &StoreConfig, access_window: u64) -> StoreResult<Arc<Store>> {
+    Ok(Arc::new(redb::RedbStore::open(
+        &config.path,
+        access_window,
+    )?))
+}
