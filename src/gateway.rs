@@ -28,8 +28,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{ConnectionEvents, IdleConnections};
 use crate::revocation::RevocationList;
 use crate::store::{Store, StoreError};
-use crate::token_cache::TokenCache;
-use crate::tokens::TokenKeys;
+use crate::tokens::{TokenCache, TokenKeys};
 
 /// Name of the operator credential file in the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";

@@ -34,7 +34,6 @@ pub mod revocation;
 pub mod routes;
 pub mod shutdown;
 pub mod store;
-pub mod token_cache;
 pub mod tokens;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -28,7 +28,7 @@ use crate::gateway::{Gateway, UpstreamPool};
 use crate::metrics::{method_label, RouteMeter};
 use crate::routes::{Route, RouteTable};
 use crate::shutdown::{InFlight, InFlightGuard};
-use crate::token_cache::{TokenCache, Verified};
+use crate::tokens::{TokenCache, Verified};
 
 pub use forward::{ConnectionEvents, IdleConnections};
 pub use mutate::IdentityHeaderNames;
