@@ -14,7 +14,9 @@ use super::{Identity, TokenError, TokenKeys};
 /// their header is exactly ours, so it is compared as text instead of being
 /// decoded, the HMAC state is keyed once, and the claims are read in place.
 /// Anything else (another header, an `aud` list, odd JSON) goes to the generic
-/// decoder, which gives the same verdicts, only slower.
+/// decoder, which gives the same verdicts, only slower. Where it decides, it
+/// gives the generic decoder's verdicts too (`proptests`): the same refusals,
+/// `Expired` told apart the same way, the same claims read.
 pub(super) struct FastHs256 {
     /// `<base64url of our header>.`
     prefix: String,
@@ -40,6 +42,11 @@ struct AccessClaimsRef<'a> {
     role: Cow<'a, str>,
     #[serde(borrow)]
     sid: Cow<'a, str>,
+    /// Not used, but a claim of `AccessClaims` all the same: the general path
+    /// refuses a token without it (or with it twice, or not a string).
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    jti: Cow<'a, str>,
     iat: u64,
     exp: u64,
     #[serde(borrow)]
@@ -59,9 +66,11 @@ fn read_own_claims(json: &str) -> Option<AccessClaimsRef<'_>> {
             self.0 = self.0.strip_prefix(literal)?;
             Some(())
         }
+        /// A string without escapes or control characters (JSON has none
+        /// raw: serde_json refuses them).
         fn string(&mut self) -> Option<Cow<'a, str>> {
             let rest = self.0.strip_prefix('"')?;
-            let end = rest.find(['"', '\\'])?;
+            let end = rest.find(|c: char| c == '"' || c == '\\' || c < ' ')?;
             if rest.as_bytes()[end] != b'"' {
                 return None;
             }
@@ -98,7 +107,7 @@ fn read_own_claims(json: &str) -> Option<AccessClaimsRef<'_>> {
     c.key(",\"sid\":")?;
     let sid = c.string()?;
     c.key(",\"jti\":")?;
-    c.string()?;
+    let jti = c.string()?;
     c.key(",\"iat\":")?;
     let iat = c.number()?;
     c.key(",\"exp\":")?;
@@ -112,11 +121,24 @@ fn read_own_claims(json: &str) -> Option<AccessClaimsRef<'_>> {
         email,
         role,
         sid,
+        jti,
         iat,
         exp,
         token_type,
         nbf: None,
     })
+}
+
+/// serde_json's reading of the claims, of an object only: a derived struct
+/// is also read from an array, by position, which jsonwebtoken refuses.
+fn read_claims(payload: &[u8]) -> Option<AccessClaimsRef<'_>> {
+    let start = payload
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    if *start != b'{' {
+        return None;
+    }
+    serde_json::from_slice(payload).ok()
 }
 
 impl FastHs256 {
@@ -157,13 +179,11 @@ impl FastHs256 {
         };
         let payload = &buffer[..len];
         let own = std::str::from_utf8(payload).ok().and_then(read_own_claims);
-        let Some(claims) = own.or_else(|| serde_json::from_slice::<AccessClaimsRef>(payload).ok())
-        else {
+        let Some(claims) = own.or_else(|| read_claims(payload)) else {
             return Fast::Generic;
         };
-        if claims.iss != keys.issuer || claims.aud != keys.audience {
-            return Fast::Done(Err(TokenError::Invalid));
-        }
+        // Expiry first, as jsonwebtoken: an expired token is `Expired`
+        // whatever else is wrong with it; every other refusal is `Invalid`.
         let valid_from = match keys.check_times(
             claims.iat,
             claims.nbf,
@@ -174,6 +194,9 @@ impl FastHs256 {
             Ok(valid_from) => valid_from,
             Err(e) => return Fast::Done(Err(e)),
         };
+        if claims.iss != keys.issuer || claims.aud != keys.audience {
+            return Fast::Done(Err(TokenError::Invalid));
+        }
         if claims.token_type != "access" {
             return Fast::Done(Err(TokenError::Invalid));
         }
@@ -190,6 +213,9 @@ impl FastHs256 {
         }))
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -253,5 +279,68 @@ mod tests {
         );
         assert!(read_own_claims(&json.replace("}", ",\"x\":1}")).is_none());
         assert!(read_own_claims("{\"aud\":\"api\",\"iss\":\"vigile\"}").is_none());
+    }
+
+    /// Tokens on which the fast path once decided otherwise than the general
+    /// path (found by `proptests`): both now give the same verdict.
+    #[test]
+    fn the_fast_path_refuses_what_the_general_path_refuses() {
+        let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
+        let fast = keys.fast.as_ref().expect("HS256 has a fast path");
+        let now = crate::unix_now();
+        let claims = |iss: &str, sub: &str, iat: u64, exp: u64| {
+            format!(
+                "{{\"iss\":\"{iss}\",\"aud\":\"api\",\"sub\":\"{sub}\",\
+                 \"email\":\"dev@example.com\",\"role\":\"Admin\",\
+                 \"sid\":\"0000000000000000000000000000000a\",\"jti\":\"00\",\
+                 \"iat\":{iat},\"exp\":{exp},\"token_type\":\"access\"}}"
+            )
+        };
+        let valid = claims("vigile", "7", now - 10, now + 290);
+        let array = format!(
+            "[\"vigile\",\"api\",\"7\",\"dev@example.com\",\"Admin\",\
+             \"0000000000000000000000000000000a\",\"00\",{},{},\"access\"]",
+            now - 10,
+            now + 290
+        );
+        let cases = [
+            // A raw control character in a string: not JSON (read by hand
+            // as our own layout, and accepted).
+            (
+                claims("vigile", "\u{0}", now - 10, now + 290),
+                TokenError::Invalid,
+            ),
+            (
+                claims("vigile", "7\t", now - 10, now + 290),
+                TokenError::Invalid,
+            ),
+            // `jti` twice, or missing: `AccessClaims` refuses both (the
+            // fast path's own claims had no `jti`).
+            (valid.replace('}', ",\"jti\":\"01\"}"), TokenError::Invalid),
+            (valid.replace("\"jti\":\"00\",", ""), TokenError::Invalid),
+            (valid.replace("\"00\"", "0"), TokenError::Invalid),
+            // The claims as an array, with or without `jti`: a derived
+            // struct reads them by position, jsonwebtoken does not.
+            (array.clone(), TokenError::Invalid),
+            (array.replace("\"00\",", ""), TokenError::Invalid),
+            // Expired and of another issuer: expired, as jsonwebtoken says
+            // (the fast path said invalid).
+            (
+                claims("other", "7", now - 400, now - 100),
+                TokenError::Expired,
+            ),
+        ];
+        assert!(keys
+            .verify_access(&sign_payload(&keys, valid.as_bytes()))
+            .is_ok());
+        for (payload, error) in cases {
+            let token = sign_payload(&keys, payload.as_bytes());
+            assert_eq!(keys.verify_access(&token), Err(error), "{payload}");
+            assert_eq!(keys.verify_access_general(&token), Err(error), "{payload}");
+            if let Fast::Done(verdict) = fast.verify_access(&token, &keys) {
+                assert_eq!(verdict, Err(error), "{payload}");
+            }
+        }
+        assert!(read_own_claims(&claims("vigile", "\u{1}", 1, 2)).is_none());
     }
 }

@@ -46,6 +46,19 @@ pub(crate) fn forge(keys: &TokenKeys, claims: &serde_json::Value, ours: bool) ->
     jsonwebtoken::encode(&header, claims, &keys.encoding).expect("sign")
 }
 
+/// `payload` (any bytes, not only JSON) under the header of the tokens
+/// `keys` issues, signed with its key by jsonwebtoken: only the payload
+/// differs from a token of this gateway.
+pub(crate) fn sign_payload(keys: &TokenKeys, payload: &[u8]) -> String {
+    use base64::Engine;
+    let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::to_vec(&keys.header).expect("header");
+    let message = format!("{}.{}", engine.encode(header), engine.encode(payload));
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &keys.encoding, keys.header.alg)
+        .expect("sign");
+    format!("{message}.{signature}")
+}
+
 pub(crate) fn access_claims(iat: u64, exp: u64) -> serde_json::Value {
     serde_json::json!({"iss": "vigile", "aud": "api", "sub": "7", "email": "dev@example.com",
         "role": "Admin", "sid": format!("{:032x}", 5u128), "jti": "00", "iat": iat, "exp": exp,
