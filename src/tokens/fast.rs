@@ -56,9 +56,9 @@ struct AccessClaimsRef<'a> {
 }
 
 /// Reads the claims exactly as `issue_access` writes them (serde_json, field
-/// order of `AccessClaims`, no escapes): a few hundred instructions instead
-/// of a general JSON parse. Anything else gives `None`, and the caller falls
-/// back to serde_json.
+/// order of `AccessClaims`, no escapes) without a general JSON parse (what it
+/// saves: benches/README.md, "Micro"). Anything else gives `None`, and the
+/// caller falls back to serde_json.
 fn read_own_claims(json: &str) -> Option<AccessClaimsRef<'_>> {
     struct Cursor<'a>(&'a str);
     impl<'a> Cursor<'a> {
