@@ -71,7 +71,7 @@ fn token_check(c: &mut Criterion) {
     run("token_check", &[0, 100_000, 1_000_000], &|header, list| {
         vigile::auth::authenticate(Some(header), &keys, list).is_ok()
     });
-    let cache = vigile::token_cache::TokenCache::new(16_384);
+    let cache = vigile::tokens::TokenCache::new(16_384);
     run(
         "token_check_seen_before",
         &[0, 1_000_000],

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
-use crate::token_cache::{TokenCache, Verified};
-use crate::tokens::{Identity, SessionId, TokenError, TokenKeys};
+use crate::tokens::{Identity, SessionId, TokenCache, TokenError, TokenKeys, Verified};
 
 /// Why a request was not authenticated; each has a stable code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

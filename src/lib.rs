@@ -37,7 +37,6 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
-pub mod token_cache;
 pub mod tokens;
 pub mod upstream;
 

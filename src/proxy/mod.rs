@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::metrics::{method_label, RouteMeter};
 use crate::routes::{Route, RouteTable};
 use crate::state::{Gateway, InFlight, InFlightGuard};
-use crate::token_cache::{TokenCache, Verified};
+use crate::tokens::{TokenCache, Verified};
 use crate::upstream::{Picked, UpstreamPool};
 use plan::{Action, Planner, RouteLabel, UNMATCHED};
 

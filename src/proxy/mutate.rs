@@ -17,7 +17,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::config::{AuthMode, IdentityHeaders, UnderscoreHeaders};
 use crate::routes::Route;
-use crate::token_cache::Verified;
+use crate::tokens::Verified;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

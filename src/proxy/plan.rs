@@ -19,7 +19,7 @@ use crate::cors::{CorsPolicy, Preflight};
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
 use crate::routes::RouteTable;
-use crate::token_cache::{TokenCache, Verified};
+use crate::tokens::{TokenCache, Verified};
 use crate::tokens::TokenKeys;
 
 use super::{forward, request};

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::connections::{Edge, EdgeApp};
 use crate::proxy::Proxy;
 use crate::state::{Gateway, InFlight};
-use crate::token_cache::TokenCache;
+use crate::tokens::TokenCache;
 use crate::upstream::{build_balancer, UpstreamPool};
 
 use housekeeping::Housekeeping;

@@ -21,7 +21,7 @@ use bytes::{BufMut, BytesMut};
 use http::HeaderValue;
 use parking_lot::Mutex;
 
-use crate::tokens::{hex128_into, Identity, TokenError, TokenKeys};
+use super::{hex128_into, Identity, TokenError, TokenKeys};
 
 const SHARDS: usize = 16;
 
@@ -185,9 +185,9 @@ impl Shard {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{hs_keys, subject};
+    use super::super::SessionId;
     use super::*;
-    use crate::tokens::fixtures::{hs_keys, subject};
-    use crate::tokens::SessionId;
 
     fn keys() -> TokenKeys {
         hs_keys(b"0123456789abcdef0123456789abcdef")

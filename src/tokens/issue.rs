@@ -1,0 +1,50 @@
+//! Issuing access and refresh tokens.
+
+use super::{random_token_id, AccessClaims, RefreshClaims, SessionId, Subject, TokenKeys};
+
+impl TokenKeys {
+    pub fn issue_access(
+        &self,
+        subject: &Subject,
+        session: SessionId,
+        now: u64,
+    ) -> Result<String, String> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.account_id.to_string(),
+            email: subject.email.to_string(),
+            role: subject.role.to_string(),
+            sid: session.to_string(),
+            jti: format!("{:032x}", random_token_id()),
+            iat: now,
+            exp: now + self.access_ttl,
+            token_type: "access".into(),
+            nbf: None,
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
+    }
+
+    /// A refresh token with the given `jti` and expiry (both kept in the session).
+    pub fn issue_refresh(
+        &self,
+        account_id: u64,
+        session: SessionId,
+        jti: u128,
+        now: u64,
+        exp: u64,
+    ) -> Result<String, String> {
+        let claims = RefreshClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: account_id.to_string(),
+            sid: session.to_string(),
+            jti: format!("{jti:032x}"),
+            iat: now,
+            exp,
+            token_type: "refresh".into(),
+            nbf: None,
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
+    }
+}
