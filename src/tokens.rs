@@ -639,19 +639,13 @@ fn generate_ed25519_pem() -> Vec<u8> {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use std::time::Duration;
 
     pub(crate) fn config(alg: Algorithm, key: KeySource) -> TokenConfig {
         TokenConfig {
             algorithm: alg,
             key,
-            issuer: "vigile".into(),
-            audience: "api".into(),
-            access_ttl: Duration::from_secs(300),
-            refresh_ttl: Duration::from_secs(86_400),
-            reuse_grace: Duration::from_secs(10),
-            leeway: Duration::ZERO,
             verified_cache: 0,
+            ..TokenConfig::default()
         }
     }
 

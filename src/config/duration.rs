@@ -8,11 +8,6 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
-
-/// A duration parsed from the YAML form. Converts into `std::time::Duration`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigDuration(pub Duration);
 
 const HINT: &str = "expected a duration such as 500ms, 10s, 5m, 1h or 1d";
 
@@ -49,33 +44,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-impl<'de> Deserialize<'de> for ConfigDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DurationVisitor;
-        impl Visitor<'_> for DurationVisitor {
-            type Value = ConfigDuration;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(HINT)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ConfigDuration, E> {
-                parse_duration(v).map(ConfigDuration).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ConfigDuration, E> {
-                if v == 0 {
-                    Ok(ConfigDuration(Duration::ZERO))
-                } else {
-                    Err(E::custom(format!("`{v}`: missing unit; {HINT}")))
-                }
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ConfigDuration, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::custom(format!("`{v}`: negative; {HINT}"))),
-                }
+/// `#[serde(deserialize_with = "duration::deserialize")]` for a `Duration`
+/// field: a string as above, or the integer `0`.
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
+    struct DurationVisitor;
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(HINT)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            if v == 0 {
+                Ok(Duration::ZERO)
+            } else {
+                Err(E::custom(format!("`{v}`: missing unit; {HINT}")))
             }
         }
-        deserializer.deserialize_any(DurationVisitor)
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::custom(format!("`{v}`: negative; {HINT}"))),
+            }
+        }
     }
+    deserializer.deserialize_any(DurationVisitor)
 }
 
 #[cfg(test)]

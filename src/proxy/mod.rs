@@ -84,9 +84,7 @@ impl Proxy {
         in_flight: InFlight,
         verified: Arc<TokenCache>,
     ) -> Proxy {
-        let routes = RouteTable::new(&gateway.config.routes, |name| {
-            pools.iter().position(|p| p.name == name).unwrap_or(0)
-        });
+        let routes = RouteTable::new(&gateway.config.routes);
         let identity_headers = IdentityHeaderNames::new(
             &gateway.config.identity_headers,
             gateway.config.server.underscore_headers,
@@ -235,8 +233,8 @@ impl Proxy {
             return Err(ApiError::not_found());
         };
         let req = session.req_header();
-        if !route.allows(req.method.as_str()) {
-            return Err(ApiError::method_not_allowed(route.allow.clone()));
+        if !route.allows(&req.method) {
+            return Err(ApiError::method_not_allowed(route.allow()));
         }
         if route.auth == AuthMode::None {
             return Ok(None);
@@ -275,7 +273,8 @@ impl Proxy {
 
     /// The upstream pool of the route a request matched.
     fn pool_of(&self, ctx: &RequestCtx) -> Option<&UpstreamPool> {
-        self.route_of(ctx).and_then(|r| self.pools.get(r.upstream))
+        self.route_of(ctx)
+            .and_then(|r| self.pools.get(r.upstream.index))
     }
 
     /// Whether the route a request matched lets protocol upgrades through.
