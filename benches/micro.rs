@@ -8,7 +8,6 @@
 //! `cargo bench --bench micro` (figures in benches/README.md).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use vigile::config::{Algorithm, KeySource, TokenConfig};
@@ -21,13 +20,8 @@ fn keys(dir: &std::path::Path) -> TokenKeys {
     let cfg = TokenConfig {
         algorithm: Algorithm::HS256,
         key: KeySource::Secret(b"bench-secret-bench-secret-bench-secret".to_vec()),
-        issuer: "vigile".into(),
-        audience: "api".into(),
-        access_ttl: Duration::from_secs(300),
-        refresh_ttl: Duration::from_secs(86_400),
-        reuse_grace: Duration::from_secs(10),
-        leeway: Duration::ZERO,
         verified_cache: 0,
+        ..TokenConfig::default()
     };
     TokenKeys::from_config(&cfg, dir).expect("keys")
 }

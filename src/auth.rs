@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::config::RoleName;
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
 use crate::tokens::{Identity, SessionId, TokenCache, TokenError, TokenKeys, Verified};
@@ -111,8 +112,8 @@ fn check_bearer<T>(
 }
 
 /// 403 unless the identity's role is among `roles` (an empty list allows all).
-pub fn authorize(identity: &Identity, roles: &[String]) -> Result<(), ApiError> {
-    if roles.is_empty() || roles.iter().any(|r| r == &identity.role) {
+pub fn authorize(identity: &Identity, roles: &[RoleName]) -> Result<(), ApiError> {
+    if roles.is_empty() || roles.iter().any(|r| r.as_str() == identity.role) {
         Ok(())
     } else {
         Err(ApiError::forbidden())

@@ -3,15 +3,16 @@
 //! to actual responses for allowed origins. An origin that is not allowed
 //! gets no CORS header at all, so the browser refuses the response.
 
+use http::{HeaderName, Method};
+
 use crate::config::CorsConfig;
 
 pub struct CorsPolicy {
     origins: Vec<String>,
     any_origin: bool,
-    methods: Vec<String>,
+    methods: Vec<Method>,
     methods_joined: String,
-    /// Lower-case.
-    headers: Vec<String>,
+    headers: Vec<HeaderName>,
     headers_joined: String,
     exposed_joined: String,
     credentials: bool,
@@ -34,15 +35,11 @@ impl CorsPolicy {
         CorsPolicy {
             any_origin: cfg.allowed_origins.iter().any(|o| o == "*"),
             origins: cfg.allowed_origins.clone(),
-            methods_joined: cfg.allowed_methods.join(", "),
+            methods_joined: join(&cfg.allowed_methods, Method::as_str),
             methods: cfg.allowed_methods.clone(),
-            headers_joined: cfg.allowed_headers.join(", "),
-            headers: cfg
-                .allowed_headers
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            exposed_joined: cfg.exposed_headers.join(", "),
+            headers_joined: join(&cfg.allowed_headers, HeaderName::as_str),
+            headers: cfg.allowed_headers.clone(),
+            exposed_joined: join(&cfg.exposed_headers, HeaderName::as_str),
             credentials: cfg.allow_credentials,
             max_age: cfg.max_age.as_secs().to_string(),
         }
@@ -79,12 +76,12 @@ impl CorsPolicy {
         let method_ok = self
             .methods
             .iter()
-            .any(|m| m.eq_ignore_ascii_case(request_method.trim()));
+            .any(|m| m.as_str().eq_ignore_ascii_case(request_method.trim()));
         let headers_ok = request_headers.is_none_or(|list| {
             list.split(',')
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
-                .all(|h| self.headers.contains(&h))
+                .all(|h| self.headers.iter().any(|name| name.as_str() == h))
         });
         if !self.allows_origin(origin) || !method_ok || !headers_ok {
             return Preflight::Refused;
@@ -128,6 +125,11 @@ impl CorsPolicy {
     }
 }
 
+/// Names as one header value: `GET, POST`.
+fn join<T>(items: &[T], name: fn(&T) -> &str) -> String {
+    items.iter().map(name).collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,9 +138,9 @@ mod tests {
     fn policy(origins: &[&str], credentials: bool) -> CorsPolicy {
         CorsPolicy::new(&CorsConfig {
             allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
-            allowed_methods: vec!["GET".into(), "POST".into()],
-            allowed_headers: vec!["Authorization".into(), "Content-Type".into()],
-            exposed_headers: vec!["X-Request-Id".into()],
+            allowed_methods: vec![Method::GET, Method::POST],
+            allowed_headers: vec![http::header::AUTHORIZATION, http::header::CONTENT_TYPE],
+            exposed_headers: vec![HeaderName::from_static("x-request-id")],
             allow_credentials: credentials,
             max_age: Duration::from_secs(600),
         })

@@ -35,7 +35,7 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn from_config(cfg: &MailerConfig) -> Result<Mailer, String> {
-        let from: Mailbox = cfg.from.parse().map_err(|e| format!("mailer.from: {e}"))?;
+        let from = cfg.from.clone();
         let transport = match (cfg.kind, &cfg.smtp) {
             (MailerKind::File, _) => Transport::File(cfg.dir.clone()),
             (MailerKind::Log, _) => Transport::Log,
@@ -46,7 +46,7 @@ impl Mailer {
                     SmtpTls::None => Ok(SmtpTransport::builder_dangerous(&smtp.host)),
                 }
                 .map_err(|e| format!("mailer.smtp.host: {e}"))?;
-                let mut builder = builder.port(smtp.port).timeout(Some(smtp.timeout));
+                let mut builder = builder.port(smtp.port()).timeout(Some(smtp.timeout));
                 if let Some((user, pass)) = &smtp.credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
                 }

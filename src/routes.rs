@@ -1,28 +1,21 @@
 //! The route table: which upstream a path goes to and under which policy.
 //! Resolved once per request; the longest matching prefix wins.
 
-use crate::config::{AuthMode, RouteConfig};
+use http::Method;
 
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub name: String,
-    pub prefix: String,
-    /// Index of the upstream in the gateway's upstream list.
-    pub upstream: usize,
-    pub auth: AuthMode,
-    pub roles: Vec<String>,
-    pub strip_prefix: bool,
-    pub forward_authorization: bool,
-    pub methods: Vec<String>,
-    /// `Allow` header value when `methods` is set.
-    pub allow: String,
-    /// Whether protocol upgrades (WebSocket) may pass.
-    pub websocket: bool,
-}
+/// A route is its configuration, typed and checked at load (its upstream
+/// already resolved to an index).
+pub use crate::config::RouteConfig as Route;
 
 impl Route {
-    pub fn allows(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods.is_empty() || self.methods.contains(method)
+    }
+
+    /// `Allow` header value when `methods` is set.
+    pub fn allow(&self) -> String {
+        let names: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        names.join(", ")
     }
 
     /// The path the upstream sees: with the prefix removed when the route says
@@ -48,23 +41,8 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// `upstream_index` maps an upstream name (already checked to exist) to its index.
-    pub fn new(config: &[RouteConfig], upstream_index: impl Fn(&str) -> usize) -> RouteTable {
-        let mut routes: Vec<Route> = config
-            .iter()
-            .map(|r| Route {
-                name: r.name.clone(),
-                prefix: r.prefix.clone(),
-                upstream: upstream_index(&r.upstream),
-                auth: r.auth,
-                roles: r.roles.clone(),
-                strip_prefix: r.strip_prefix,
-                forward_authorization: r.forward_authorization,
-                methods: r.methods.clone(),
-                allow: r.methods.join(", "),
-                websocket: r.websocket,
-            })
-            .collect();
+    pub fn new(config: &[Route]) -> RouteTable {
+        let mut routes = config.to_vec();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         RouteTable { routes }
     }
@@ -101,11 +79,16 @@ impl RouteTable {
 mod tests {
     use super::*;
 
-    fn route(name: &str, prefix: &str, strip: bool) -> RouteConfig {
-        RouteConfig {
+    use crate::config::{AuthMode, UpstreamRef};
+
+    fn route(name: &str, prefix: &str, strip: bool) -> Route {
+        Route {
             name: name.into(),
             prefix: prefix.into(),
-            upstream: "u".into(),
+            upstream: UpstreamRef {
+                name: "u".into(),
+                index: 0,
+            },
             auth: AuthMode::Required,
             roles: vec![],
             strip_prefix: strip,
@@ -117,14 +100,11 @@ mod tests {
 
     #[test]
     fn the_longest_prefix_wins() {
-        let table = RouteTable::new(
-            &[
-                route("api", "/api/", false),
-                route("stocks", "/api/stocks/", false),
-                route("admin", "/api/stocks/admin/", false),
-            ],
-            |_| 0,
-        );
+        let table = RouteTable::new(&[
+            route("api", "/api/", false),
+            route("stocks", "/api/stocks/", false),
+            route("admin", "/api/stocks/admin/", false),
+        ]);
         let name = |p: &str| table.find(p).map(|r| r.name.clone());
         assert_eq!(name("/api/stocks/1"), Some("stocks".into()));
         assert_eq!(name("/api/stocks"), Some("stocks".into()));
@@ -135,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_prefix_without_a_final_slash_matches_whole_segments() {
-        let table = RouteTable::new(&[route("sp", "/api/sp", true)], |_| 0);
+        let table = RouteTable::new(&[route("sp", "/api/sp", true)]);
         let name = |p: &str| table.find(p).map(|r| r.name.clone());
         assert_eq!(name("/api/sp"), Some("sp".into()));
         assert_eq!(name("/api/sp/x"), Some("sp".into()));
@@ -146,7 +126,7 @@ mod tests {
 
     #[test]
     fn strip_prefix_keeps_a_leading_slash() {
-        let table = RouteTable::new(&[route("s", "/api/stocks/", true)], |_| 0);
+        let table = RouteTable::new(&[route("s", "/api/stocks/", true)]);
         let r = table.find("/api/stocks/1").expect("route");
         assert_eq!(r.upstream_path("/api/stocks/1?x=1"), "/1?x=1");
         assert_eq!(r.upstream_path("/api/stocks"), "/");

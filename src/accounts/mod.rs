@@ -227,7 +227,7 @@ impl AccountService {
             store,
             tokens,
             revocations,
-            default_role: config.accounts.default_role.clone(),
+            default_role: config.accounts.default_role.to_string(),
             password_min_length: config.accounts.password_min_length,
             reuse_grace_ms: u64::try_from(config.tokens.reuse_grace.as_millis())
                 .unwrap_or(u64::MAX),

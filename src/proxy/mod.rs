@@ -67,9 +67,7 @@ impl Proxy {
         in_flight: InFlight,
         verified: Arc<TokenCache>,
     ) -> Proxy {
-        let routes = RouteTable::new(&gateway.config.routes, |name| {
-            pools.iter().position(|p| p.name == name).unwrap_or(0)
-        });
+        let routes = RouteTable::new(&gateway.config.routes);
         let identity_headers = IdentityHeaderNames::new(
             &gateway.config.identity_headers,
             gateway.config.server.underscore_headers,
@@ -228,7 +226,8 @@ impl Proxy {
 
     /// The upstream pool of the route a request matched.
     fn pool_of(&self, ctx: &RequestCtx) -> Option<&UpstreamPool> {
-        self.route_of(ctx).and_then(|r| self.pools.get(r.upstream))
+        self.route_of(ctx)
+            .and_then(|r| self.pools.get(r.upstream.index))
     }
 
     /// The one upstream selection of both forwarding paths: the route's

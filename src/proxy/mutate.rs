@@ -53,16 +53,11 @@ pub struct IdentityHeaderNames {
 
 impl IdentityHeaderNames {
     pub fn new(cfg: &IdentityHeaders, underscore: UnderscoreHeaders) -> IdentityHeaderNames {
-        // Names were checked at config load; a fallback keeps this total.
-        let header = |name: &str, fallback: &'static str| {
-            HeaderName::from_bytes(name.as_bytes())
-                .unwrap_or_else(|_| HeaderName::from_static(fallback))
-        };
         IdentityHeaderNames {
-            user_id: header(&cfg.user_id, "x-user-id"),
-            email: header(&cfg.email, "x-user-email"),
-            role: header(&cfg.role, "x-user-role"),
-            session_id: header(&cfg.session_id, "x-session-id"),
+            user_id: cfg.user_id.clone(),
+            email: cfg.email.clone(),
+            role: cfg.role.clone(),
+            session_id: cfg.session_id.clone(),
             drop_underscore: underscore == UnderscoreHeaders::Drop,
         }
     }
@@ -484,19 +479,21 @@ pub fn answer_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMode, IdentityHeaders};
+    use crate::config::{AuthMode, IdentityHeaders, UpstreamRef};
 
     fn route(strip_prefix: bool, forward_authorization: bool) -> Route {
         Route {
             name: "stocks".into(),
             prefix: "/api/stocks/".into(),
-            upstream: 0,
+            upstream: UpstreamRef {
+                name: "stocks".into(),
+                index: 0,
+            },
             auth: AuthMode::Required,
             roles: Vec::new(),
             strip_prefix,
             forward_authorization,
             methods: Vec::new(),
-            allow: String::new(),
             websocket: false,
         }
     }
@@ -520,15 +517,7 @@ mod tests {
         underscore: UnderscoreHeaders,
         target: Option<&[u8]>,
     ) -> Result<Box<RequestHeader>> {
-        let names = IdentityHeaderNames::new(
-            &IdentityHeaders {
-                user_id: "X-User-Id".into(),
-                email: "X-User-Email".into(),
-                role: "X-User-Role".into(),
-                session_id: "X-Session-Id".into(),
-            },
-            underscore,
-        );
+        let names = IdentityHeaderNames::new(&IdentityHeaders::default(), underscore);
         let request_id = HeaderValue::from_static("abc");
         Forwarding {
             route,

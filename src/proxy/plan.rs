@@ -19,8 +19,8 @@ use crate::cors::{CorsPolicy, Preflight};
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
 use crate::routes::RouteTable;
-use crate::tokens::{TokenCache, Verified};
 use crate::tokens::TokenKeys;
+use crate::tokens::{TokenCache, Verified};
 
 use super::{forward, request};
 
@@ -185,8 +185,8 @@ impl Planner {
         let Some(route) = self.routes.get(index) else {
             return Err(ApiError::not_found());
         };
-        if !route.allows(req.method.as_str()) {
-            return Err(ApiError::method_not_allowed(route.allow.clone()));
+        if !route.allows(&req.method) {
+            return Err(ApiError::method_not_allowed(route.allow()));
         }
         if route.auth == AuthMode::None {
             return Ok(None);
@@ -242,10 +242,7 @@ upstreams:
         let config = Config::from_yaml(CONFIG, &env).expect("config");
         let tokens = TokenKeys::from_config(&config.tokens, std::path::Path::new("/nonexistent"))
             .expect("keys");
-        let names: Vec<&String> = config.upstreams.keys().collect();
-        let routes = RouteTable::new(&config.routes, |name| {
-            names.iter().position(|n| *n == name).unwrap_or(0)
-        });
+        let routes = RouteTable::new(&config.routes);
         Fixture {
             planner: Planner {
                 routes,

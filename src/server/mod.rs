@@ -60,7 +60,8 @@ pub fn serve(mut config: Config) -> Result<(), String> {
     server.bootstrap();
 
     let mut pools = Vec::new();
-    for (name, up) in &cfg.upstreams {
+    for up in &cfg.upstreams {
+        let name = &up.name;
         let lb = build_balancer(name, up)?;
         let balancer = if up.health_check.is_some() {
             let service = background_service(&format!("health check {name}"), lb);

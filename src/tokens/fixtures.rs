@@ -1,7 +1,5 @@
 //! Keys, claims and forged tokens for the tests of this module.
 
-use std::time::Duration;
-
 use super::{Subject, TokenKeys};
 use crate::config::{Algorithm, KeySource, TokenConfig};
 
@@ -9,13 +7,8 @@ pub(crate) fn config(alg: Algorithm, key: KeySource) -> TokenConfig {
     TokenConfig {
         algorithm: alg,
         key,
-        issuer: "vigile".into(),
-        audience: "api".into(),
-        access_ttl: Duration::from_secs(300),
-        refresh_ttl: Duration::from_secs(86_400),
-        reuse_grace: Duration::from_secs(10),
-        leeway: Duration::ZERO,
         verified_cache: 0,
+        ..TokenConfig::default()
     }
 }
 

@@ -1,0 +1,100 @@
+//! `server:` (the proxy listener and its workers) and `admin:` (the admin
+//! listener).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{duration, err, values, ConfigError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What becomes of client header names holding `_` (other than the
+/// identity headers' twins, which are always removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoreHeaders {
+    /// Removed before forwarding, as nginx does: WSGI/CGI backends read
+    /// `X_Foo` and `X-Foo` as one variable.
+    #[default]
+    Drop,
+    /// Forwarded.
+    Keep,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    #[serde(deserialize_with = "values::listen")]
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub work_stealing: bool,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub grace_period: Duration,
+    pub log_format: LogFormat,
+    pub underscore_headers: UnderscoreHeaders,
+    /// Longest a client may take to send a request's head (from the
+    /// connection, or from the end of the previous request).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub header_timeout: Duration,
+    /// Most client connections open at once; past that, new ones are refused.
+    pub max_connections: usize,
+    /// Bodiless HTTP/1 requests go by vigile's own forwarder (`proxy/forward.rs`)
+    /// rather than Pingora's proxy loop.
+    pub direct_path: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            threads: 2,
+            work_stealing: false,
+            grace_period: Duration::from_secs(5),
+            log_format: LogFormat::Text,
+            underscore_headers: UnderscoreHeaders::Drop,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            direct_path: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        match self.threads {
+            0 => return err("server.threads", "must be at least 1"),
+            n if n > 1024 => return err("server.threads", "must be at most 1024"),
+            _ => {}
+        }
+        if self.header_timeout < Duration::from_millis(100) {
+            return err("server.header_timeout", "must be at least 100ms");
+        }
+        if self.max_connections == 0 {
+            return err("server.max_connections", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    #[serde(deserialize_with = "values::listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `upstreams:`, the backends routes forward to, by name.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::{duration, err, values, ConfigError};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The key under `upstreams:`.
+    #[serde(skip)]
+    pub name: String,
+    /// Resolved at load.
+    #[serde(deserialize_with = "values::targets")]
+    pub targets: Vec<SocketAddr>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(default = "two_seconds", deserialize_with = "duration::deserialize")]
+    pub connect_timeout: Duration,
+    #[serde(default = "thirty_seconds", deserialize_with = "duration::deserialize")]
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// HTTP GET on this path; TCP connect when `None`.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "five_seconds", deserialize_with = "duration::deserialize")]
+    pub interval: Duration,
+}
+
+fn two_seconds() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The `upstreams:` map as a list in name order, each knowing its name:
+/// routes and the gateway's pools refer to an upstream by its index here.
+pub(super) fn by_name<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<UpstreamConfig>, D::Error> {
+    let map = BTreeMap::<String, UpstreamConfig>::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .map(|(name, up)| UpstreamConfig { name, ..up })
+        .collect())
+}
+
+impl UpstreamConfig {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let key = format!("upstreams.{}", self.name);
+        if self.targets.is_empty() {
+            return err(&format!("{key}.targets"), "needs at least one host:port");
+        }
+        if let Some(hc) = &self.health_check {
+            if hc.path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+                return err(&format!("{key}.health_check.path"), "must start with /");
+            }
+            if hc.interval < Duration::from_millis(100) {
+                return err(
+                    &format!("{key}.health_check.interval"),
+                    "must be at least 100ms",
+                );
+            }
+        }
+        if self.connect_timeout.is_zero() {
+            return err(&format!("{key}.connect_timeout"), "must be longer than 0");
+        }
+        if self.read_timeout.is_zero() {
+            return err(&format!("{key}.read_timeout"), "must be longer than 0");
+        }
+        Ok(())
+    }
+}
