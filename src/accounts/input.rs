@@ -208,7 +208,10 @@ mod tests {
         assert!(parse_object(b"").expect("empty").is_empty());
         assert_eq!(parse_object(b"{").expect_err("bad").status, 400);
         assert_eq!(
-            parse_object(b"[1]").expect_err("not an object").code,
+            parse_object(b"[1]")
+                .expect_err("not an object")
+                .code
+                .as_str(),
             "invalid_json"
         );
     }

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::input::{self, Object};
 use super::{internal, AccountService, Reply};
-use crate::error::{ApiError, Validator};
+use crate::error::{ApiError, ErrorCode, Validator};
 use crate::mailer::{Mail, Mailer};
 use crate::passwords;
 use crate::store::{ResetRecord, Store};
@@ -189,7 +189,7 @@ pub fn forgotten(
 fn invalid_token() -> ApiError {
     ApiError::new(
         400,
-        "invalid_reset_token",
+        ErrorCode::InvalidResetToken,
         "Lien de réinitialisation invalide, expiré ou déjà utilisé",
     )
 }
