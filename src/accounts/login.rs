@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::input::{self, Object};
+use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::ApiError;
 use crate::passwords;
@@ -32,17 +32,34 @@ struct LoginReply<'a> {
     account: LoginAccount<'a>,
 }
 
-pub fn apply(
-    service: &AccountService,
-    body: Object,
-    client_ip: Option<IpAddr>,
-) -> Result<Reply, ApiError> {
-    let (Some(email), Some(password)) = (
+/// Email and password, both non-empty strings; no per-field messages.
+#[derive(Debug)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: Secret,
+}
+
+pub fn parse(body: &[u8]) -> Result<LoginRequest, ApiError> {
+    let body = input::parse_object(body)?;
+    match (
         input::plain_string(&body, "email"),
         input::plain_string(&body, "password"),
-    ) else {
-        return Err(ApiError::missing_credentials());
-    };
+    ) {
+        (Some(email), Some(password)) => Ok(LoginRequest {
+            email,
+            password: password.into(),
+        }),
+        _ => Err(ApiError::missing_credentials()),
+    }
+}
+
+pub fn apply(
+    service: &AccountService,
+    request: LoginRequest,
+    client_ip: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
+    let LoginRequest { email, password } = request;
+    let password = password.expose();
     if password.len() > passwords::MAX_PASSWORD_BYTES {
         return Err(ApiError::invalid_credentials());
     }
@@ -51,9 +68,9 @@ pub fn apply(
     let attempts = service.reserve_password_check(&key, client_ip)?;
     let account = service.store.account_by_email(&email).map_err(internal)?;
     let verified = match &account {
-        Some(a) => service.timed_hash(|| passwords::verify_password(&password, &a.password_hash)),
+        Some(a) => service.timed_hash(|| passwords::verify_password(password, &a.password_hash)),
         None => {
-            service.timed_hash(|| passwords::verify_password(&password, &service.dummy_hash));
+            service.timed_hash(|| passwords::verify_password(password, &service.dummy_hash));
             false
         }
     };

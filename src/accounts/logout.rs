@@ -5,18 +5,38 @@
 
 use serde_json::{json, Value};
 
-use super::input::{self, Object};
+use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::ApiError;
 use crate::tokens::{Identity, SessionId};
 
-pub fn apply(service: &AccountService, who: &Identity, body: Object) -> Result<Reply, ApiError> {
+/// `all` ends every session of the account; otherwise the caller's session
+/// ends, and the one of `refresh` if it belongs to the caller.
+#[derive(Debug)]
+pub struct LogoutRequest {
+    pub all: bool,
+    pub refresh: Option<Secret>,
+}
+
+pub fn parse(body: &[u8]) -> Result<LogoutRequest, ApiError> {
+    let body = input::parse_object(body)?;
+    Ok(LogoutRequest {
+        all: matches!(body.get("all"), Some(Value::Bool(true))),
+        refresh: input::refresh_token(&body),
+    })
+}
+
+pub fn apply(
+    service: &AccountService,
+    who: &Identity,
+    request: LogoutRequest,
+) -> Result<Reply, ApiError> {
     let account_id: u64 = who
         .account_id
         .parse()
         .map_err(|_| ApiError::refresh_not_valid())?;
     let now = crate::unix_now();
-    let all = matches!(body.get("all"), Some(Value::Bool(true)));
+    let all = request.all;
     if all {
         let revoked = service
             .store
@@ -25,9 +45,10 @@ pub fn apply(service: &AccountService, who: &Identity, body: Object) -> Result<R
         service.revoked(&revoked);
     } else {
         let mut sessions = vec![who.session];
-        let refresh = input::plain_string(&body, "refresh")
-            .or_else(|| input::plain_string(&body, "refresh_token"));
-        if let Some(Ok((owner, session, _))) = refresh.map(|t| service.tokens.verify_refresh(&t)) {
+        let verified = request
+            .refresh
+            .map(|t| service.tokens.verify_refresh(t.expose()));
+        if let Some(Ok((owner, session, _))) = verified {
             if owner == account_id && session != who.session {
                 sessions.push(session);
             }

@@ -121,7 +121,7 @@ pub fn execute(
             let Value::Object(body) = body else {
                 return Err(ApiError::internal());
             };
-            let reg = register::parse(&body, service.password_min_length)?;
+            let reg = register::from_object(&body, service.password_min_length)?;
             if let Some(r) = &role {
                 check_role(service, r)?;
             }

@@ -12,54 +12,77 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::input::{self, Object};
+use super::input::{self, Object, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
-use crate::store::normalize_email;
+use crate::store::{normalize_email, AccountRecord};
 use crate::tokens::Identity;
+
+/// The current password and the new one (with its optional confirmation).
+#[derive(Debug)]
+pub struct PasswordChangeRequest {
+    pub old_password: Secret,
+    pub new_password: Secret,
+    pub new_password_confirm: Option<Secret>,
+}
+
+/// The fields of a body already read as an object: the caller's account is
+/// checked between the two (see `AccountService::handle`).
+pub fn from_object(body: &Object) -> Result<PasswordChangeRequest, ApiError> {
+    let mut v = Validator::default();
+    let old = input::required_secret(body, "old_password", &mut v);
+    let new = input::required_secret(body, "new_password", &mut v);
+    let confirm = input::optional_secret(body, "new_password_confirm", &mut v);
+    v.finish()?;
+    match (old, new) {
+        (Some(old_password), Some(new_password)) => Ok(PasswordChangeRequest {
+            old_password,
+            new_password,
+            new_password_confirm: confirm,
+        }),
+        _ => Err(ApiError::internal()),
+    }
+}
 
 pub fn apply(
     service: &AccountService,
     who: &Identity,
-    body: Object,
+    account: &AccountRecord,
+    request: PasswordChangeRequest,
     client_ip: Option<IpAddr>,
 ) -> Result<Reply, ApiError> {
-    let account = service.account_of(who)?;
-    let mut v = Validator::default();
-    let old = input::required_string(&body, "old_password", &mut v, true);
-    let new = input::required_string(&body, "new_password", &mut v, true);
-    let confirm = input::optional_string(&body, "new_password_confirm", &mut v);
-    v.finish()?;
-    let (Some(old), Some(new)) = (old, new) else {
-        return Err(ApiError::internal());
-    };
+    let PasswordChangeRequest {
+        old_password: old,
+        new_password: new,
+        new_password_confirm: confirm,
+    } = request;
     let wrong_old_password = || {
         let mut v = Validator::default();
         v.add("old_password", "Le mot de passe actuel est incorrect.");
         v.finish().err().unwrap_or_else(ApiError::internal)
     };
-    if old.len() > passwords::MAX_PASSWORD_BYTES {
+    if old.expose().len() > passwords::MAX_PASSWORD_BYTES {
         return Err(wrong_old_password());
     }
     let attempts = service.reserve_password_check(&normalize_email(&account.email), client_ip)?;
-    if !service.timed_hash(|| passwords::verify_password(&old, &account.password_hash)) {
+    if !service.timed_hash(|| passwords::verify_password(old.expose(), &account.password_hash)) {
         attempts.failure();
         return Err(wrong_old_password());
     }
     attempts.success();
     let mut v = Validator::default();
-    service.check_new_password(&new, &account, "new_password", &mut v);
+    service.check_new_password(new.expose(), account, "new_password", &mut v);
     if new == old {
         v.add(
             "new_password",
             "Le nouveau mot de passe doit être différent de l'actuel.",
         );
     }
-    input::check_confirmation("new_password_confirm", &new, confirm.as_deref(), &mut v);
+    input::check_confirmation("new_password_confirm", &new, confirm.as_ref(), &mut v);
     v.finish()?;
     let hash = service
-        .timed_hash(|| passwords::hash_password(&new))
+        .timed_hash(|| passwords::hash_password(new.expose()))
         .map_err(internal)?;
     let revoked = service
         .store

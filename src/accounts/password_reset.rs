@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::input::{self, Object};
+use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::{ApiError, ErrorCode, Validator};
 use crate::mailer::{Mail, Mailer};
@@ -145,17 +145,30 @@ impl ResetQueue {
     }
 }
 
-pub fn forgotten(
-    service: &AccountService,
-    body: Object,
-    client_ip: Option<IpAddr>,
-) -> Result<Reply, ApiError> {
+/// The address a reset link is asked for, trimmed.
+#[derive(Debug)]
+pub struct PasswordForgottenRequest {
+    pub email: String,
+}
+
+pub fn parse_forgotten(body: &[u8]) -> Result<PasswordForgottenRequest, ApiError> {
+    let body = input::parse_object(body)?;
     let mut v = Validator::default();
     let email = input::required_string(&body, "email", &mut v, false);
     v.finish()?;
+    Ok(PasswordForgottenRequest {
+        email: email.unwrap_or_default(),
+    })
+}
+
+pub fn forgotten(
+    service: &AccountService,
+    request: PasswordForgottenRequest,
+    client_ip: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
     // The address as typed (trimmed) goes to the worker: the store decides
     // which account it names (a look-alike names none, see `email_names`).
-    let email = email.unwrap_or_default();
+    let email = request.email;
     let key = crate::store::normalize_email(&email);
     let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     // Every request counts, reserved at once so that parallel ones cannot
@@ -194,16 +207,38 @@ fn invalid_token() -> ApiError {
     )
 }
 
-pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> {
+/// A reset token and the new password (with its optional confirmation).
+#[derive(Debug)]
+pub struct PasswordResetRequest {
+    pub token: Secret,
+    pub password: Secret,
+    pub password_confirm: Option<Secret>,
+}
+
+pub fn parse_reset(body: &[u8]) -> Result<PasswordResetRequest, ApiError> {
+    let body = input::parse_object(body)?;
     let mut v = Validator::default();
     let token = input::required_string(&body, "token", &mut v, false);
-    let password = input::required_string(&body, "password", &mut v, true);
-    let confirm = input::optional_string(&body, "password_confirm", &mut v);
+    let password = input::required_secret(&body, "password", &mut v);
+    let password_confirm = input::optional_secret(&body, "password_confirm", &mut v);
     v.finish()?;
-    let (Some(token), Some(password)) = (token, password) else {
-        return Err(ApiError::internal());
-    };
-    let hash = token_hash(&token);
+    match (token, password) {
+        (Some(token), Some(password)) => Ok(PasswordResetRequest {
+            token: token.into(),
+            password,
+            password_confirm,
+        }),
+        _ => Err(ApiError::internal()),
+    }
+}
+
+pub fn reset(service: &AccountService, request: PasswordResetRequest) -> Result<Reply, ApiError> {
+    let PasswordResetRequest {
+        token,
+        password,
+        password_confirm: confirm,
+    } = request;
+    let hash = token_hash(token.expose());
     let now = crate::unix_now();
     // A first look, so that the policy can name the account's own data and
     // an invalid token costs no argon2 run; the write below checks again.
@@ -216,11 +251,11 @@ pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
         return Err(invalid_token());
     };
     let mut v = Validator::default();
-    service.check_new_password(&password, &account, "password", &mut v);
-    input::check_confirmation("password_confirm", &password, confirm.as_deref(), &mut v);
+    service.check_new_password(password.expose(), &account, "password", &mut v);
+    input::check_confirmation("password_confirm", &password, confirm.as_ref(), &mut v);
     v.finish()?;
     let new_hash = service
-        .timed_hash(|| passwords::hash_password(&password))
+        .timed_hash(|| passwords::hash_password(password.expose()))
         .map_err(internal)?;
     let used = service
         .store

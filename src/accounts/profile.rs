@@ -5,6 +5,7 @@
 use super::input::{self, Object};
 use super::{internal, AccountService, AccountView, Reply};
 use crate::error::{ApiError, Validator};
+use crate::store::AccountRecord;
 use crate::tokens::Identity;
 
 /// Fields a client may see but not change here.
@@ -25,14 +26,17 @@ pub fn show(service: &AccountService, who: &Identity) -> Result<Reply, ApiError>
 
 /// The changes a PATCH asks for; `None` leaves a field as it is, and an empty
 /// or null gender or phone clears it.
-struct ProfileChange {
-    first_name: Option<String>,
-    last_name: Option<String>,
-    gender: Option<Option<String>>,
-    phone: Option<Option<String>>,
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ProfileUpdateRequest {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
 }
 
-fn parse(body: &Object) -> Result<ProfileChange, ApiError> {
+/// The fields of a body already read as an object: the caller's account is
+/// checked between the two (see `AccountService::handle`).
+pub fn from_object(body: &Object) -> Result<ProfileUpdateRequest, ApiError> {
     let mut v = Validator::default();
     for field in READ_ONLY {
         if body.contains_key(field) {
@@ -57,7 +61,7 @@ fn parse(body: &Object) -> Result<ProfileChange, ApiError> {
         input::check_phone(p, &mut v)
     });
     v.finish()?;
-    Ok(ProfileChange {
+    Ok(ProfileUpdateRequest {
         first_name,
         last_name,
         gender,
@@ -65,9 +69,11 @@ fn parse(body: &Object) -> Result<ProfileChange, ApiError> {
     })
 }
 
-pub fn update(service: &AccountService, who: &Identity, body: Object) -> Result<Reply, ApiError> {
-    let account = service.account_of(who)?;
-    let change = parse(&body)?;
+pub fn update(
+    service: &AccountService,
+    account: &AccountRecord,
+    change: ProfileUpdateRequest,
+) -> Result<Reply, ApiError> {
     let (updated, _) = service
         .store
         .update_account(account.id, crate::unix_now(), |a| {

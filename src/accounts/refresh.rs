@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::input::{self, Object};
+use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::ApiError;
 use crate::store::SessionRecord;
@@ -67,16 +67,23 @@ pub fn decide(
     Decision::Reused
 }
 
-pub fn apply(service: &AccountService, body: Object) -> Result<Reply, ApiError> {
-    // `refresh_token` is the name the first seed document uses.
-    let Some(token) = input::plain_string(&body, "refresh")
-        .or_else(|| input::plain_string(&body, "refresh_token"))
-    else {
-        return Err(ApiError::missing_refresh());
-    };
+/// The refresh token to rotate.
+#[derive(Debug)]
+pub struct RefreshRequest {
+    pub refresh: Secret,
+}
+
+pub fn parse(body: &[u8]) -> Result<RefreshRequest, ApiError> {
+    let body = input::parse_object(body)?;
+    input::refresh_token(&body)
+        .map(|refresh| RefreshRequest { refresh })
+        .ok_or_else(ApiError::missing_refresh)
+}
+
+pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply, ApiError> {
     let (account_id, session, jti) = service
         .tokens
-        .verify_refresh(&token)
+        .verify_refresh(request.refresh.expose())
         .map_err(|_| ApiError::refresh_not_valid())?;
     let now_ms = crate::unix_now_ms();
     let now = now_ms / 1000;
