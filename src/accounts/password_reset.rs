@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::{ApiError, ErrorCode, Validator};
-use crate::mailer::{Mail, Mailer};
+use crate::mailer::{Mail, Mailer, MailerError};
 use crate::passwords;
-use crate::store::{ResetRecord, Store};
+use crate::store::{ResetRecord, Store, StoreError};
 
 /// Reset requests waiting for the worker; past that, requests are dropped
 /// (logged and counted), never waited for.
@@ -47,6 +47,15 @@ fn new_token() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Why the worker sent no link for a known account.
+#[derive(Debug, thiserror::Error)]
+enum ResetMailError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mail(#[from] MailerError),
 }
 
 /// What the worker needs.
@@ -91,12 +100,8 @@ impl ResetWorker {
     }
 
     /// `Ok(false)` when there is no active account for the email.
-    fn handle(&self, email: &str) -> Result<bool, String> {
-        let Some(account) = self
-            .store
-            .account_by_email(email)
-            .map_err(|e| e.to_string())?
-        else {
+    fn handle(&self, email: &str) -> Result<bool, ResetMailError> {
+        let Some(account) = self.store.account_by_email(email)? else {
             return Ok(false);
         };
         if !account.is_active {
@@ -110,8 +115,7 @@ impl ResetWorker {
             expires_at: now + self.ttl,
         };
         self.store
-            .create_reset_token(&token_hash(&token), &record)
-            .map_err(|e| e.to_string())?;
+            .create_reset_token(&token_hash(&token), &record)?;
         let link = self.reset_url.replace("{token}", &token);
         let minutes = (self.ttl / 60).max(1);
         let text = format!(
