@@ -75,3 +75,93 @@ fn end_session(service: &AccountService, session: SessionId, now: u64) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{Fixture, Tokens, PASSWORD};
+    use super::super::Endpoint;
+    use super::*;
+
+    fn two_sessions(f: &Fixture) -> (Tokens, Tokens) {
+        f.register("jean@example.com");
+        (
+            f.login("jean@example.com", PASSWORD),
+            f.login("jean@example.com", PASSWORD),
+        )
+    }
+
+    fn revoked(f: &Fixture, tokens: &Tokens) -> bool {
+        f.session(&tokens.refresh).1.revoked_at.is_some()
+    }
+
+    #[test]
+    fn a_logout_ends_the_callers_session_only() {
+        let f = Fixture::new();
+        let (a, b) = two_sessions(&f);
+        let reply = f
+            .call(Endpoint::Logout, Some(&a.access), json!({}))
+            .expect("logged out");
+        assert_eq!(
+            (reply.status, &reply.body),
+            (200, &json!({"message": "Déconnexion réussie"}))
+        );
+        assert!(revoked(&f, &a));
+        assert!(!revoked(&f, &b));
+        let e = f.profile(&a.access).expect_err("ended");
+        assert_eq!((e.status, e.code.as_str()), (401, "token_revoked"));
+        assert!(f.profile(&b.access).is_ok());
+        let e = f
+            .call(Endpoint::Refresh, None, json!({ "refresh": a.refresh }))
+            .expect_err("ended");
+        assert_eq!(e.code.as_str(), "token_not_valid");
+    }
+
+    #[test]
+    fn all_ends_every_session_of_the_account() {
+        let f = Fixture::new();
+        let (a, b) = two_sessions(&f);
+        f.register("marie@example.com");
+        let other = f.login("marie@example.com", PASSWORD);
+        f.call(Endpoint::Logout, Some(&a.access), json!({"all": true}))
+            .expect("logged out");
+        assert!(revoked(&f, &a) && revoked(&f, &b));
+        assert!(!revoked(&f, &other), "another account's session goes on");
+        assert_eq!(
+            f.profile(&b.access).expect_err("ended").code.as_str(),
+            "token_revoked"
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_in_the_body_ends_its_session_if_it_is_the_callers() {
+        let f = Fixture::new();
+        let (a, b) = two_sessions(&f);
+        f.register("marie@example.com");
+        let other = f.login("marie@example.com", PASSWORD);
+        f.call(
+            Endpoint::Logout,
+            Some(&a.access),
+            json!({"refresh": other.refresh}),
+        )
+        .expect("logged out");
+        assert!(!revoked(&f, &other), "not the caller's: ignored");
+        let c = f.login("jean@example.com", PASSWORD);
+        f.call(
+            Endpoint::Logout,
+            Some(&b.access),
+            json!({"refresh_token": c.refresh}),
+        )
+        .expect("logged out");
+        assert!(revoked(&f, &b) && revoked(&f, &c));
+    }
+
+    #[test]
+    fn a_logout_needs_a_bearer_token() {
+        let f = Fixture::new();
+        let e = f
+            .call(Endpoint::Logout, None, json!({}))
+            .expect_err("anonymous");
+        assert_eq!((e.status, e.code.as_str()), (401, "not_authenticated"));
+        assert!(e.bearer_challenge);
+    }
+}

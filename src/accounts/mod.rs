@@ -7,6 +7,8 @@
 //! the `ApiError`. Handlers are synchronous and block (argon2, redb commits);
 //! the adapter runs them on the blocking pool.
 
+#[cfg(test)]
+mod fixture;
 mod input;
 mod login;
 mod logout;

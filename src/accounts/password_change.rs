@@ -97,3 +97,104 @@ pub fn apply(
     );
     Reply::json(200, json!({"message": "Votre mot de passe a été modifié"}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{self, Fixture, Tokens, PASSWORD};
+    use super::super::Endpoint;
+    use super::*;
+
+    const NEW: &str = "Un-nouveau-secret-2026";
+
+    fn change(f: &Fixture, caller: &Tokens, old: &str, new: &str) -> Result<Reply, ApiError> {
+        f.call(
+            Endpoint::PasswordChange,
+            Some(&caller.access),
+            json!({"old_password": old, "new_password": new}),
+        )
+    }
+
+    #[test]
+    fn a_change_keeps_the_callers_session_and_ends_the_others() {
+        let f = Fixture::new();
+        f.register("jean@example.com");
+        let caller = f.login("jean@example.com", PASSWORD);
+        let other = f.login("jean@example.com", PASSWORD);
+        let reply = change(&f, &caller, PASSWORD, NEW).expect("changed");
+        assert_eq!(
+            (reply.status, &reply.body),
+            (200, &json!({"message": "Votre mot de passe a été modifié"}))
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(NEW, &stored.password_hash));
+        assert!(!passwords::verify_password(PASSWORD, &stored.password_hash));
+        assert!(f.profile(&caller.access).is_ok());
+        assert_eq!(f.session(&caller.refresh).1.revoked_at, None);
+        let e = f.profile(&other.access).expect_err("ended");
+        assert_eq!(e.code.as_str(), "token_revoked");
+        assert!(f.session(&other.refresh).1.revoked_at.is_some());
+        f.login("jean@example.com", NEW);
+    }
+
+    #[test]
+    fn a_wrong_old_password_changes_nothing() {
+        let f = Fixture::with("accounts:\n  login_throttle: {max_failures: 2, window: 15m}\n");
+        f.register("jean@example.com");
+        let caller = f.login("jean@example.com", PASSWORD);
+        let before = f.account("jean@example.com").password_hash;
+        for _ in 0..2 {
+            let e = change(&f, &caller, "pas-le-bon", NEW).expect_err("wrong");
+            assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+            assert_eq!(
+                fixture::messages(&e, "old_password"),
+                ["Le mot de passe actuel est incorrect."]
+            );
+        }
+        assert_eq!(f.account("jean@example.com").password_hash, before);
+        // The guesses count on the login throttles.
+        let e = change(&f, &caller, PASSWORD, NEW).expect_err("throttled");
+        assert_eq!((e.status, e.code.as_str()), (429, "too_many_attempts"));
+        let e = f
+            .call(
+                Endpoint::Login,
+                None,
+                json!({"email": "jean@example.com", "password": PASSWORD}),
+            )
+            .expect_err("the same budget");
+        assert_eq!(e.code.as_str(), "too_many_attempts");
+    }
+
+    #[test]
+    fn the_new_password_is_checked_after_the_old_one() {
+        let f = Fixture::new();
+        f.register("jean@example.com");
+        let caller = f.login("jean@example.com", PASSWORD);
+        let e = f
+            .call(Endpoint::PasswordChange, Some(&caller.access), json!({}))
+            .expect_err("empty");
+        assert_eq!(fixture::fields(&e), ["new_password", "old_password"]);
+        let e = change(&f, &caller, PASSWORD, PASSWORD).expect_err("the same");
+        assert_eq!(
+            fixture::messages(&e, "new_password"),
+            ["Le nouveau mot de passe doit être différent de l'actuel."]
+        );
+        let e = f
+            .call(
+                Endpoint::PasswordChange,
+                Some(&caller.access),
+                json!({"old_password": PASSWORD, "new_password": "jeandupont",
+                    "new_password_confirm": "autre"}),
+            )
+            .expect_err("weak");
+        assert_eq!(
+            fixture::fields(&e),
+            ["new_password", "new_password_confirm"]
+        );
+        assert_eq!(
+            fixture::messages(&e, "new_password"),
+            ["Le mot de passe est trop semblable au champ « nom »."]
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(PASSWORD, &stored.password_hash));
+    }
+}

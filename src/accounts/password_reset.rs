@@ -279,3 +279,159 @@ pub fn reset(service: &AccountService, request: PasswordResetRequest) -> Result<
         json!({"message": "Votre mot de passe a été réinitialisé"}),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{self, Fixture, PASSWORD};
+    use super::super::Endpoint;
+    use super::*;
+
+    const NEW: &str = "Un-nouveau-secret-2026";
+
+    fn forgotten(f: &Fixture, email: &str) -> Result<Reply, ApiError> {
+        f.call(Endpoint::PasswordForgotten, None, json!({ "email": email }))
+    }
+
+    fn reset(f: &Fixture, token: &str, password: &str) -> Result<Reply, ApiError> {
+        f.call(
+            Endpoint::PasswordReset,
+            None,
+            json!({"token": token, "password": password, "password_confirm": password}),
+        )
+    }
+
+    fn token_of(mail: &str) -> &str {
+        let start = mail.find("token=").expect("a link") + "token=".len();
+        let rest = &mail[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// A reset token of the account, stored directly, expiring at `expires_at`.
+    fn stored_token(f: &Fixture, account_id: u64, expires_at: u64) -> String {
+        let token = new_token();
+        let record = ResetRecord {
+            account_id,
+            created_at: crate::unix_now(),
+            expires_at,
+        };
+        f.service
+            .store
+            .create_reset_token(&token_hash(&token), &record)
+            .expect("store");
+        token
+    }
+
+    #[test]
+    fn a_mailed_token_resets_the_password_once_and_ends_every_session() {
+        let f = Fixture::with_reset_worker();
+        f.register("jean@example.com");
+        let session = f.login("jean@example.com", PASSWORD);
+        for email in ["nobody@example.com", " JEAN@example.com "] {
+            let reply = forgotten(&f, email).expect("accepted");
+            assert_eq!(
+                (reply.status, &reply.body),
+                (202, &json!({ "message": FORGOTTEN_MESSAGE }))
+            );
+            (reply.after.expect("queued once answered"))();
+        }
+        let mails = f.wait_for_mails(1);
+        assert_eq!(mails.len(), 1, "one mail, for the known account only");
+        assert!(mails[0].contains("To: jean@example.com"));
+        let token = token_of(&mails[0]);
+        assert_eq!(token.len(), 43);
+
+        let reply = reset(&f, token, NEW).expect("reset");
+        assert_eq!(
+            (reply.status, &reply.body),
+            (
+                200,
+                &json!({"message": "Votre mot de passe a été réinitialisé"})
+            )
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(NEW, &stored.password_hash));
+        assert!(f.session(&session.refresh).1.revoked_at.is_some());
+        let e = f.profile(&session.access).expect_err("ended");
+        assert_eq!(e.code.as_str(), "token_revoked");
+        assert_eq!(
+            f.service
+                .store
+                .reset_record(&token_hash(token))
+                .expect("store"),
+            None
+        );
+
+        let e = reset(&f, token, "Encore-un-autre-2026").expect_err("used");
+        assert_eq!((e.status, e.code.as_str()), (400, "invalid_reset_token"));
+        assert_eq!(
+            e.message,
+            "Lien de réinitialisation invalide, expiré ou déjà utilisé"
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(NEW, &stored.password_hash));
+    }
+
+    #[test]
+    fn expired_and_unknown_tokens_are_refused() {
+        let f = Fixture::new();
+        let id = f.register("jean@example.com");
+        let expired = stored_token(&f, id, crate::unix_now() - 1);
+        for token in [expired.as_str(), "inconnu"] {
+            let e = reset(&f, token, NEW).expect_err("refused");
+            assert_eq!((e.status, e.code.as_str()), (400, "invalid_reset_token"));
+        }
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(PASSWORD, &stored.password_hash));
+    }
+
+    #[test]
+    fn a_refused_new_password_leaves_the_token_usable() {
+        let f = Fixture::new();
+        let id = f.register("jean@example.com");
+        let token = stored_token(&f, id, crate::unix_now() + 3600);
+        let e = f
+            .call(Endpoint::PasswordReset, None, json!({}))
+            .expect_err("empty");
+        assert_eq!(fixture::fields(&e), ["password", "token"]);
+        let e = reset(&f, &token, "12345678").expect_err("weak");
+        assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+        assert_eq!(fixture::fields(&e), ["password"]);
+        let e = f
+            .call(
+                Endpoint::PasswordReset,
+                None,
+                json!({"token": token, "password": NEW, "password_confirm": "autre"}),
+            )
+            .expect_err("mismatch");
+        assert_eq!(fixture::fields(&e), ["password_confirm"]);
+        reset(&f, &token, NEW).expect("still usable");
+    }
+
+    #[test]
+    fn reset_requests_are_validated_and_throttled() {
+        let f = Fixture::with_reset_worker();
+        let e = f
+            .call(Endpoint::PasswordForgotten, None, json!({}))
+            .expect_err("empty");
+        assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+        assert_eq!(fixture::messages(&e, "email"), [input::REQUIRED]);
+        // Not an address: the same answer, nothing queued.
+        let reply = forgotten(&f, "pas-une-adresse").expect("accepted");
+        assert_eq!(reply.status, 202);
+        assert!(reply.after.is_none());
+        for _ in 0..3 {
+            let reply = forgotten(&f, "jean@example.com").expect("accepted");
+            assert!(reply.after.is_some());
+        }
+        let e = forgotten(&f, "Jean@example.com").expect_err("throttled");
+        assert_eq!((e.status, e.code.as_str()), (429, "too_many_attempts"));
+        assert_eq!(
+            e.message,
+            "Trop de demandes de réinitialisation, réessayez plus tard"
+        );
+        assert!(e.retry_after.is_some_and(|s| (1..=900).contains(&s)));
+    }
+}

@@ -127,6 +127,8 @@ pub fn apply(service: &AccountService, request: RegisterRequest) -> Result<Reply
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixture::{self, Fixture, CLIENT, PASSWORD};
+    use super::super::Endpoint;
     use super::*;
     use serde_json::json;
 
@@ -198,5 +200,128 @@ mod tests {
                 "password_confirm"
             ]
         );
+    }
+
+    fn john() -> serde_json::Value {
+        json!({"first_name": "John", "last_name": "Doe", "email": " john@example.com ",
+            "phone": "0612345678", "gender": "H", "password": "SecurePass123!",
+            "password_confirm": "SecurePass123!"})
+    }
+
+    #[test]
+    fn a_registration_answers_201_with_the_account_and_stores_it() {
+        let f = Fixture::new();
+        let reply = f.call(Endpoint::Register, None, john()).expect("created");
+        assert_eq!(reply.status, 201);
+        let body = reply.body.as_object().expect("an object");
+        assert_eq!(
+            body.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "id",
+                "email",
+                "first_name",
+                "last_name",
+                "gender",
+                "phone",
+                "role",
+                "is_active",
+                "date_joined",
+                "last_login"
+            ]
+        );
+        let id = body["id"].as_u64().expect("an id");
+        assert_eq!(
+            (&body["email"], &body["first_name"], &body["last_name"]),
+            (&json!("john@example.com"), &json!("John"), &json!("Doe"))
+        );
+        assert_eq!(
+            (&body["gender"], &body["phone"], &body["role"]),
+            (&json!("H"), &json!("0612345678"), &json!("Visiteur"))
+        );
+        assert_eq!(
+            (&body["is_active"], &body["last_login"]),
+            (&json!(true), &json!(null))
+        );
+        assert!(body["date_joined"].as_str().expect("a date").ends_with('Z'));
+
+        let stored = f.account("john@example.com");
+        assert_eq!((stored.id, stored.role.as_str()), (id, "Visiteur"));
+        assert!(stored.password_hash.starts_with("$argon2id$"));
+        assert!(passwords::verify_password(
+            "SecurePass123!",
+            &stored.password_hash
+        ));
+    }
+
+    #[test]
+    fn a_taken_email_is_refused_whatever_its_case() {
+        let f = Fixture::new();
+        f.register("john@example.com");
+        let mut again = john();
+        again["email"] = json!("JOHN@Example.com");
+        let e = f.call(Endpoint::Register, None, again).expect_err("taken");
+        assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+        assert_eq!(fixture::fields(&e), ["email"]);
+        assert_eq!(fixture::messages(&e, "email"), [EMAIL_TAKEN]);
+        assert_eq!(f.service.store.accounts().expect("store").len(), 1);
+    }
+
+    #[test]
+    fn invalid_registrations_name_their_fields_and_store_nothing() {
+        let f = Fixture::new();
+        let e = f
+            .call(Endpoint::Register, None, json!({}))
+            .expect_err("empty");
+        assert_eq!(e.code.as_str(), "validation_error");
+        for field in ["email", "first_name", "last_name", "password"] {
+            assert_eq!(fixture::messages(&e, field), [input::REQUIRED], "{field}");
+        }
+        let e = f
+            .call(
+                Endpoint::Register,
+                None,
+                json!({"email": "jean@example.com", "password": "12345678",
+                    "password_confirm": "12345679", "first_name": " ", "last_name": "Dupont"}),
+            )
+            .expect_err("invalid");
+        assert_eq!(
+            fixture::fields(&e),
+            ["first_name", "password", "password_confirm"]
+        );
+        assert_eq!(fixture::messages(&e, "first_name"), [input::BLANK]);
+        assert_eq!(
+            fixture::messages(&e, "password"),
+            [
+                "Ce mot de passe est trop courant.",
+                "Ce mot de passe est entièrement numérique."
+            ]
+        );
+        assert_eq!(
+            fixture::messages(&e, "password_confirm"),
+            ["Les mots de passe ne correspondent pas."]
+        );
+        let e = f
+            .call_raw(Endpoint::Register, None, b"{", CLIENT)
+            .expect_err("not JSON");
+        assert_eq!((e.status, e.code.as_str()), (400, "invalid_json"));
+        let e = f
+            .call_raw(Endpoint::Register, None, b"[]", CLIENT)
+            .expect_err("not an object");
+        assert_eq!(
+            (e.code.as_str(), e.message.as_ref()),
+            (
+                "invalid_json",
+                "Le corps de la requête doit être un objet JSON"
+            )
+        );
+        assert!(f.service.store.accounts().expect("store").is_empty());
+        // The seed's password passes the policy.
+        f.call(
+            Endpoint::Register,
+            None,
+            json!({"email": "jean@example.com", "password": PASSWORD, "first_name": "Jean",
+                "last_name": "Dupont"}),
+        )
+        .expect("valid");
     }
 }
