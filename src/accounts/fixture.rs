@@ -136,6 +136,12 @@ impl Fixture {
         reply.body["id"].as_u64().expect("an id")
     }
 
+    /// Registers Jean Dupont with `email` and opens a session.
+    pub fn signed_in(&self, email: &str) -> Tokens {
+        self.register(email);
+        self.login(email, PASSWORD)
+    }
+
     pub fn login(&self, email: &str, password: &str) -> Tokens {
         let reply = self
             .call(
@@ -187,6 +193,14 @@ impl Fixture {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The keys of a JSON object, in order.
+pub fn keys(body: &Value) -> Vec<&str> {
+    body.as_object()
+        .into_iter()
+        .flat_map(|o| o.keys().map(String::as_str))
+        .collect()
 }
 
 /// The fields a validation error names, in order.

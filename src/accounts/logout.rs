@@ -83,9 +83,8 @@ mod tests {
     use super::*;
 
     fn two_sessions(f: &Fixture) -> (Tokens, Tokens) {
-        f.register("jean@example.com");
         (
-            f.login("jean@example.com", PASSWORD),
+            f.signed_in("jean@example.com"),
             f.login("jean@example.com", PASSWORD),
         )
     }
@@ -120,8 +119,7 @@ mod tests {
     fn all_ends_every_session_of_the_account() {
         let f = Fixture::new();
         let (a, b) = two_sessions(&f);
-        f.register("marie@example.com");
-        let other = f.login("marie@example.com", PASSWORD);
+        let other = f.signed_in("marie@example.com");
         f.call(Endpoint::Logout, Some(&a.access), json!({"all": true}))
             .expect("logged out");
         assert!(revoked(&f, &a) && revoked(&f, &b));
@@ -136,8 +134,7 @@ mod tests {
     fn a_refresh_token_in_the_body_ends_its_session_if_it_is_the_callers() {
         let f = Fixture::new();
         let (a, b) = two_sessions(&f);
-        f.register("marie@example.com");
-        let other = f.login("marie@example.com", PASSWORD);
+        let other = f.signed_in("marie@example.com");
         f.call(
             Endpoint::Logout,
             Some(&a.access),

@@ -117,8 +117,7 @@ mod tests {
     #[test]
     fn a_change_keeps_the_callers_session_and_ends_the_others() {
         let f = Fixture::new();
-        f.register("jean@example.com");
-        let caller = f.login("jean@example.com", PASSWORD);
+        let caller = f.signed_in("jean@example.com");
         let other = f.login("jean@example.com", PASSWORD);
         let reply = change(&f, &caller, PASSWORD, NEW).expect("changed");
         assert_eq!(
@@ -139,8 +138,7 @@ mod tests {
     #[test]
     fn a_wrong_old_password_changes_nothing() {
         let f = Fixture::with("accounts:\n  login_throttle: {max_failures: 2, window: 15m}\n");
-        f.register("jean@example.com");
-        let caller = f.login("jean@example.com", PASSWORD);
+        let caller = f.signed_in("jean@example.com");
         let before = f.account("jean@example.com").password_hash;
         for _ in 0..2 {
             let e = change(&f, &caller, "pas-le-bon", NEW).expect_err("wrong");
@@ -167,8 +165,7 @@ mod tests {
     #[test]
     fn the_new_password_is_checked_after_the_old_one() {
         let f = Fixture::new();
-        f.register("jean@example.com");
-        let caller = f.login("jean@example.com", PASSWORD);
+        let caller = f.signed_in("jean@example.com");
         let e = f
             .call(Endpoint::PasswordChange, Some(&caller.access), json!({}))
             .expect_err("empty");

@@ -327,8 +327,7 @@ mod tests {
     #[test]
     fn a_mailed_token_resets_the_password_once_and_ends_every_session() {
         let f = Fixture::with_reset_worker();
-        f.register("jean@example.com");
-        let session = f.login("jean@example.com", PASSWORD);
+        let session = f.signed_in("jean@example.com");
         for email in ["nobody@example.com", " JEAN@example.com "] {
             let reply = forgotten(&f, email).expect("accepted");
             assert_eq!(

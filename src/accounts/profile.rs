@@ -125,8 +125,7 @@ mod tests {
     #[test]
     fn an_update_changes_the_fields_sent_and_only_them() {
         let f = Fixture::new();
-        f.register("jean@example.com");
-        let tokens = f.login("jean@example.com", PASSWORD);
+        let tokens = f.signed_in("jean@example.com");
         let reply = f
             .call(
                 Endpoint::UpdateProfile,
@@ -163,8 +162,7 @@ mod tests {
     #[test]
     fn an_invalid_update_names_its_fields_and_changes_nothing() {
         let f = Fixture::new();
-        f.register("jean@example.com");
-        let tokens = f.login("jean@example.com", PASSWORD);
+        let tokens = f.signed_in("jean@example.com");
         let e = f
             .call(
                 Endpoint::UpdateProfile,

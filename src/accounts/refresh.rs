@@ -122,7 +122,7 @@ pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply,
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{Fixture, PASSWORD};
+    use super::super::fixture::{self, Fixture};
     use super::super::Endpoint;
     use super::*;
     use serde_json::json;
@@ -221,15 +221,11 @@ mod tests {
     #[test]
     fn a_refresh_rotates_the_token_of_the_session() {
         let f = Fixture::new();
-        f.register("jean@example.com");
-        let first = f.login("jean@example.com", PASSWORD);
+        let first = f.signed_in("jean@example.com");
         let reply = refresh(&f, &first.refresh).expect("rotated");
         assert_eq!(reply.status, 200);
-        let body = reply.body.as_object().expect("an object");
-        assert_eq!(
-            body.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["access", "refresh"]
-        );
+        let body = &reply.body;
+        assert_eq!(fixture::keys(body), ["access", "refresh"]);
         let second = body["refresh"].as_str().expect("refresh");
         let (session, record) = f.session(second);
         assert_eq!(session, f.session(&first.refresh).0, "the same session");
@@ -250,8 +246,7 @@ mod tests {
     #[test]
     fn the_retired_token_gets_the_current_one_within_the_grace_window() {
         let f = Fixture::new();
-        f.register("jean@example.com");
-        let first = f.login("jean@example.com", PASSWORD);
+        let first = f.signed_in("jean@example.com");
         let rotated = refresh(&f, &first.refresh).expect("rotated");
         let current = rotated.body["refresh"].as_str().expect("refresh");
         let raced = refresh(&f, &first.refresh).expect("within the grace window");
@@ -267,8 +262,7 @@ mod tests {
     #[test]
     fn a_reused_token_after_the_window_revokes_the_session() {
         let f = Fixture::with("tokens:\n  reuse_grace: 1ms\n");
-        f.register("jean@example.com");
-        let first = f.login("jean@example.com", PASSWORD);
+        let first = f.signed_in("jean@example.com");
         let rotated = refresh(&f, &first.refresh).expect("rotated");
         let current = rotated.body["refresh"].as_str().expect("refresh");
         std::thread::sleep(std::time::Duration::from_millis(20));
