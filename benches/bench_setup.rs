@@ -55,7 +55,7 @@ fn main() -> Result<(), String> {
     let until = now + 6 * 3600;
 
     if args.accounts > 0 {
-        let hash = vigile::passwords::hash_password("motdepasse123")?;
+        let hash = vigile::passwords::hash_password("motdepasse123").map_err(|e| e.to_string())?;
         let mut batch = Vec::with_capacity(100_000);
         for i in 0..args.accounts {
             batch.push(AccountRecord {

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::OperatorCommand;
 use crate::connections::{Edge, EdgeApp};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::Gateway;
 use crate::upstream::UpstreamPool;
 
@@ -98,7 +98,7 @@ impl AdminApp {
         if !self.authorized(session) {
             return Err(ApiError::new(
                 401,
-                "not_authenticated",
+                ErrorCode::NotAuthenticated,
                 "Jeton d'opérateur absent ou invalide",
             ));
         }

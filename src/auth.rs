@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::config::RoleName;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::revocation::RevocationList;
 use crate::tokens::{Identity, SessionId, TokenCache, TokenError, TokenKeys, Verified};
 
@@ -20,12 +20,12 @@ pub enum AuthFailure {
 }
 
 impl AuthFailure {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            AuthFailure::Missing => "not_authenticated",
-            AuthFailure::Invalid => "token_not_valid",
-            AuthFailure::Expired => "token_expired",
-            AuthFailure::Revoked => "token_revoked",
+            AuthFailure::Missing => ErrorCode::NotAuthenticated,
+            AuthFailure::Invalid => ErrorCode::TokenNotValid,
+            AuthFailure::Expired => ErrorCode::TokenExpired,
+            AuthFailure::Revoked => ErrorCode::TokenRevoked,
         }
     }
 

@@ -166,28 +166,62 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-fn read_password(from_stdin: bool) -> Result<String, String> {
+/// Why an operator command did not reach the account layer.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("cannot read the password from stdin: {0}")]
+    Stdin(std::io::Error),
+    #[error("no terminal to ask the password on: pass --password-stdin")]
+    NoTerminal,
+    #[error(transparent)]
+    Prompt(std::io::Error),
+    #[error("les mots de passe ne correspondent pas")]
+    PasswordMismatch,
+    #[error("{source} ({})", path.display())]
+    Store { path: PathBuf, source: StoreError },
+    /// The signing keys (whatever error `TokenKeys::from_config` gives).
+    #[error("{0}")]
+    Keys(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Metrics(prometheus::Error),
+    #[error("a gateway holds the store; its operator token {} cannot be read: {source}", path.display())]
+    AdminToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a gateway holds the store but its admin listener {addr} did not answer: {source}")]
+    AdminUnreachable {
+        addr: std::net::SocketAddr,
+        source: ureq::Error,
+    },
+    #[error("unreadable answer from the gateway: {0}")]
+    AnswerBody(ureq::Error),
+    #[error("unreadable answer from the gateway: {0}")]
+    AnswerShape(serde_json::Error),
+}
+
+fn read_password(from_stdin: bool) -> Result<String, CliError> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+            .map_err(CliError::Stdin)?;
         return Ok(line.trim_end_matches(['\n', '\r']).to_string());
     }
     if !std::io::stdin().is_terminal() {
-        return Err("no terminal to ask the password on: pass --password-stdin".into());
+        return Err(CliError::NoTerminal);
     }
-    let first = rpassword::prompt_password("Mot de passe : ").map_err(|e| e.to_string())?;
+    let first = rpassword::prompt_password("Mot de passe : ").map_err(CliError::Prompt)?;
     let again =
-        rpassword::prompt_password("Mot de passe (confirmation) : ").map_err(|e| e.to_string())?;
+        rpassword::prompt_password("Mot de passe (confirmation) : ").map_err(CliError::Prompt)?;
     if first != again {
-        return Err("les mots de passe ne correspondent pas".into());
+        return Err(CliError::PasswordMismatch);
     }
     Ok(first)
 }
 
-fn user_command(cmd: UserCommand) -> Result<OperatorCommand, String> {
+fn user_command(cmd: UserCommand) -> Result<OperatorCommand, CliError> {
     Ok(match cmd {
         UserCommand::Create(c) => OperatorCommand::CreateUser {
             password: read_password(c.password_stdin)?,
@@ -240,16 +274,21 @@ fn operate(config: &Config, command: OperatorCommand) -> i32 {
 enum Failure {
     /// An error body from the account layer.
     Api(serde_json::Value),
-    Other(String),
+    Other(CliError),
+}
+
+impl From<CliError> for Failure {
+    fn from(e: CliError) -> Failure {
+        Failure::Other(e)
+    }
 }
 
 fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, Failure> {
     match crate::state::try_open_store(config) {
         Ok(store) => {
             let tokens = TokenKeys::from_config(&config.tokens, &config.store.data_dir())
-                .map_err(Failure::Other)?;
-            let metrics =
-                crate::metrics::Metrics::new().map_err(|e| Failure::Other(e.to_string()))?;
+                .map_err(|e| CliError::Keys(e.into()))?;
+            let metrics = crate::metrics::Metrics::new().map_err(CliError::Metrics)?;
             let service = AccountService::new(
                 config,
                 store,
@@ -262,21 +301,20 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
                 .map_err(|e| Failure::Api(serde_json::from_slice(&e.body()).unwrap_or_default()))
         }
         Err(StoreError::Locked) => remote(config, &command),
-        Err(e) => Err(Failure::Other(format!(
-            "{e} ({})",
-            config.store.path.display()
-        ))),
+        Err(source) => Err(CliError::Store {
+            path: config.store.path.clone(),
+            source,
+        }
+        .into()),
     }
 }
 
 /// Sends the command to the gateway that holds the store.
 fn remote(config: &Config, command: &OperatorCommand) -> Result<OperatorReply, Failure> {
     let token_path = config.store.data_dir().join(crate::state::ADMIN_TOKEN_FILE);
-    let token = std::fs::read_to_string(&token_path).map_err(|e| {
-        Failure::Other(format!(
-            "a gateway holds the store; its operator token {} cannot be read: {e}",
-            token_path.display()
-        ))
+    let token = std::fs::read_to_string(&token_path).map_err(|source| CliError::AdminToken {
+        path: token_path.clone(),
+        source,
     })?;
     let mut addr = config.admin.listen;
     if addr.ip().is_unspecified() {
@@ -291,19 +329,14 @@ fn remote(config: &Config, command: &OperatorCommand) -> Result<OperatorReply, F
         .post(format!("http://{addr}{}", crate::admin::COMMAND_PATH))
         .header("Authorization", format!("Bearer {}", token.trim()))
         .send_json(command)
-        .map_err(|e| {
-            Failure::Other(format!(
-                "a gateway holds the store but its admin listener {addr} did not answer: {e}"
-            ))
-        })?;
+        .map_err(|source| CliError::AdminUnreachable { addr, source })?;
     let status = response.status().as_u16();
     let body: serde_json::Value = response
         .body_mut()
         .read_json()
-        .map_err(|e| Failure::Other(format!("unreadable answer from the gateway: {e}")))?;
+        .map_err(CliError::AnswerBody)?;
     if status == 200 {
-        serde_json::from_value(body)
-            .map_err(|e| Failure::Other(format!("unreadable answer from the gateway: {e}")))
+        Ok(serde_json::from_value(body).map_err(CliError::AnswerShape)?)
     } else {
         Err(Failure::Api(body))
     }

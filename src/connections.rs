@@ -42,7 +42,7 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Keep-alive time Pingora gives a new connection (its own default); the
 /// head deadline is usually the shorter bound.
@@ -582,7 +582,7 @@ pub fn error_response(e: &ApiError, extra: &[(&str, &str)]) -> Vec<u8> {
 fn head_timeout() -> ApiError {
     ApiError::new(
         408,
-        "request_timeout",
+        ErrorCode::RequestTimeout,
         "L'en-tête de la requête est arrivé trop lentement",
     )
 }
@@ -590,7 +590,7 @@ fn head_timeout() -> ApiError {
 fn too_many_connections() -> Vec<u8> {
     let e = ApiError::new(
         503,
-        "too_many_connections",
+        ErrorCode::TooManyConnections,
         "Trop de connexions ouvertes, réessayez plus tard",
     );
     error_response(&e, &[("Retry-After", "1")])
@@ -612,7 +612,7 @@ fn refusal_answer(pingora: &[u8], head_bytes: usize) -> Vec<u8> {
         400 if head_bytes >= PINGORA_MAX_HEAD => error_response(
             &ApiError::new(
                 431,
-                "request_header_too_large",
+                ErrorCode::RequestHeaderTooLarge,
                 "Les en-têtes de la requête sont trop volumineux",
             ),
             &[],

@@ -12,10 +12,85 @@ use serde::Serialize;
 /// Messages per field, in the order they were found.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
+/// Declares `ErrorCode` with the stable English string of each variant.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal,)+) => {
+        /// The stable, English `code` of an error body: clients and the
+        /// metrics' labels rely on these strings, never on the French message.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // --- request shape
+    InvalidJson = "invalid_json",
+    PayloadTooLarge = "payload_too_large",
+    BadRequest = "bad_request",
+    InvalidPath = "invalid_path",
+    InvalidHost = "invalid_host",
+    InvalidAuthorization = "invalid_authorization",
+    /// 408: the head or the body arrived too slowly.
+    RequestTimeout = "request_timeout",
+    /// 431.
+    RequestHeaderTooLarge = "request_header_too_large",
+    MethodNotAllowed = "method_not_allowed",
+    NotFound = "not_found",
+    ValidationError = "validation_error",
+    CorsForbidden = "cors_forbidden",
+    // --- authentication
+    NotAuthenticated = "not_authenticated",
+    MissingCredentials = "missing_credentials",
+    InvalidCredentials = "invalid_credentials",
+    TooManyAttempts = "too_many_attempts",
+    MissingRefresh = "missing_refresh",
+    TokenNotValid = "token_not_valid",
+    TokenExpired = "token_expired",
+    TokenRevoked = "token_revoked",
+    TokenReused = "token_reused",
+    Forbidden = "forbidden",
+    InvalidResetToken = "invalid_reset_token",
+    // --- operator commands
+    AccountNotFound = "account_not_found",
+    UnknownRole = "unknown_role",
+    InvalidRole = "invalid_role",
+    // --- server side
+    TooManyConnections = "too_many_connections",
+    Overloaded = "overloaded",
+    InternalError = "internal_error",
+    UpstreamUnavailable = "upstream_unavailable",
+    UpstreamTimeout = "upstream_timeout",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: Cow<'static, str>,
     pub fields: Option<FieldErrors>,
     /// Seconds, for 429 and 503.
@@ -29,13 +104,13 @@ pub struct ApiError {
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
-    code: &'a str,
+    code: ErrorCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<&'a FieldErrors>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<Cow<'static, str>>) -> ApiError {
+    pub fn new(status: u16, code: ErrorCode, message: impl Into<Cow<'static, str>>) -> ApiError {
         ApiError {
             status,
             code,
@@ -62,7 +137,7 @@ impl ApiError {
     pub fn invalid_json() -> ApiError {
         ApiError::new(
             400,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "Le corps de la requête n'est pas un JSON valide",
         )
     }
@@ -70,7 +145,7 @@ impl ApiError {
     pub fn body_too_large() -> ApiError {
         ApiError::new(
             413,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "Le corps de la requête dépasse 64 Kio",
         )
     }
@@ -78,37 +153,41 @@ impl ApiError {
     /// A request the gateway cannot read (a malformed head, a refused
     /// `Connection`): 400, or another 4xx/5xx status Pingora chose.
     pub fn bad_request(status: u16) -> ApiError {
-        ApiError::new(status, "bad_request", "Requête invalide")
+        ApiError::new(status, ErrorCode::BadRequest, "Requête invalide")
     }
 
     pub fn invalid_path() -> ApiError {
-        ApiError::new(400, "invalid_path", "Chemin de la requête invalide")
+        ApiError::new(400, ErrorCode::InvalidPath, "Chemin de la requête invalide")
     }
 
     pub fn invalid_host() -> ApiError {
-        ApiError::new(400, "invalid_host", "En-tête Host absent ou invalide")
+        ApiError::new(
+            400,
+            ErrorCode::InvalidHost,
+            "En-tête Host absent ou invalide",
+        )
     }
 
     pub fn multiple_authorization() -> ApiError {
         ApiError::new(
             400,
-            "invalid_authorization",
+            ErrorCode::InvalidAuthorization,
             "Un seul en-tête Authorization est accepté",
         )
     }
 
     pub fn method_not_allowed(allow: impl Into<Cow<'static, str>>) -> ApiError {
-        let mut e = ApiError::new(405, "method_not_allowed", "Méthode non autorisée");
+        let mut e = ApiError::new(405, ErrorCode::MethodNotAllowed, "Méthode non autorisée");
         e.allow = Some(allow.into());
         e
     }
 
     pub fn not_found() -> ApiError {
-        ApiError::new(404, "not_found", "Ressource introuvable")
+        ApiError::new(404, ErrorCode::NotFound, "Ressource introuvable")
     }
 
     pub fn validation(fields: FieldErrors) -> ApiError {
-        let mut e = ApiError::new(400, "validation_error", "Données invalides");
+        let mut e = ApiError::new(400, ErrorCode::ValidationError, "Données invalides");
         e.fields = Some(fields);
         e
     }
@@ -116,13 +195,17 @@ impl ApiError {
     // --- authentication ----------------------------------------------------
 
     pub fn missing_credentials() -> ApiError {
-        ApiError::new(400, "missing_credentials", "Email et mot de passe requis")
+        ApiError::new(
+            400,
+            ErrorCode::MissingCredentials,
+            "Email et mot de passe requis",
+        )
     }
 
     pub fn invalid_credentials() -> ApiError {
         ApiError::new(
             401,
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "Email ou mot de passe incorrect",
         )
     }
@@ -130,7 +213,7 @@ impl ApiError {
     pub fn too_many_attempts(retry_after: u64) -> ApiError {
         let mut e = ApiError::new(
             429,
-            "too_many_attempts",
+            ErrorCode::TooManyAttempts,
             "Trop de tentatives de connexion, réessayez plus tard",
         );
         e.retry_after = Some(retry_after.max(1));
@@ -138,23 +221,31 @@ impl ApiError {
     }
 
     pub fn missing_refresh() -> ApiError {
-        ApiError::new(400, "missing_refresh", "Le champ refresh est requis")
+        ApiError::new(
+            400,
+            ErrorCode::MissingRefresh,
+            "Le champ refresh est requis",
+        )
     }
 
     pub fn refresh_not_valid() -> ApiError {
-        ApiError::new(401, "token_not_valid", "Le jeton est invalide ou expiré")
+        ApiError::new(
+            401,
+            ErrorCode::TokenNotValid,
+            "Le jeton est invalide ou expiré",
+        )
     }
 
     pub fn token_reused() -> ApiError {
         ApiError::new(
             401,
-            "token_reused",
+            ErrorCode::TokenReused,
             "Ce jeton de rafraîchissement a déjà été utilisé : la session est révoquée",
         )
     }
 
     /// 401 on a Bearer-protected resource (RFC 6750).
-    pub fn unauthenticated(code: &'static str, message: &'static str) -> ApiError {
+    pub fn unauthenticated(code: ErrorCode, message: &'static str) -> ApiError {
         let mut e = ApiError::new(401, code, message);
         e.bearer_challenge = true;
         e
@@ -163,7 +254,7 @@ impl ApiError {
     pub fn forbidden() -> ApiError {
         ApiError::new(
             403,
-            "forbidden",
+            ErrorCode::Forbidden,
             "Vous n'avez pas la permission d'effectuer cette action",
         )
     }
@@ -173,7 +264,7 @@ impl ApiError {
     pub fn overloaded() -> ApiError {
         let mut e = ApiError::new(
             503,
-            "overloaded",
+            ErrorCode::Overloaded,
             "Service surchargé, réessayez dans un instant",
         );
         e.retry_after = Some(1);
@@ -181,17 +272,21 @@ impl ApiError {
     }
 
     pub fn internal() -> ApiError {
-        ApiError::new(500, "internal_error", "Erreur interne du serveur")
+        ApiError::new(500, ErrorCode::InternalError, "Erreur interne du serveur")
     }
 
     pub fn upstream_unavailable() -> ApiError {
-        ApiError::new(502, "upstream_unavailable", "Service en amont indisponible")
+        ApiError::new(
+            502,
+            ErrorCode::UpstreamUnavailable,
+            "Service en amont indisponible",
+        )
     }
 
     pub fn upstream_timeout() -> ApiError {
         ApiError::new(
             504,
-            "upstream_timeout",
+            ErrorCode::UpstreamTimeout,
             "Le service en amont n'a pas répondu à temps",
         )
     }
@@ -235,6 +330,30 @@ mod tests {
         assert_eq!(body["error"], "Email ou mot de passe incorrect");
         assert_eq!(body["code"], "invalid_credentials");
         assert!(body.get("fields").is_none());
+    }
+
+    #[test]
+    fn codes_are_distinct_snake_case_strings() {
+        let codes: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes.len(), ErrorCode::ALL.len(), "one string per code");
+        for code in codes {
+            assert!(
+                !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
+        }
+        assert_eq!(ErrorCode::TokenRevoked.to_string(), "token_revoked");
+    }
+
+    #[test]
+    fn the_body_is_byte_identical_to_the_string_codes() {
+        let e = ApiError::too_many_attempts(0);
+        assert_eq!(
+            String::from_utf8(e.body()).expect("utf-8"),
+            r#"{"error":"Trop de tentatives de connexion, réessayez plus tard","code":"too_many_attempts"}"#
+        );
+        assert_eq!(e.retry_after, Some(1));
     }
 
     #[test]

@@ -15,6 +15,29 @@ use lettre::{Message, SmtpTransport, Transport as _};
 
 use crate::config::{MailerConfig, MailerKind, SmtpTls};
 
+/// Why the mailer could not be set up or a message not sent. The messages
+/// name the configuration key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("mailer.smtp.host: {0}")]
+    SmtpHost(lettre::transport::smtp::Error),
+    #[error("mailer.smtp: missing")]
+    SmtpMissing,
+    #[error("bad recipient: {0}")]
+    Recipient(lettre::address::AddressError),
+    #[error("cannot encode the body")]
+    Encoding,
+    #[error(transparent)]
+    Message(#[from] lettre::error::Error),
+    #[error("cannot write to {}: {source}", dir.display())]
+    Write {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Send(lettre::transport::smtp::Error),
+}
+
 /// One message to send.
 pub struct Mail {
     pub to: String,
@@ -34,7 +57,7 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn from_config(cfg: &MailerConfig) -> Result<Mailer, String> {
+    pub fn from_config(cfg: &MailerConfig) -> Result<Mailer, MailerError> {
         let from = cfg.from.clone();
         let transport = match (cfg.kind, &cfg.smtp) {
             (MailerKind::File, _) => Transport::File(cfg.dir.clone()),
@@ -45,29 +68,33 @@ impl Mailer {
                     SmtpTls::Tls => SmtpTransport::relay(&smtp.host),
                     SmtpTls::None => Ok(SmtpTransport::builder_dangerous(&smtp.host)),
                 }
-                .map_err(|e| format!("mailer.smtp.host: {e}"))?;
+                .map_err(MailerError::SmtpHost)?;
                 let mut builder = builder.port(smtp.port()).timeout(Some(smtp.timeout));
                 if let Some((user, pass)) = &smtp.credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
                 }
                 Transport::Smtp(Box::new(builder.build()))
             }
-            (MailerKind::Smtp, None) => return Err("mailer.smtp: missing".into()),
+            (MailerKind::Smtp, None) => return Err(MailerError::SmtpMissing),
         };
         Ok(Mailer { from, transport })
     }
 
-    fn message(&self, mail: &Mail, encoding: ContentTransferEncoding) -> Result<Message, String> {
-        let to: Mailbox = mail.to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+    fn message(
+        &self,
+        mail: &Mail,
+        encoding: ContentTransferEncoding,
+    ) -> Result<Message, MailerError> {
+        let to: Mailbox = mail.to.parse().map_err(MailerError::Recipient)?;
         let body = match encoding {
             // Our own text: UTF-8, short lines, no NUL: valid 8bit once in CRLF.
             ContentTransferEncoding::EightBit => {
                 Body::dangerous_pre_encoded(mail.text.replace('\n', "\r\n").into_bytes(), encoding)
             }
             _ => Body::new_with_encoding(mail.text.clone(), encoding)
-                .map_err(|_| "cannot encode the body")?,
+                .map_err(|_| MailerError::Encoding)?,
         };
-        Message::builder()
+        Ok(Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.clone())
@@ -75,12 +102,11 @@ impl Mailer {
                 SinglePart::builder()
                     .header(ContentType::TEXT_PLAIN)
                     .body(body),
-            )
-            .map_err(|e| e.to_string())
+            )?)
     }
 
     /// Sends one message; blocks until done or failed.
-    pub fn send(&self, mail: &Mail) -> Result<(), String> {
+    pub fn send(&self, mail: &Mail) -> Result<(), MailerError> {
         match &self.transport {
             Transport::File(dir) => {
                 // 8bit keeps the link readable in the file as it is.
@@ -91,8 +117,12 @@ impl Mailer {
                     rand::random::<u32>()
                 )
                 .replace(':', "-");
-                crate::fsutil::write_private(&dir.join(name), &message.formatted())
-                    .map_err(|e| format!("cannot write to {}: {e}", dir.display()))
+                crate::fsutil::write_private(&dir.join(name), &message.formatted()).map_err(
+                    |source| MailerError::Write {
+                        dir: dir.clone(),
+                        source,
+                    },
+                )
             }
             Transport::Log => {
                 tracing::info!(to = %mail.to, subject = %mail.subject, "mail (log mailer; content withheld)");
@@ -100,7 +130,7 @@ impl Mailer {
             }
             Transport::Smtp(smtp) => {
                 let message = self.message(mail, ContentTransferEncoding::QuotedPrintable)?;
-                smtp.send(&message).map(|_| ()).map_err(|e| e.to_string())
+                smtp.send(&message).map(|_| ()).map_err(MailerError::Send)
             }
         }
     }

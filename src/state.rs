@@ -2,6 +2,7 @@
 //! the store, the keys, the revocation list, the account service, metrics,
 //! the hashing pool, the operator token, the connection count.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +11,35 @@ use crate::accounts::password_reset::ResetWorker;
 use crate::accounts::AccountService;
 use crate::config::Config;
 use crate::connections::ConnectionLimit;
-use crate::mailer::Mailer;
+use crate::mailer::{Mailer, MailerError};
 use crate::metrics::Metrics;
 use crate::passwords::pool::HashPool;
 use crate::revocation::RevocationList;
 use crate::store::{Store, StoreError};
 use crate::tokens::TokenKeys;
 use crate::upstream::UpstreamPool;
+
+/// Why the gateway's state could not be opened; each message names what is
+/// at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{source} ({})", path.display())]
+    Store { path: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Revocations(StoreError),
+    /// The signing keys (whatever error `TokenKeys::from_config` gives).
+    #[error("{0}")]
+    Keys(Box<dyn std::error::Error + Send + Sync>),
+    #[error("metrics: {0}")]
+    Metrics(prometheus::Error),
+    #[error(transparent)]
+    Mailer(#[from] MailerError),
+    #[error("cannot write {}: {source}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// Name of the operator credential file in the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -59,17 +82,20 @@ pub fn open_store(config: &Config) -> Result<Arc<Store>, StoreError> {
 
 impl Gateway {
     /// Everything but the network: store, keys, revocations, metrics.
-    pub fn open(config: Config) -> Result<Gateway, String> {
+    pub fn open(config: Config) -> Result<Gateway, OpenError> {
         let data_dir = config.store.data_dir();
-        let store =
-            open_store(&config).map_err(|e| format!("{e} ({})", config.store.path.display()))?;
-        let tokens = TokenKeys::from_config(&config.tokens, &data_dir)?;
+        let store = open_store(&config).map_err(|source| OpenError::Store {
+            path: config.store.path.clone(),
+            source,
+        })?;
+        let tokens = TokenKeys::from_config(&config.tokens, &data_dir)
+            .map_err(|e| OpenError::Keys(e.into()))?;
         let revocations = RevocationList::new(
             store
                 .revocations(crate::unix_now())
-                .map_err(|e| e.to_string())?,
+                .map_err(OpenError::Revocations)?,
         );
-        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let metrics = Metrics::new().map_err(OpenError::Metrics)?;
         let reset_queue = ResetWorker {
             store: store.clone(),
             mailer: Mailer::from_config(&config.mailer)?,
@@ -92,8 +118,12 @@ impl Gateway {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         };
         let token_path = data_dir.join(ADMIN_TOKEN_FILE);
-        crate::fsutil::write_private(&token_path, admin_token.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", token_path.display()))?;
+        crate::fsutil::write_private(&token_path, admin_token.as_bytes()).map_err(|source| {
+            OpenError::TokenFile {
+                path: token_path.clone(),
+                source,
+            }
+        })?;
         let hash_pool = HashPool::new(config.accounts.hash_workers, config.accounts.hash_queue);
         let connections = ConnectionLimit::leak(
             config.server.max_connections,

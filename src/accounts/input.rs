@@ -11,6 +11,28 @@ pub const REQUIRED: &str = "Ce champ est obligatoire.";
 pub const BLANK: &str = "Ce champ ne peut être vide.";
 pub const NOT_A_STRING: &str = "Chaîne de caractères attendue.";
 
+/// A password or a token read from a request: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// The body as a JSON object. An empty body counts as `{}`.
 pub fn parse_object(body: &[u8]) -> Result<Object, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -74,8 +96,31 @@ pub fn plain_string(obj: &Object, field: &str) -> Option<String> {
     }
 }
 
+/// A required password: as sent, spaces included.
+pub fn required_secret(obj: &Object, field: &str, v: &mut Validator) -> Option<Secret> {
+    required_string(obj, field, v, true).map(Secret)
+}
+
+/// An optional password (a confirmation).
+pub fn optional_secret(obj: &Object, field: &str, v: &mut Validator) -> Option<Secret> {
+    optional_string(obj, field, v).map(Secret)
+}
+
+/// The refresh token of a body: `refresh`, or `refresh_token` (the name the
+/// first seed document uses).
+pub fn refresh_token(obj: &Object) -> Option<Secret> {
+    plain_string(obj, "refresh")
+        .or_else(|| plain_string(obj, "refresh_token"))
+        .map(Secret)
+}
+
 /// Records a mismatch when a confirmation was sent and differs.
-pub fn check_confirmation(field: &str, password: &str, confirm: Option<&str>, v: &mut Validator) {
+pub fn check_confirmation(
+    field: &str,
+    password: &Secret,
+    confirm: Option<&Secret>,
+    v: &mut Validator,
+) {
     if confirm.is_some_and(|c| c != password) {
         v.add(field, "Les mots de passe ne correspondent pas.");
     }
@@ -208,7 +253,10 @@ mod tests {
         assert!(parse_object(b"").expect("empty").is_empty());
         assert_eq!(parse_object(b"{").expect_err("bad").status, 400);
         assert_eq!(
-            parse_object(b"[1]").expect_err("not an object").code,
+            parse_object(b"[1]")
+                .expect_err("not an object")
+                .code
+                .as_str(),
             "invalid_json"
         );
     }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::input::{self, Object};
+use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::ApiError;
 use crate::passwords;
@@ -32,17 +32,34 @@ struct LoginReply<'a> {
     account: LoginAccount<'a>,
 }
 
-pub fn apply(
-    service: &AccountService,
-    body: Object,
-    client_ip: Option<IpAddr>,
-) -> Result<Reply, ApiError> {
-    let (Some(email), Some(password)) = (
+/// Email and password, both non-empty strings; no per-field messages.
+#[derive(Debug)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: Secret,
+}
+
+pub fn parse(body: &[u8]) -> Result<LoginRequest, ApiError> {
+    let body = input::parse_object(body)?;
+    match (
         input::plain_string(&body, "email"),
         input::plain_string(&body, "password"),
-    ) else {
-        return Err(ApiError::missing_credentials());
-    };
+    ) {
+        (Some(email), Some(password)) => Ok(LoginRequest {
+            email,
+            password: password.into(),
+        }),
+        _ => Err(ApiError::missing_credentials()),
+    }
+}
+
+pub fn apply(
+    service: &AccountService,
+    request: LoginRequest,
+    client_ip: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
+    let LoginRequest { email, password } = request;
+    let password = password.expose();
     if password.len() > passwords::MAX_PASSWORD_BYTES {
         return Err(ApiError::invalid_credentials());
     }
@@ -51,9 +68,9 @@ pub fn apply(
     let attempts = service.reserve_password_check(&key, client_ip)?;
     let account = service.store.account_by_email(&email).map_err(internal)?;
     let verified = match &account {
-        Some(a) => service.timed_hash(|| passwords::verify_password(&password, &a.password_hash)),
+        Some(a) => service.timed_hash(|| passwords::verify_password(password, &a.password_hash)),
         None => {
-            service.timed_hash(|| passwords::verify_password(&password, &service.dummy_hash));
+            service.timed_hash(|| passwords::verify_password(password, &service.dummy_hash));
             false
         }
     };
@@ -107,4 +124,110 @@ pub fn open_session(
     let pair = service.issue_tokens(account, session, jti, now, expires_at)?;
     tracing::info!(account_id = account.id, session = %session, "login");
     Ok(pair)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{Fixture, PASSWORD};
+    use super::super::{operator, Endpoint, OperatorCommand};
+    use serde_json::json;
+
+    fn login(f: &Fixture, email: &str, password: &str) -> Result<super::Reply, super::ApiError> {
+        f.call(
+            Endpoint::Login,
+            None,
+            json!({"email": email, "password": password}),
+        )
+    }
+
+    #[test]
+    fn a_login_opens_a_session_and_answers_its_tokens() {
+        let f = Fixture::new();
+        let id = f.register("jean@example.com");
+        let reply = login(&f, " JEAN@example.com", PASSWORD).expect("logged in");
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body["account"],
+            json!({"id": id, "email": "jean@example.com", "first_name": "Jean",
+                "last_name": "Dupont"})
+        );
+        let access = reply.body["access"].as_str().expect("access");
+        let identity = f.service.tokens.verify_access(access).expect("valid");
+        assert_eq!(
+            (identity.account_id, identity.email, identity.role),
+            (id.to_string(), "jean@example.com".into(), "Visiteur".into())
+        );
+        let (session, record) = f.session(reply.body["refresh"].as_str().expect("refresh"));
+        assert_eq!(session, identity.session);
+        assert_eq!((record.account_id, record.revoked_at), (id, None));
+        assert_eq!(f.profile(access).expect("works").body["id"], json!(id));
+    }
+
+    #[test]
+    fn a_wrong_password_and_an_unknown_email_get_the_same_401() {
+        let f = Fixture::new();
+        f.register("jean@example.com");
+        let wrong = login(&f, "jean@example.com", "pas-le-bon").expect_err("wrong");
+        let unknown = login(&f, "nobody@example.com", PASSWORD).expect_err("unknown");
+        assert_eq!(
+            (wrong.status, wrong.code.as_str()),
+            (401, "invalid_credentials")
+        );
+        assert_eq!(wrong, unknown);
+        assert_eq!(wrong.message, "Email ou mot de passe incorrect");
+        let long = login(&f, "jean@example.com", &"a".repeat(1025)).expect_err("too long");
+        assert_eq!(long, wrong);
+        for body in [
+            json!({}),
+            json!({"email": "jean@example.com"}),
+            json!({"email": "", "password": PASSWORD}),
+        ] {
+            let e = f.call(Endpoint::Login, None, body).expect_err("missing");
+            assert_eq!((e.status, e.code.as_str()), (400, "missing_credentials"));
+        }
+    }
+
+    #[test]
+    fn an_inactive_account_cannot_log_in() {
+        let f = Fixture::new();
+        f.register("jean@example.com");
+        operator::execute(
+            &f.service,
+            OperatorCommand::Deactivate {
+                email: "jean@example.com".into(),
+            },
+        )
+        .expect("deactivated");
+        let e = login(&f, "jean@example.com", PASSWORD).expect_err("inactive");
+        assert_eq!((e.status, e.code.as_str()), (401, "invalid_credentials"));
+    }
+
+    #[test]
+    fn repeated_failures_are_throttled_per_account_and_address() {
+        let f = Fixture::with("accounts:\n  login_throttle: {max_failures: 2, window: 15m}\n");
+        f.register("jean@example.com");
+        for _ in 0..2 {
+            let e = login(&f, "jean@example.com", "pas-le-bon").expect_err("wrong");
+            assert_eq!(e.code.as_str(), "invalid_credentials");
+        }
+        // Even the right password waits now, from this address.
+        let e = login(&f, "jean@example.com", PASSWORD).expect_err("throttled");
+        assert_eq!((e.status, e.code.as_str()), (429, "too_many_attempts"));
+        let wait = e.retry_after.expect("Retry-After");
+        assert!((1..=900).contains(&wait), "{wait}");
+        // Another address still gets in; another account from this one too.
+        let other = "192.0.2.7".parse().expect("ip");
+        let reply = f
+            .call_from(
+                Endpoint::Login,
+                None,
+                json!({"email": "jean@example.com", "password": PASSWORD}),
+                other,
+            )
+            .expect("another address");
+        assert_eq!(reply.status, 200);
+        f.register("marie@example.com");
+        let reply = login(&f, "marie@example.com", PASSWORD).expect("another account");
+        assert_eq!(reply.status, 200);
+    }
 }

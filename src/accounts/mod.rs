@@ -7,6 +7,8 @@
 //! the `ApiError`. Handlers are synchronous and block (argon2, store commits);
 //! the adapter runs them on the blocking pool.
 
+#[cfg(test)]
+mod fixture;
 mod input;
 mod login;
 mod logout;
@@ -272,29 +274,36 @@ impl AccountService {
     /// Runs one endpoint. Blocks: call it from the blocking pool.
     pub fn handle(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
         match req.endpoint {
-            Endpoint::Register => register::apply(self, input::parse_object(req.body)?),
-            Endpoint::Login => login::apply(self, input::parse_object(req.body)?, req.client_ip),
-            Endpoint::Refresh => refresh::apply(self, input::parse_object(req.body)?),
+            Endpoint::Register => {
+                register::apply(self, register::parse(req.body, self.password_min_length)?)
+            }
+            Endpoint::Login => login::apply(self, login::parse(req.body)?, req.client_ip),
+            Endpoint::Refresh => refresh::apply(self, refresh::parse(req.body)?),
             Endpoint::Logout => {
                 let who = self.authenticate(req.authorization)?;
-                logout::apply(self, &who, input::parse_object(req.body)?)
+                logout::apply(self, &who, logout::parse(req.body)?)
             }
             Endpoint::Profile => {
                 let who = self.authenticate(req.authorization)?;
                 profile::show(self, &who)
             }
             Endpoint::UpdateProfile => {
-                let who = self.authenticate(req.authorization)?;
-                profile::update(self, &who, input::parse_object(req.body)?)
+                let (_, account, body) = self.caller_with_body(req)?;
+                profile::update(self, &account, profile::from_object(&body)?)
             }
             Endpoint::PasswordChange => {
-                let who = self.authenticate(req.authorization)?;
-                password_change::apply(self, &who, input::parse_object(req.body)?, req.client_ip)
+                let (who, account, body) = self.caller_with_body(req)?;
+                let request = password_change::from_object(&body)?;
+                password_change::apply(self, &who, &account, request, req.client_ip)
             }
-            Endpoint::PasswordForgotten => {
-                password_reset::forgotten(self, input::parse_object(req.body)?, req.client_ip)
+            Endpoint::PasswordForgotten => password_reset::forgotten(
+                self,
+                password_reset::parse_forgotten(req.body)?,
+                req.client_ip,
+            ),
+            Endpoint::PasswordReset => {
+                password_reset::reset(self, password_reset::parse_reset(req.body)?)
             }
-            Endpoint::PasswordReset => password_reset::reset(self, input::parse_object(req.body)?),
             Endpoint::Jwks => {
                 let keys: Value = serde_json::from_slice(self.tokens.jwks_json())
                     .map_err(|_| ApiError::internal())?;
@@ -314,6 +323,20 @@ impl AccountService {
             Ok(None) => Err(AuthFailure::Missing.into()),
             Err(failure) => Err(failure.into()),
         }
+    }
+
+    /// For the Bearer endpoints that change the caller's account, in the
+    /// order the API has always checked them: the token (401), the body's
+    /// JSON shape (400), the account behind the token (401); the caller then
+    /// reads the fields out of the body (400).
+    fn caller_with_body(
+        &self,
+        req: &AccountRequest,
+    ) -> Result<(Identity, AccountRecord, input::Object), ApiError> {
+        let who = self.authenticate(req.authorization)?;
+        let body = input::parse_object(req.body)?;
+        let account = self.account_of(&who)?;
+        Ok((who, account, body))
     }
 
     /// Records committed revocations in the in-memory list.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{internal, register, AccountService, AccountView};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::store::AccountRecord;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ fn account_value(account: &AccountRecord) -> Result<Value, ApiError> {
 fn no_such_account(email: &str) -> ApiError {
     ApiError::new(
         404,
-        "account_not_found",
+        ErrorCode::AccountNotFound,
         format!("Aucun compte avec l'email {email}"),
     )
 }
@@ -72,7 +72,7 @@ fn check_role(service: &AccountService, role: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             400,
-            "unknown_role",
+            ErrorCode::UnknownRole,
             format!("Rôle inconnu : {role} (créez-le avec « vigile role create {role} »)"),
         ))
     }
@@ -121,7 +121,7 @@ pub fn execute(
             let Value::Object(body) = body else {
                 return Err(ApiError::internal());
             };
-            let reg = register::parse(&body, service.password_min_length)?;
+            let reg = register::from_object(&body, service.password_min_length)?;
             if let Some(r) = &role {
                 check_role(service, r)?;
             }
@@ -169,7 +169,7 @@ pub fn execute(
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                 return Err(ApiError::new(
                     400,
-                    "invalid_role",
+                    ErrorCode::InvalidRole,
                     "Nom de rôle invalide (1 à 64 caractères)",
                 ));
             }

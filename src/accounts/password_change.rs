@@ -12,54 +12,77 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::input::{self, Object};
+use super::input::{self, Object, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
-use crate::store::normalize_email;
+use crate::store::{normalize_email, AccountRecord};
 use crate::tokens::Identity;
+
+/// The current password and the new one (with its optional confirmation).
+#[derive(Debug)]
+pub struct PasswordChangeRequest {
+    pub old_password: Secret,
+    pub new_password: Secret,
+    pub new_password_confirm: Option<Secret>,
+}
+
+/// The fields of a body already read as an object: the caller's account is
+/// checked between the two (see `AccountService::handle`).
+pub fn from_object(body: &Object) -> Result<PasswordChangeRequest, ApiError> {
+    let mut v = Validator::default();
+    let old = input::required_secret(body, "old_password", &mut v);
+    let new = input::required_secret(body, "new_password", &mut v);
+    let confirm = input::optional_secret(body, "new_password_confirm", &mut v);
+    v.finish()?;
+    match (old, new) {
+        (Some(old_password), Some(new_password)) => Ok(PasswordChangeRequest {
+            old_password,
+            new_password,
+            new_password_confirm: confirm,
+        }),
+        _ => Err(ApiError::internal()),
+    }
+}
 
 pub fn apply(
     service: &AccountService,
     who: &Identity,
-    body: Object,
+    account: &AccountRecord,
+    request: PasswordChangeRequest,
     client_ip: Option<IpAddr>,
 ) -> Result<Reply, ApiError> {
-    let account = service.account_of(who)?;
-    let mut v = Validator::default();
-    let old = input::required_string(&body, "old_password", &mut v, true);
-    let new = input::required_string(&body, "new_password", &mut v, true);
-    let confirm = input::optional_string(&body, "new_password_confirm", &mut v);
-    v.finish()?;
-    let (Some(old), Some(new)) = (old, new) else {
-        return Err(ApiError::internal());
-    };
+    let PasswordChangeRequest {
+        old_password: old,
+        new_password: new,
+        new_password_confirm: confirm,
+    } = request;
     let wrong_old_password = || {
         let mut v = Validator::default();
         v.add("old_password", "Le mot de passe actuel est incorrect.");
         v.finish().err().unwrap_or_else(ApiError::internal)
     };
-    if old.len() > passwords::MAX_PASSWORD_BYTES {
+    if old.expose().len() > passwords::MAX_PASSWORD_BYTES {
         return Err(wrong_old_password());
     }
     let attempts = service.reserve_password_check(&normalize_email(&account.email), client_ip)?;
-    if !service.timed_hash(|| passwords::verify_password(&old, &account.password_hash)) {
+    if !service.timed_hash(|| passwords::verify_password(old.expose(), &account.password_hash)) {
         attempts.failure();
         return Err(wrong_old_password());
     }
     attempts.success();
     let mut v = Validator::default();
-    service.check_new_password(&new, &account, "new_password", &mut v);
+    service.check_new_password(new.expose(), account, "new_password", &mut v);
     if new == old {
         v.add(
             "new_password",
             "Le nouveau mot de passe doit être différent de l'actuel.",
         );
     }
-    input::check_confirmation("new_password_confirm", &new, confirm.as_deref(), &mut v);
+    input::check_confirmation("new_password_confirm", &new, confirm.as_ref(), &mut v);
     v.finish()?;
     let hash = service
-        .timed_hash(|| passwords::hash_password(&new))
+        .timed_hash(|| passwords::hash_password(new.expose()))
         .map_err(internal)?;
     let revoked = service
         .store
@@ -73,4 +96,102 @@ pub fn apply(
         "password changed"
     );
     Reply::json(200, json!({"message": "Votre mot de passe a été modifié"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{self, Fixture, Tokens, PASSWORD};
+    use super::super::Endpoint;
+    use super::*;
+
+    const NEW: &str = "Un-nouveau-secret-2026";
+
+    fn change(f: &Fixture, caller: &Tokens, old: &str, new: &str) -> Result<Reply, ApiError> {
+        f.call(
+            Endpoint::PasswordChange,
+            Some(&caller.access),
+            json!({"old_password": old, "new_password": new}),
+        )
+    }
+
+    #[test]
+    fn a_change_keeps_the_callers_session_and_ends_the_others() {
+        let f = Fixture::new();
+        let caller = f.signed_in("jean@example.com");
+        let other = f.login("jean@example.com", PASSWORD);
+        let reply = change(&f, &caller, PASSWORD, NEW).expect("changed");
+        assert_eq!(
+            (reply.status, &reply.body),
+            (200, &json!({"message": "Votre mot de passe a été modifié"}))
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(NEW, &stored.password_hash));
+        assert!(!passwords::verify_password(PASSWORD, &stored.password_hash));
+        assert!(f.profile(&caller.access).is_ok());
+        assert_eq!(f.session(&caller.refresh).1.revoked_at, None);
+        let e = f.profile(&other.access).expect_err("ended");
+        assert_eq!(e.code.as_str(), "token_revoked");
+        assert!(f.session(&other.refresh).1.revoked_at.is_some());
+        f.login("jean@example.com", NEW);
+    }
+
+    #[test]
+    fn a_wrong_old_password_changes_nothing() {
+        let f = Fixture::with("accounts:\n  login_throttle: {max_failures: 2, window: 15m}\n");
+        let caller = f.signed_in("jean@example.com");
+        let before = f.account("jean@example.com").password_hash;
+        for _ in 0..2 {
+            let e = change(&f, &caller, "pas-le-bon", NEW).expect_err("wrong");
+            assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+            assert_eq!(
+                fixture::messages(&e, "old_password"),
+                ["Le mot de passe actuel est incorrect."]
+            );
+        }
+        assert_eq!(f.account("jean@example.com").password_hash, before);
+        // The guesses count on the login throttles.
+        let e = change(&f, &caller, PASSWORD, NEW).expect_err("throttled");
+        assert_eq!((e.status, e.code.as_str()), (429, "too_many_attempts"));
+        let e = f
+            .call(
+                Endpoint::Login,
+                None,
+                json!({"email": "jean@example.com", "password": PASSWORD}),
+            )
+            .expect_err("the same budget");
+        assert_eq!(e.code.as_str(), "too_many_attempts");
+    }
+
+    #[test]
+    fn the_new_password_is_checked_after_the_old_one() {
+        let f = Fixture::new();
+        let caller = f.signed_in("jean@example.com");
+        let e = f
+            .call(Endpoint::PasswordChange, Some(&caller.access), json!({}))
+            .expect_err("empty");
+        assert_eq!(fixture::fields(&e), ["new_password", "old_password"]);
+        let e = change(&f, &caller, PASSWORD, PASSWORD).expect_err("the same");
+        assert_eq!(
+            fixture::messages(&e, "new_password"),
+            ["Le nouveau mot de passe doit être différent de l'actuel."]
+        );
+        let e = f
+            .call(
+                Endpoint::PasswordChange,
+                Some(&caller.access),
+                json!({"old_password": PASSWORD, "new_password": "jeandupont",
+                    "new_password_confirm": "autre"}),
+            )
+            .expect_err("weak");
+        assert_eq!(
+            fixture::fields(&e),
+            ["new_password", "new_password_confirm"]
+        );
+        assert_eq!(
+            fixture::messages(&e, "new_password"),
+            ["Le mot de passe est trop semblable au champ « nom »."]
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(PASSWORD, &stored.password_hash));
+    }
 }

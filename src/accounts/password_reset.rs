@@ -18,12 +18,12 @@ use std::sync::Arc;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::input::{self, Object};
+use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
-use crate::error::{ApiError, Validator};
-use crate::mailer::{Mail, Mailer};
+use crate::error::{ApiError, ErrorCode, Validator};
+use crate::mailer::{Mail, Mailer, MailerError};
 use crate::passwords;
-use crate::store::{ResetRecord, Store};
+use crate::store::{ResetRecord, Store, StoreError};
 
 /// Reset requests waiting for the worker; past that, requests are dropped
 /// (logged and counted), never waited for.
@@ -47,6 +47,15 @@ fn new_token() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Why the worker sent no link for a known account.
+#[derive(Debug, thiserror::Error)]
+enum ResetMailError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mail(#[from] MailerError),
 }
 
 /// What the worker needs.
@@ -91,12 +100,8 @@ impl ResetWorker {
     }
 
     /// `Ok(false)` when there is no active account for the email.
-    fn handle(&self, email: &str) -> Result<bool, String> {
-        let Some(account) = self
-            .store
-            .account_by_email(email)
-            .map_err(|e| e.to_string())?
-        else {
+    fn handle(&self, email: &str) -> Result<bool, ResetMailError> {
+        let Some(account) = self.store.account_by_email(email)? else {
             return Ok(false);
         };
         if !account.is_active {
@@ -110,8 +115,7 @@ impl ResetWorker {
             expires_at: now + self.ttl,
         };
         self.store
-            .create_reset_token(&token_hash(&token), &record)
-            .map_err(|e| e.to_string())?;
+            .create_reset_token(&token_hash(&token), &record)?;
         let link = self.reset_url.replace("{token}", &token);
         let minutes = (self.ttl / 60).max(1);
         let text = format!(
@@ -145,17 +149,30 @@ impl ResetQueue {
     }
 }
 
-pub fn forgotten(
-    service: &AccountService,
-    body: Object,
-    client_ip: Option<IpAddr>,
-) -> Result<Reply, ApiError> {
+/// The address a reset link is asked for, trimmed.
+#[derive(Debug)]
+pub struct PasswordForgottenRequest {
+    pub email: String,
+}
+
+pub fn parse_forgotten(body: &[u8]) -> Result<PasswordForgottenRequest, ApiError> {
+    let body = input::parse_object(body)?;
     let mut v = Validator::default();
     let email = input::required_string(&body, "email", &mut v, false);
     v.finish()?;
+    Ok(PasswordForgottenRequest {
+        email: email.unwrap_or_default(),
+    })
+}
+
+pub fn forgotten(
+    service: &AccountService,
+    request: PasswordForgottenRequest,
+    client_ip: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
     // The address as typed (trimmed) goes to the worker: the store decides
     // which account it names (a look-alike names none, see `email_names`).
-    let email = email.unwrap_or_default();
+    let email = request.email;
     let key = crate::store::normalize_email(&email);
     let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     // Every request counts, reserved at once so that parallel ones cannot
@@ -189,21 +206,43 @@ pub fn forgotten(
 fn invalid_token() -> ApiError {
     ApiError::new(
         400,
-        "invalid_reset_token",
+        ErrorCode::InvalidResetToken,
         "Lien de réinitialisation invalide, expiré ou déjà utilisé",
     )
 }
 
-pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> {
+/// A reset token and the new password (with its optional confirmation).
+#[derive(Debug)]
+pub struct PasswordResetRequest {
+    pub token: Secret,
+    pub password: Secret,
+    pub password_confirm: Option<Secret>,
+}
+
+pub fn parse_reset(body: &[u8]) -> Result<PasswordResetRequest, ApiError> {
+    let body = input::parse_object(body)?;
     let mut v = Validator::default();
     let token = input::required_string(&body, "token", &mut v, false);
-    let password = input::required_string(&body, "password", &mut v, true);
-    let confirm = input::optional_string(&body, "password_confirm", &mut v);
+    let password = input::required_secret(&body, "password", &mut v);
+    let password_confirm = input::optional_secret(&body, "password_confirm", &mut v);
     v.finish()?;
-    let (Some(token), Some(password)) = (token, password) else {
-        return Err(ApiError::internal());
-    };
-    let hash = token_hash(&token);
+    match (token, password) {
+        (Some(token), Some(password)) => Ok(PasswordResetRequest {
+            token: token.into(),
+            password,
+            password_confirm,
+        }),
+        _ => Err(ApiError::internal()),
+    }
+}
+
+pub fn reset(service: &AccountService, request: PasswordResetRequest) -> Result<Reply, ApiError> {
+    let PasswordResetRequest {
+        token,
+        password,
+        password_confirm: confirm,
+    } = request;
+    let hash = token_hash(token.expose());
     let now = crate::unix_now();
     // A first look, so that the policy can name the account's own data and
     // an invalid token costs no argon2 run; the write below checks again.
@@ -216,11 +255,11 @@ pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
         return Err(invalid_token());
     };
     let mut v = Validator::default();
-    service.check_new_password(&password, &account, "password", &mut v);
-    input::check_confirmation("password_confirm", &password, confirm.as_deref(), &mut v);
+    service.check_new_password(password.expose(), &account, "password", &mut v);
+    input::check_confirmation("password_confirm", &password, confirm.as_ref(), &mut v);
     v.finish()?;
     let new_hash = service
-        .timed_hash(|| passwords::hash_password(&password))
+        .timed_hash(|| passwords::hash_password(password.expose()))
         .map_err(internal)?;
     let used = service
         .store
@@ -239,4 +278,159 @@ pub fn reset(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
         200,
         json!({"message": "Votre mot de passe a été réinitialisé"}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{self, Fixture, PASSWORD};
+    use super::super::Endpoint;
+    use super::*;
+
+    const NEW: &str = "Un-nouveau-secret-2026";
+
+    fn forgotten(f: &Fixture, email: &str) -> Result<Reply, ApiError> {
+        f.call(Endpoint::PasswordForgotten, None, json!({ "email": email }))
+    }
+
+    fn reset(f: &Fixture, token: &str, password: &str) -> Result<Reply, ApiError> {
+        f.call(
+            Endpoint::PasswordReset,
+            None,
+            json!({"token": token, "password": password, "password_confirm": password}),
+        )
+    }
+
+    fn token_of(mail: &str) -> &str {
+        let start = mail.find("token=").expect("a link") + "token=".len();
+        let rest = &mail[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// A reset token of the account, stored directly, expiring at `expires_at`.
+    fn stored_token(f: &Fixture, account_id: u64, expires_at: u64) -> String {
+        let token = new_token();
+        let record = ResetRecord {
+            account_id,
+            created_at: crate::unix_now(),
+            expires_at,
+        };
+        f.service
+            .store
+            .create_reset_token(&token_hash(&token), &record)
+            .expect("store");
+        token
+    }
+
+    #[test]
+    fn a_mailed_token_resets_the_password_once_and_ends_every_session() {
+        let f = Fixture::with_reset_worker();
+        let session = f.signed_in("jean@example.com");
+        for email in ["nobody@example.com", " JEAN@example.com "] {
+            let reply = forgotten(&f, email).expect("accepted");
+            assert_eq!(
+                (reply.status, &reply.body),
+                (202, &json!({ "message": FORGOTTEN_MESSAGE }))
+            );
+            (reply.after.expect("queued once answered"))();
+        }
+        let mails = f.wait_for_mails(1);
+        assert_eq!(mails.len(), 1, "one mail, for the known account only");
+        assert!(mails[0].contains("To: jean@example.com"));
+        let token = token_of(&mails[0]);
+        assert_eq!(token.len(), 43);
+
+        let reply = reset(&f, token, NEW).expect("reset");
+        assert_eq!(
+            (reply.status, &reply.body),
+            (
+                200,
+                &json!({"message": "Votre mot de passe a été réinitialisé"})
+            )
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(NEW, &stored.password_hash));
+        assert!(f.session(&session.refresh).1.revoked_at.is_some());
+        let e = f.profile(&session.access).expect_err("ended");
+        assert_eq!(e.code.as_str(), "token_revoked");
+        assert_eq!(
+            f.service
+                .store
+                .reset_record(&token_hash(token))
+                .expect("store"),
+            None
+        );
+
+        let e = reset(&f, token, "Encore-un-autre-2026").expect_err("used");
+        assert_eq!((e.status, e.code.as_str()), (400, "invalid_reset_token"));
+        assert_eq!(
+            e.message,
+            "Lien de réinitialisation invalide, expiré ou déjà utilisé"
+        );
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(NEW, &stored.password_hash));
+    }
+
+    #[test]
+    fn expired_and_unknown_tokens_are_refused() {
+        let f = Fixture::new();
+        let id = f.register("jean@example.com");
+        let expired = stored_token(&f, id, crate::unix_now() - 1);
+        for token in [expired.as_str(), "inconnu"] {
+            let e = reset(&f, token, NEW).expect_err("refused");
+            assert_eq!((e.status, e.code.as_str()), (400, "invalid_reset_token"));
+        }
+        let stored = f.account("jean@example.com");
+        assert!(passwords::verify_password(PASSWORD, &stored.password_hash));
+    }
+
+    #[test]
+    fn a_refused_new_password_leaves_the_token_usable() {
+        let f = Fixture::new();
+        let id = f.register("jean@example.com");
+        let token = stored_token(&f, id, crate::unix_now() + 3600);
+        let e = f
+            .call(Endpoint::PasswordReset, None, json!({}))
+            .expect_err("empty");
+        assert_eq!(fixture::fields(&e), ["password", "token"]);
+        let e = reset(&f, &token, "12345678").expect_err("weak");
+        assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+        assert_eq!(fixture::fields(&e), ["password"]);
+        let e = f
+            .call(
+                Endpoint::PasswordReset,
+                None,
+                json!({"token": token, "password": NEW, "password_confirm": "autre"}),
+            )
+            .expect_err("mismatch");
+        assert_eq!(fixture::fields(&e), ["password_confirm"]);
+        reset(&f, &token, NEW).expect("still usable");
+    }
+
+    #[test]
+    fn reset_requests_are_validated_and_throttled() {
+        let f = Fixture::with_reset_worker();
+        let e = f
+            .call(Endpoint::PasswordForgotten, None, json!({}))
+            .expect_err("empty");
+        assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+        assert_eq!(fixture::messages(&e, "email"), [input::REQUIRED]);
+        // Not an address: the same answer, nothing queued.
+        let reply = forgotten(&f, "pas-une-adresse").expect("accepted");
+        assert_eq!(reply.status, 202);
+        assert!(reply.after.is_none());
+        for _ in 0..3 {
+            let reply = forgotten(&f, "jean@example.com").expect("accepted");
+            assert!(reply.after.is_some());
+        }
+        let e = forgotten(&f, "Jean@example.com").expect_err("throttled");
+        assert_eq!((e.status, e.code.as_str()), (429, "too_many_attempts"));
+        assert_eq!(
+            e.message,
+            "Trop de demandes de réinitialisation, réessayez plus tard"
+        );
+        assert!(e.retry_after.is_some_and(|s| (1..=900).contains(&s)));
+    }
 }

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::input::{self, Object};
+use super::input::{self, Secret};
 use super::{internal, AccountService, Reply};
 use crate::error::ApiError;
 use crate::store::SessionRecord;
@@ -67,16 +67,23 @@ pub fn decide(
     Decision::Reused
 }
 
-pub fn apply(service: &AccountService, body: Object) -> Result<Reply, ApiError> {
-    // `refresh_token` is the name the first seed document uses.
-    let Some(token) = input::plain_string(&body, "refresh")
-        .or_else(|| input::plain_string(&body, "refresh_token"))
-    else {
-        return Err(ApiError::missing_refresh());
-    };
+/// The refresh token to rotate.
+#[derive(Debug)]
+pub struct RefreshRequest {
+    pub refresh: Secret,
+}
+
+pub fn parse(body: &[u8]) -> Result<RefreshRequest, ApiError> {
+    let body = input::parse_object(body)?;
+    input::refresh_token(&body)
+        .map(|refresh| RefreshRequest { refresh })
+        .ok_or_else(ApiError::missing_refresh)
+}
+
+pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply, ApiError> {
     let (account_id, session, jti) = service
         .tokens
-        .verify_refresh(&token)
+        .verify_refresh(request.refresh.expose())
         .map_err(|_| ApiError::refresh_not_valid())?;
     let now_ms = crate::unix_now_ms();
     let now = now_ms / 1000;
@@ -115,7 +122,10 @@ pub fn apply(service: &AccountService, body: Object) -> Result<Reply, ApiError> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixture::{self, Fixture};
+    use super::super::Endpoint;
     use super::*;
+    use serde_json::json;
 
     fn record() -> SessionRecord {
         SessionRecord {
@@ -198,5 +208,83 @@ mod tests {
         assert_eq!(decide(&mut s, 99, 100_000, 10_000, 1_000), Decision::Reused);
         let mut s = record();
         assert_eq!(decide(&mut s, 7, 2_000_000, 10_000, 1_000), Decision::Ended);
+    }
+
+    fn refresh(f: &Fixture, token: &str) -> Result<Reply, ApiError> {
+        f.call(Endpoint::Refresh, None, json!({ "refresh": token }))
+    }
+
+    fn jti(f: &Fixture, token: &str) -> u128 {
+        f.service.tokens.verify_refresh(token).expect("valid").2
+    }
+
+    #[test]
+    fn a_refresh_rotates_the_token_of_the_session() {
+        let f = Fixture::new();
+        let first = f.signed_in("jean@example.com");
+        let reply = refresh(&f, &first.refresh).expect("rotated");
+        assert_eq!(reply.status, 200);
+        let body = &reply.body;
+        assert_eq!(fixture::keys(body), ["access", "refresh"]);
+        let second = body["refresh"].as_str().expect("refresh");
+        let (session, record) = f.session(second);
+        assert_eq!(session, f.session(&first.refresh).0, "the same session");
+        assert_eq!(
+            (record.refresh_jti, record.previous_jti),
+            (jti(&f, second), Some(jti(&f, &first.refresh)))
+        );
+        let access = body["access"].as_str().expect("access");
+        assert!(f.profile(access).is_ok());
+        // `refresh_token` is accepted too, and the new token rotates again.
+        let third = f
+            .call(Endpoint::Refresh, None, json!({ "refresh_token": second }))
+            .expect("rotated again");
+        let third = third.body["refresh"].as_str().expect("refresh");
+        assert_eq!(f.session(third).1.refresh_jti, jti(&f, third));
+    }
+
+    #[test]
+    fn the_retired_token_gets_the_current_one_within_the_grace_window() {
+        let f = Fixture::new();
+        let first = f.signed_in("jean@example.com");
+        let rotated = refresh(&f, &first.refresh).expect("rotated");
+        let current = rotated.body["refresh"].as_str().expect("refresh");
+        let raced = refresh(&f, &first.refresh).expect("within the grace window");
+        let handed = raced.body["refresh"].as_str().expect("refresh");
+        assert_eq!(jti(&f, handed), jti(&f, current));
+        let record = f.session(current).1;
+        assert_eq!(
+            (record.refresh_jti, record.revoked_at),
+            (jti(&f, current), None)
+        );
+    }
+
+    #[test]
+    fn a_reused_token_after_the_window_revokes_the_session() {
+        let f = Fixture::with("tokens:\n  reuse_grace: 1ms\n");
+        let first = f.signed_in("jean@example.com");
+        let rotated = refresh(&f, &first.refresh).expect("rotated");
+        let current = rotated.body["refresh"].as_str().expect("refresh");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let e = refresh(&f, &first.refresh).expect_err("reused");
+        assert_eq!((e.status, e.code.as_str()), (401, "token_reused"));
+        let (session, record) = f.session(current);
+        assert!(record.revoked_at.is_some());
+        assert!(f.service.revocations.is_revoked(session));
+        let e = f.profile(&first.access).expect_err("revoked");
+        assert_eq!((e.status, e.code.as_str()), (401, "token_revoked"));
+        let e = refresh(&f, current).expect_err("the session has ended");
+        assert_eq!((e.status, e.code.as_str()), (401, "token_not_valid"));
+    }
+
+    #[test]
+    fn a_missing_or_forged_token_is_refused() {
+        let f = Fixture::new();
+        let e = f
+            .call(Endpoint::Refresh, None, json!({}))
+            .expect_err("missing");
+        assert_eq!((e.status, e.code.as_str()), (400, "missing_refresh"));
+        let e = refresh(&f, "not.a.token").expect_err("forged");
+        assert_eq!((e.status, e.code.as_str()), (401, "token_not_valid"));
     }
 }

@@ -4,7 +4,7 @@
 //! `password_confirm`, `gender` (`H`/`F`), `phone` (optional). Answers 201 with
 //! the account object, or 400 `validation_error` with the fields at fault.
 
-use super::input::{self, Object};
+use super::input::{self, Object, Secret};
 use super::{internal, AccountService, AccountView, Reply};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
@@ -13,25 +13,23 @@ use crate::store::{AccountRecord, CreateAccountError};
 pub const EMAIL_TAKEN: &str = "Un compte avec cet email existe déjà.";
 
 /// A registration that passed validation.
-pub struct Registration {
+#[derive(Debug)]
+pub struct RegisterRequest {
     pub email: String,
-    pub password: String,
+    pub password: Secret,
     pub first_name: String,
     pub last_name: String,
     pub gender: Option<String>,
     pub phone: Option<String>,
 }
 
-impl std::fmt::Debug for Registration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the password.
-        f.debug_struct("Registration")
-            .field("email", &self.email)
-            .finish_non_exhaustive()
-    }
+pub fn parse(body: &[u8], min_length: usize) -> Result<RegisterRequest, ApiError> {
+    from_object(&input::parse_object(body)?, min_length)
 }
 
-pub fn parse(obj: &Object, min_length: usize) -> Result<Registration, ApiError> {
+/// The checks of `parse` on a body already read (the operator's `user
+/// create` builds one).
+pub fn from_object(obj: &Object, min_length: usize) -> Result<RegisterRequest, ApiError> {
     let mut v = Validator::default();
     let email = input::required_string(obj, "email", &mut v, false);
     if let Some(e) = &email {
@@ -41,8 +39,8 @@ pub fn parse(obj: &Object, min_length: usize) -> Result<Registration, ApiError> 
             v.add("email", input::NOT_ASCII_EMAIL);
         }
     }
-    let password = input::required_string(obj, "password", &mut v, true);
-    let confirm = input::optional_string(obj, "password_confirm", &mut v);
+    let password = input::required_secret(obj, "password", &mut v);
+    let confirm = input::optional_secret(obj, "password_confirm", &mut v);
     let first_name = input::required_string(obj, "first_name", &mut v, false);
     let first_name = input::check_name("first_name", first_name, &mut v);
     let last_name = input::required_string(obj, "last_name", &mut v, false);
@@ -57,14 +55,14 @@ pub fn parse(obj: &Object, min_length: usize) -> Result<Registration, ApiError> 
             first_name: first_name.as_deref().unwrap_or(""),
             last_name: last_name.as_deref().unwrap_or(""),
         };
-        for message in passwords::policy_violations(p, min_length, &personal) {
+        for message in passwords::policy_violations(p.expose(), min_length, &personal) {
             v.add("password", message);
         }
-        input::check_confirmation("password_confirm", p, confirm.as_deref(), &mut v);
+        input::check_confirmation("password_confirm", p, confirm.as_ref(), &mut v);
     }
     v.finish()?;
     match (email, password, first_name, last_name) {
-        (Some(email), Some(password), Some(first_name), Some(last_name)) => Ok(Registration {
+        (Some(email), Some(password), Some(first_name), Some(last_name)) => Ok(RegisterRequest {
             email,
             password,
             first_name,
@@ -79,7 +77,7 @@ pub fn parse(obj: &Object, min_length: usize) -> Result<Registration, ApiError> 
 /// Creates the account; `role` is the default role unless an operator names one.
 pub fn create(
     service: &AccountService,
-    reg: Registration,
+    reg: RegisterRequest,
     role: Option<String>,
 ) -> Result<AccountRecord, ApiError> {
     let email_taken = || {
@@ -97,7 +95,7 @@ pub fn create(
         return Err(email_taken());
     }
     let password_hash = service
-        .timed_hash(|| passwords::hash_password(&reg.password))
+        .timed_hash(|| passwords::hash_password(reg.password.expose()))
         .map_err(internal)?;
     let record = AccountRecord {
         id: 0,
@@ -122,14 +120,15 @@ pub fn create(
     }
 }
 
-pub fn apply(service: &AccountService, body: Object) -> Result<Reply, ApiError> {
-    let reg = parse(&body, service.password_min_length)?;
-    let account = create(service, reg, None)?;
+pub fn apply(service: &AccountService, request: RegisterRequest) -> Result<Reply, ApiError> {
+    let account = create(service, request, None)?;
     Reply::json(201, AccountView::from(&account))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixture::{self, Fixture, CLIENT, PASSWORD};
+    use super::super::Endpoint;
     use super::*;
     use serde_json::json;
 
@@ -148,7 +147,7 @@ mod tests {
 
     #[test]
     fn the_seed_registration_parses() {
-        let reg = parse(
+        let reg = from_object(
             &obj(json!({"first_name": "John", "last_name": "Doe", "email": " john@example.com ",
                 "phone": "0612345678", "password": "SecurePass123!", "password_confirm": "SecurePass123!"})),
             8,
@@ -167,7 +166,7 @@ mod tests {
             "jos\u{E9}@example.com",
             "kevin@b\u{FC}cher.example",
         ] {
-            let e = parse(
+            let e = from_object(
                 &obj(
                     json!({"email": email, "password": "Un-secret-2026", "first_name": "Kevin",
                     "last_name": "Durand"}),
@@ -181,9 +180,9 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let e = parse(&obj(json!({})), 8).expect_err("empty");
+        let e = from_object(&obj(json!({})), 8).expect_err("empty");
         assert_eq!(fields(e), ["email", "first_name", "last_name", "password"]);
-        let e = parse(
+        let e = from_object(
             &obj(
                 json!({"email": "nope", "password": "12345678", "password_confirm": "x",
                 "first_name": 3, "last_name": "Doe", "gender": "X"}),
@@ -201,5 +200,128 @@ mod tests {
                 "password_confirm"
             ]
         );
+    }
+
+    fn john() -> serde_json::Value {
+        json!({"first_name": "John", "last_name": "Doe", "email": " john@example.com ",
+            "phone": "0612345678", "gender": "H", "password": "SecurePass123!",
+            "password_confirm": "SecurePass123!"})
+    }
+
+    #[test]
+    fn a_registration_answers_201_with_the_account_and_stores_it() {
+        let f = Fixture::new();
+        let reply = f.call(Endpoint::Register, None, john()).expect("created");
+        assert_eq!(reply.status, 201);
+        let body = &reply.body;
+        assert_eq!(
+            fixture::keys(body),
+            [
+                "id",
+                "email",
+                "first_name",
+                "last_name",
+                "gender",
+                "phone",
+                "role",
+                "is_active",
+                "date_joined",
+                "last_login"
+            ]
+        );
+        let id = body["id"].as_u64().expect("an id");
+        assert_eq!(
+            (&body["email"], &body["first_name"], &body["last_name"]),
+            (&json!("john@example.com"), &json!("John"), &json!("Doe"))
+        );
+        assert_eq!(
+            (&body["gender"], &body["phone"], &body["role"]),
+            (&json!("H"), &json!("0612345678"), &json!("Visiteur"))
+        );
+        assert_eq!(
+            (&body["is_active"], &body["last_login"]),
+            (&json!(true), &json!(null))
+        );
+        assert!(body["date_joined"].as_str().expect("a date").ends_with('Z'));
+
+        let stored = f.account("john@example.com");
+        assert_eq!((stored.id, stored.role.as_str()), (id, "Visiteur"));
+        assert!(stored.password_hash.starts_with("$argon2id$"));
+        assert!(passwords::verify_password(
+            "SecurePass123!",
+            &stored.password_hash
+        ));
+    }
+
+    #[test]
+    fn a_taken_email_is_refused_whatever_its_case() {
+        let f = Fixture::new();
+        f.register("john@example.com");
+        let mut again = john();
+        again["email"] = json!("JOHN@Example.com");
+        let e = f.call(Endpoint::Register, None, again).expect_err("taken");
+        assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+        assert_eq!(fixture::fields(&e), ["email"]);
+        assert_eq!(fixture::messages(&e, "email"), [EMAIL_TAKEN]);
+        assert_eq!(f.service.store.accounts().expect("store").len(), 1);
+    }
+
+    #[test]
+    fn invalid_registrations_name_their_fields_and_store_nothing() {
+        let f = Fixture::new();
+        let e = f
+            .call(Endpoint::Register, None, json!({}))
+            .expect_err("empty");
+        assert_eq!(e.code.as_str(), "validation_error");
+        for field in ["email", "first_name", "last_name", "password"] {
+            assert_eq!(fixture::messages(&e, field), [input::REQUIRED], "{field}");
+        }
+        let e = f
+            .call(
+                Endpoint::Register,
+                None,
+                json!({"email": "jean@example.com", "password": "12345678",
+                    "password_confirm": "12345679", "first_name": " ", "last_name": "Dupont"}),
+            )
+            .expect_err("invalid");
+        assert_eq!(
+            fixture::fields(&e),
+            ["first_name", "password", "password_confirm"]
+        );
+        assert_eq!(fixture::messages(&e, "first_name"), [input::BLANK]);
+        assert_eq!(
+            fixture::messages(&e, "password"),
+            [
+                "Ce mot de passe est trop courant.",
+                "Ce mot de passe est entièrement numérique."
+            ]
+        );
+        assert_eq!(
+            fixture::messages(&e, "password_confirm"),
+            ["Les mots de passe ne correspondent pas."]
+        );
+        let e = f
+            .call_raw(Endpoint::Register, None, b"{", CLIENT)
+            .expect_err("not JSON");
+        assert_eq!((e.status, e.code.as_str()), (400, "invalid_json"));
+        let e = f
+            .call_raw(Endpoint::Register, None, b"[]", CLIENT)
+            .expect_err("not an object");
+        assert_eq!(
+            (e.code.as_str(), e.message.as_ref()),
+            (
+                "invalid_json",
+                "Le corps de la requête doit être un objet JSON"
+            )
+        );
+        assert!(f.service.store.accounts().expect("store").is_empty());
+        // The seed's password passes the policy.
+        f.call(
+            Endpoint::Register,
+            None,
+            json!({"email": "jean@example.com", "password": PASSWORD, "first_name": "Jean",
+                "last_name": "Dupont"}),
+        )
+        .expect("valid");
     }
 }

@@ -19,13 +19,17 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Hashing failed (argon2 refused its input or parameters).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct HashError(#[from] argon2::password_hash::Error);
+
 /// PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) of the password.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    Ok(hasher()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Checks a password against a stored PHC string, with the parameters the

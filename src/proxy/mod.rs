@@ -23,7 +23,7 @@ use pingora::ErrorType;
 
 use crate::accounts::{AccountRequest, Endpoint, Reply};
 use crate::cors::CorsPolicy;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{method_label, RouteMeter};
 use crate::routes::{Route, RouteTable};
 use crate::state::{Gateway, InFlight, InFlightGuard};
@@ -158,7 +158,7 @@ impl Proxy {
             Ok(result) => result.map(|_| body),
             Err(_) => Err(ApiError::new(
                 408,
-                "request_timeout",
+                ErrorCode::RequestTimeout,
                 "Le corps de la requête est arrivé trop lentement",
             )),
         }
@@ -199,7 +199,7 @@ impl Proxy {
         let m = &self.gateway.metrics;
         let outcome = match result {
             Ok(_) => "success",
-            Err(e) => e.code,
+            Err(e) => e.code.as_str(),
         };
         match endpoint {
             Endpoint::Login => m.logins.with_label_values(&[outcome]).inc(),
@@ -209,7 +209,7 @@ impl Proxy {
         }
         if let Err(e) = result {
             if e.bearer_challenge {
-                m.auth_failures.with_label_values(&[e.code]).inc();
+                m.auth_failures.with_label_values(&[e.code.as_str()]).inc();
             }
         }
     }
@@ -340,7 +340,7 @@ impl ProxyHttp for Proxy {
                 self.gateway
                     .metrics
                     .auth_failures
-                    .with_label_values(&[e.code])
+                    .with_label_values(&[e.code.as_str()])
                     .inc();
             }
         }

@@ -16,7 +16,7 @@ use crate::accounts::{self, Endpoint};
 use crate::auth::{self, AuthFailure};
 use crate::config::AuthMode;
 use crate::cors::{CorsPolicy, Preflight};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::revocation::RevocationList;
 use crate::routes::RouteTable;
 use crate::tokens::TokenKeys;
@@ -135,7 +135,7 @@ impl Planner {
                     decision.label = RouteLabel::Fixed(CORS_PREFLIGHT);
                     decision.action = Action::Reject(ApiError::new(
                         403,
-                        "cors_forbidden",
+                        ErrorCode::CorsForbidden,
                         "Origine, méthode ou en-tête non autorisé (CORS)",
                     ));
                     return decision;

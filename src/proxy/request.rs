@@ -131,7 +131,7 @@ mod tests {
     }
 
     fn code(req: &RequestHeader) -> &'static str {
-        check(req).map_or_else(|e| e.code, |_| "ok")
+        check(req).map_or_else(|e| e.code.as_str(), |_| "ok")
     }
 
     #[test]

@@ -18,23 +18,41 @@ use crate::admin;
 use crate::config::Config;
 use crate::connections::{Edge, EdgeApp};
 use crate::proxy::Proxy;
-use crate::state::{Gateway, InFlight};
+use crate::state::{Gateway, InFlight, OpenError};
 use crate::tokens::TokenCache;
-use crate::upstream::{build_balancer, UpstreamPool};
+use crate::upstream::{build_balancer, UpstreamError, UpstreamPool};
 
 use housekeeping::Housekeeping;
 use listeners::proxy_listeners;
 
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Listen {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
 /// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
 /// SIGINT (at once).
-pub fn serve(mut config: Config) -> Result<(), String> {
+pub fn serve(mut config: Config) -> Result<(), ServeError> {
     // Pingora would retry a taken address forever: refuse it now, by name.
     for (key, addr) in [
         ("server.listen", config.server.listen),
         ("admin.listen", config.admin.listen),
     ] {
-        std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
+        std::net::TcpListener::bind(addr).map_err(|source| ServeError::Listen {
+            key,
+            addr,
+            source,
+        })?;
     }
     // A flood of connections must meet server.max_connections, not the
     // open-file limit (past which Pingora stops accepting for everyone).

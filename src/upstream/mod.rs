@@ -42,18 +42,38 @@ pub struct UpstreamPool {
     pub read_timeout: Duration,
 }
 
-pub fn build_balancer(name: &str, up: &UpstreamConfig) -> Result<LoadBalancer<RoundRobin>, String> {
+/// An upstream whose balancer cannot be built; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstreams.{name}.targets: {source}")]
+    Targets {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("upstreams.{name}.health_check.path: not a path")]
+    HealthCheckPath { name: String },
+}
+
+pub fn build_balancer(
+    name: &str,
+    up: &UpstreamConfig,
+) -> Result<LoadBalancer<RoundRobin>, UpstreamError> {
     let targets: Vec<String> = up.targets.iter().map(|a| a.to_string()).collect();
-    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(targets)
-        .map_err(|e| format!("upstreams.{name}.targets: {e}"))?;
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(targets).map_err(|source| {
+        UpstreamError::Targets {
+            name: name.to_string(),
+            source,
+        }
+    })?;
     if let Some(hc) = &up.health_check {
         match &hc.path {
             Some(path) => {
                 let mut check = HttpHealthCheck::new("localhost", false);
-                check.req.set_uri(
-                    path.parse()
-                        .map_err(|_| format!("upstreams.{name}.health_check.path: not a path"))?,
-                );
+                check
+                    .req
+                    .set_uri(path.parse().map_err(|_| UpstreamError::HealthCheckPath {
+                        name: name.to_string(),
+                    })?);
                 check.peer_template.options.connection_timeout = Some(up.connect_timeout);
                 check.peer_template.options.read_timeout =
                     Some(up.connect_timeout.max(Duration::from_secs(1)));
