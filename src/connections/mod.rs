@@ -1,0 +1,159 @@
+//! The client side of the listeners, below HTTP: how many connections may be
+//! open, how long a request's head may take to arrive, and what a client gets
+//! when Pingora refuses a request before vigile's filters see it.
+//!
+//! Each listening service runs an [`EdgeApp`] around its HTTP application
+//! (Pingora's proxy, or the admin app) in place of Pingora's own connection
+//! loop (`ServerApp for HttpServerApp`, HTTP/1 only, which is all vigile
+//! serves). For each accepted connection it:
+//! - counts it against `server.max_connections` (one count shared by the
+//!   proxy's per-thread services; one atomic increment and decrement per
+//!   connection) and refuses the excess at once with a short 503;
+//! - wraps its stream in an [`EdgeStream`], which bounds the time from the
+//!   connection's start, or from the end of the previous request, to the end
+//!   of each request's head (`server.header_timeout`), whatever trickles in,
+//!   and turns Pingora's own bare refusals (a malformed head: 400; `CONNECT`:
+//!   405) into vigile's JSON errors;
+//! - serves the connection's requests one after the other, pipelined ones
+//!   included, in order (Pingora's HTTP/1 pipelining, opted in per session).
+//!
+//! The application says when a head is complete with [`head_received`]: the
+//! proxy in `early_request_filter`, the admin app once it has read the head.
+//! From then until the end of the request the stream is a plain pass-through
+//! (a slow body is the body timeouts' business, not this deadline's).
+
+mod answers;
+mod limit;
+mod stream;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use prometheus::IntCounter;
+
+pub use answers::error_response;
+pub use limit::{raise_open_file_limit, ConnectionLimit};
+use stream::EdgeStream;
+
+/// Keep-alive time Pingora gives a new connection (its own default); the
+/// head deadline is usually the shorter bound.
+const KEEPALIVE_SECONDS: u64 = 60;
+
+/// Phases of an [`EdgeStream`], shared with the connection loop.
+const HEAD: u8 = 0;
+const BODY: u8 = 1;
+const EXPIRED: u8 = 2;
+
+/// What the connections of one listener share (for the process's lifetime).
+pub struct Edge {
+    header_timeout: Duration,
+    limit: Option<&'static ConnectionLimit>,
+    /// `vigile_header_timeouts_total` of this listener.
+    header_timeouts: IntCounter,
+}
+
+impl Edge {
+    pub fn leak(
+        header_timeout: Duration,
+        limit: Option<&'static ConnectionLimit>,
+        header_timeouts: IntCounter,
+    ) -> &'static Edge {
+        Box::leak(Box::new(Edge {
+            header_timeout,
+            limit,
+            header_timeouts,
+        }))
+    }
+}
+
+/// An HTTP application (`HttpServerApp`) served under the edge's rules.
+pub struct EdgeApp<A> {
+    app: Arc<A>,
+    edge: &'static Edge,
+}
+
+impl<A> EdgeApp<A> {
+    pub fn new(app: A, edge: &'static Edge) -> EdgeApp<A> {
+        EdgeApp {
+            app: Arc::new(app),
+            edge,
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for EdgeApp<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let guard = match self.edge.limit {
+            Some(limit) => match limit.try_enter() {
+                Some(guard) => Some(guard),
+                None => {
+                    limit.refuse(stream).await;
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let phase = Arc::new(AtomicU8::new(HEAD));
+        let stream = Box::new(EdgeStream::new(stream, self.edge, phase.clone(), guard));
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECONDS));
+        session.set_keepalive_reuses_remaining(
+            self.app
+                .server_options()
+                .and_then(|o| o.keepalive_request_limit),
+        );
+        // Requests sent before the previous answer (pipelined) are answered
+        // in order instead of being dropped with the connection.
+        session.set_pipelining_enabled(true);
+        loop {
+            let mut serving = self.app.process_new_http(session, shutdown);
+            // The stream marks the phase expired when the head's deadline
+            // passes; the request is then dropped, and the connection with it.
+            let reused = std::future::poll_fn(|cx| match serving.as_mut().poll(cx) {
+                Poll::Ready(reused) => Poll::Ready(reused),
+                Poll::Pending if phase.load(Ordering::Relaxed) == EXPIRED => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await?;
+            drop(serving);
+            let (stream, settings) = reused.consume();
+            let mut edge = stream.into_any().downcast::<EdgeStream>().ok()?;
+            edge.next_request();
+            session = ServerSession::new_http1(edge);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.app.http_cleanup().await;
+    }
+}
+
+/// Tells the connection under `session` that its request's head is complete:
+/// the head deadline stops, and what it writes from now on is an answer of
+/// the application's.
+pub fn head_received(session: &ServerSession) {
+    if let Some(edge) = session
+        .stream()
+        .and_then(|s| (**s).as_any().downcast_ref::<EdgeStream>())
+    {
+        edge.head_received();
+    }
+}
