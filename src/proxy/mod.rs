@@ -4,15 +4,17 @@
 //! authenticate (who is this?), authorize (may they?), mutate (what does the
 //! upstream get?, in `mutate.rs`).
 
+mod answer;
 mod deadline;
 mod forward;
+mod local;
 mod mutate;
 pub mod plan;
 mod request;
 mod respond;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -21,9 +23,8 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
-use crate::accounts::{AccountRequest, Endpoint, Reply};
 use crate::cors::CorsPolicy;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::metrics::{method_label, RouteMeter};
 use crate::routes::{Route, RouteTable};
 use crate::state::{Gateway, InFlight, InFlightGuard};
@@ -32,10 +33,6 @@ use crate::upstream::{Picked, UpstreamPool};
 use plan::{Action, Planner, RouteLabel, UNMATCHED};
 
 pub use mutate::IdentityHeaderNames;
-
-use crate::accounts::MAX_BODY;
-/// How long a client may take to send that body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shows the value, or `-` when there is none (formatted only if logged).
 struct OrDash<T>(Option<T>);
@@ -128,91 +125,6 @@ impl Proxy {
             RouteLabel::Fixed(name) => name,
         }
     }
-
-    /// Reads the body of a request the gateway answers itself, up to `MAX_BODY`.
-    async fn read_body(session: &mut Session) -> Result<Vec<u8>, ApiError> {
-        let declared = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(ApiError::body_too_large());
-        }
-        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
-        let read = async {
-            while let Some(chunk) = session
-                .read_request_body()
-                .await
-                .map_err(|_| ApiError::invalid_json())?
-            {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(ApiError::body_too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(BODY_TIMEOUT, read).await {
-            Ok(result) => result.map(|_| body),
-            Err(_) => Err(ApiError::new(
-                408,
-                ErrorCode::RequestTimeout,
-                "Le corps de la requête est arrivé trop lentement",
-            )),
-        }
-    }
-
-    /// Runs one account endpoint on the blocking pool.
-    async fn answer_account(
-        &self,
-        session: &mut Session,
-        endpoint: Endpoint,
-    ) -> Result<Reply, ApiError> {
-        let body = Self::read_body(session).await?;
-        let authorization = session
-            .req_header()
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
-        let client_ip = client_ip(session);
-        let accounts = self.gateway.accounts.clone();
-        let job = move || {
-            accounts.handle(&AccountRequest {
-                endpoint,
-                authorization: authorization.as_deref(),
-                body: &body,
-                client_ip,
-            })
-        };
-        if endpoint.hashes() {
-            self.gateway.hash_pool.run(job).await?
-        } else {
-            tokio::task::spawn_blocking(job)
-                .await
-                .map_err(|_| ApiError::internal())?
-        }
-    }
-
-    fn count_account_result(&self, endpoint: Endpoint, result: &Result<Reply, ApiError>) {
-        let m = &self.gateway.metrics;
-        let outcome = match result {
-            Ok(_) => "success",
-            Err(e) => e.code.as_str(),
-        };
-        match endpoint {
-            Endpoint::Login => m.logins.with_label_values(&[outcome]).inc(),
-            Endpoint::Register => m.registrations.with_label_values(&[outcome]).inc(),
-            Endpoint::Refresh => m.refreshes.with_label_values(&[outcome]).inc(),
-            _ => {}
-        }
-        if let Err(e) = result {
-            if e.bearer_challenge {
-                m.auth_failures.with_label_values(&[e.code.as_str()]).inc();
-            }
-        }
-    }
 }
 
 impl Proxy {
@@ -285,7 +197,7 @@ impl Proxy {
             None => Err(Error::explain(ErrorType::HTTPStatus(502), "no route")),
         };
         let answer =
-            |upstream: &ResponseHeader| mutate::answer_from(upstream, &ctx.request_id, &ctx.cors);
+            |upstream: &ResponseHeader| answer::answer_from(upstream, &ctx.request_id, &ctx.cors);
         forward::forward(session, &target, build, answer).await
     }
 }
@@ -485,7 +397,7 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        mutate::for_downstream(upstream_response, &ctx.request_id, &ctx.cors);
+        answer::for_downstream(upstream_response, &ctx.request_id, &ctx.cors);
         // HTTP/1.0 knows no chunks (Pingora chunks an answer without a
         // length): such a client's answer is delimited by the close.
         if session.req_header().version == http::Version::HTTP_10
