@@ -39,8 +39,8 @@ pub enum Command {
     /// Run the gateway.
     Serve {
         /// Access-log format; overrides server.log_format.
-        #[arg(long, value_parser = ["text", "json"])]
-        log_format: Option<String>,
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Check the configuration and exit (non-zero, naming the key, if it is wrong).
     CheckConfig,
@@ -120,11 +120,7 @@ pub fn run(cli: Cli) -> i32 {
             0
         }
         Command::Serve { log_format } => {
-            let format = match log_format.as_deref() {
-                Some("json") => LogFormat::Json,
-                Some(_) => LogFormat::Text,
-                None => config.server.log_format,
-            };
+            let format = log_format.unwrap_or(config.server.log_format);
             init_logging(format);
             match crate::server::serve(config) {
                 Ok(()) => 0,
