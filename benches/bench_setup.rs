@@ -43,19 +43,19 @@ fn write_lines(path: PathBuf, lines: impl Iterator<Item = String>) -> std::io::R
     f.flush()
 }
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    let mut config = Config::load(&args.config)?;
     // Tokens that outlive the whole run (the gateway's config says 6h too:
     // it refuses tokens that live longer than its access_ttl).
     config.tokens.access_ttl = Duration::from_secs(6 * 3600);
     let keys = TokenKeys::from_config(&config.tokens, &config.store.data_dir())?;
-    let store = vigile::store::open(&config.store, 6 * 3600).map_err(|e| e.to_string())?;
+    let store = vigile::store::open(&config.store, 6 * 3600)?;
     let now = vigile::unix_now();
     let until = now + 6 * 3600;
 
     if args.accounts > 0 {
-        let hash = vigile::passwords::hash_password("motdepasse123").map_err(|e| e.to_string())?;
+        let hash = vigile::passwords::hash_password("motdepasse123")?;
         let mut batch = Vec::with_capacity(100_000);
         for i in 0..args.accounts {
             batch.push(AccountRecord {
@@ -72,9 +72,7 @@ fn main() -> Result<(), String> {
                 last_login: None,
             });
             if batch.len() == 100_000 || i + 1 == args.accounts {
-                store
-                    .insert_accounts(std::mem::take(&mut batch))
-                    .map_err(|e| e.to_string())?;
+                store.insert_accounts(std::mem::take(&mut batch))?;
             }
         }
     }
@@ -99,17 +97,16 @@ fn main() -> Result<(), String> {
         revoked_sessions.iter().map(|s| (*s, until)).collect();
     all_revoked.extend((0..args.revoked_sessions).map(|_| (SessionId::random(), until)));
     for chunk in all_revoked.chunks(100_000) {
-        store.insert_revocations(chunk).map_err(|e| e.to_string())?;
+        store.insert_revocations(chunk)?;
     }
 
-    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    write_lines(args.out.join("tokens.txt"), valid.into_iter()).map_err(|e| e.to_string())?;
-    write_lines(args.out.join("revoked.txt"), revoked.into_iter()).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.out)?;
+    write_lines(args.out.join("tokens.txt"), valid.into_iter())?;
+    write_lines(args.out.join("revoked.txt"), revoked.into_iter())?;
     write_lines(
         args.out.join("revoked.map"),
         all_revoked.iter().map(|(s, _)| format!("{s} 1")),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     eprintln!(
         "bench_setup: {} tokens, {} revoked tokens, {} revoked sessions, {} accounts",
         args.tokens,

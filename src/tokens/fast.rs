@@ -8,7 +8,7 @@ use jsonwebtoken::Header;
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Identity, TokenError, TokenKeys};
+use super::{Identity, KeyError, TokenError, TokenKeys};
 
 /// The access-token check for the tokens this gateway issues with HS256:
 /// their header is exactly ours, so it is compared as text instead of being
@@ -142,14 +142,14 @@ fn read_claims(payload: &[u8]) -> Option<AccessClaimsRef<'_>> {
 }
 
 impl FastHs256 {
-    pub(super) fn new(header: &Header, secret: &[u8]) -> Result<FastHs256, String> {
+    pub(super) fn new(header: &Header, secret: &[u8]) -> Result<FastHs256, KeyError> {
         use base64::Engine;
-        let json = serde_json::to_vec(header).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(header)?;
         let prefix = format!(
             "{}.",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
         );
-        let mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
+        let mac = Hmac::<Sha256>::new_from_slice(secret)?;
         Ok(FastHs256 { prefix, mac })
     }
 

@@ -8,7 +8,7 @@ impl TokenKeys {
         subject: &Subject,
         session: SessionId,
         now: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -22,7 +22,7 @@ impl TokenKeys {
             token_type: "access".into(),
             nbf: None,
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&self.header, &claims, &self.encoding)
     }
 
     /// A refresh token with the given `jti` and expiry (both kept in the session).
@@ -33,7 +33,7 @@ impl TokenKeys {
         jti: u128,
         now: u64,
         exp: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = RefreshClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -45,6 +45,6 @@ impl TokenKeys {
             token_type: "refresh".into(),
             nbf: None,
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&self.header, &claims, &self.encoding)
     }
 }

@@ -1,7 +1,7 @@
 //! The signing and verification keys: from the configuration, or generated
 //! once and kept in the data directory; the JWKS document of the public key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
@@ -9,6 +9,29 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use super::fast::FastHs256;
 use crate::config::{Algorithm, KeySource, TokenConfig};
 use crate::fsutil;
+
+/// Why the keys could not be set up; each message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("tokens: cannot keep the generated {what} in {}: {source}", path.display())]
+    Keep {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tokens.private_key_file: not an {kind} private key in PEM: {reason}")]
+    NotAKey { kind: &'static str, reason: String },
+    #[error("tokens: cannot derive the public key: {0}")]
+    Derive(jsonwebtoken::errors::Error),
+    #[error("tokens: cannot use the public key: {0}")]
+    Public(jsonwebtoken::errors::Error),
+    #[error("tokens: algorithm and key source do not match")]
+    Mismatch,
+    #[error("tokens: cannot encode the token header or the JWKS: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("tokens: the HS256 secret cannot key HMAC-SHA256")]
+    Secret(#[from] hmac::digest::InvalidLength),
+}
 
 pub struct TokenKeys {
     /// HS256 only: the check of the tokens this gateway issued, without the
@@ -31,7 +54,7 @@ const ED25519_FILE: &str = "jwt-ed25519.pem";
 impl TokenKeys {
     /// Builds the keys; a generated secret or key is read from, or first
     /// written to, the data directory (mode 0600).
-    pub fn from_config(cfg: &TokenConfig, data_dir: &Path) -> Result<TokenKeys, String> {
+    pub fn from_config(cfg: &TokenConfig, data_dir: &Path) -> Result<TokenKeys, KeyError> {
         let (alg, encoding, decoding) = match (&cfg.algorithm, &cfg.key) {
             (Algorithm::HS256, KeySource::Secret(secret)) => hs256(secret),
             (Algorithm::HS256, KeySource::GeneratedSecret) => {
@@ -43,39 +66,39 @@ impl TokenKeys {
                         .encode(bytes)
                         .into_bytes()
                 })
-                .map_err(|e| {
-                    format!(
-                        "tokens: cannot keep the generated secret in {}: {e}",
-                        path.display()
-                    )
+                .map_err(|source| KeyError::Keep {
+                    what: "secret",
+                    path: path.clone(),
+                    source,
                 })?;
                 hs256(&secret)
             }
             (Algorithm::EdDSA, KeySource::PrivateKeyPem(pem)) => ed25519(pem)?,
             (Algorithm::EdDSA, KeySource::GeneratedEd25519) => {
                 let path = data_dir.join(ED25519_FILE);
-                let pem =
-                    fsutil::read_or_create_private(&path, generate_ed25519_pem).map_err(|e| {
-                        format!(
-                            "tokens: cannot keep the generated key in {}: {e}",
-                            path.display()
-                        )
-                    })?;
+                let pem = fsutil::read_or_create_private(&path, generate_ed25519_pem).map_err(
+                    |source| KeyError::Keep {
+                        what: "key",
+                        path: path.clone(),
+                        source,
+                    },
+                )?;
                 ed25519(&pem)?
             }
             (Algorithm::RS256, KeySource::PrivateKeyPem(pem)) => {
-                let encoding = EncodingKey::from_rsa_pem(pem).map_err(|e| {
-                    format!("tokens.private_key_file: not an RSA private key in PEM: {e}")
+                let encoding = EncodingKey::from_rsa_pem(pem).map_err(|e| KeyError::NotAKey {
+                    kind: "RSA",
+                    reason: e.to_string(),
                 })?;
                 let jwk = Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::RS256)
-                    .map_err(|e| format!("tokens: cannot derive the public key: {e}"))?;
+                    .map_err(KeyError::Derive)?;
                 (
                     jsonwebtoken::Algorithm::RS256,
                     encoding,
                     PublicKey::Jwk(Box::new(jwk)),
                 )
             }
-            _ => return Err("tokens: algorithm and key source do not match".into()),
+            _ => return Err(KeyError::Mismatch),
         };
         let mut header = Header::new(alg);
         let mut fast = None;
@@ -90,8 +113,7 @@ impl TokenKeys {
                 jwk.common.key_id = Some(kid.clone());
                 jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
                 header.kid = Some(kid);
-                let decoding = DecodingKey::from_jwk(&jwk)
-                    .map_err(|e| format!("tokens: cannot use the public key: {e}"))?;
+                let decoding = DecodingKey::from_jwk(&jwk).map_err(KeyError::Public)?;
                 (decoding, JwkSet { keys: vec![jwk] })
             }
         };
@@ -112,7 +134,7 @@ impl TokenKeys {
             audience: cfg.audience.clone(),
             access_ttl: cfg.access_ttl.as_secs(),
             refresh_ttl: cfg.refresh_ttl.as_secs(),
-            jwks: serde_json::to_vec(&jwks).map_err(|e| e.to_string())?,
+            jwks: serde_json::to_vec(&jwks)?,
         })
     }
 
@@ -149,15 +171,16 @@ fn hs256(secret: &[u8]) -> Keys {
     )
 }
 
-fn ed25519(pem: &[u8]) -> Result<Keys, String> {
+fn ed25519(pem: &[u8]) -> Result<Keys, KeyError> {
     use base64::Engine;
     use ed25519_dalek::pkcs8::DecodePrivateKey;
     use jsonwebtoken::jwk::{
         AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
         OctetKeyPairType,
     };
-    let bad = |e: &dyn std::fmt::Display| {
-        format!("tokens.private_key_file: not an Ed25519 private key in PEM: {e}")
+    let bad = |e: &dyn std::fmt::Display| KeyError::NotAKey {
+        kind: "Ed25519",
+        reason: e.to_string(),
     };
     let encoding = EncodingKey::from_ed_pem(pem).map_err(|e| bad(&e))?;
     let text = std::str::from_utf8(pem).map_err(|e| bad(&e))?;

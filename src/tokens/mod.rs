@@ -30,4 +30,4 @@ pub(crate) mod fixtures;
 pub use cache::{TokenCache, Verified};
 pub use claims::{AccessClaims, Identity, RefreshClaims, TokenError};
 pub use ids::{hex128, hex128_into, random_token_id, SessionId, Subject};
-pub use keys::TokenKeys;
+pub use keys::{KeyError, TokenKeys};
