@@ -5,13 +5,11 @@
 //! `server.header_timeout` and a small `server.max_connections`; deadlines are
 //! checked with generous bounds only.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Options};
+use crate::common::{self, Gateway, Options};
 use serde_json::Value;
 
 /// A route without authentication to the `stocks` echo upstream, and one to

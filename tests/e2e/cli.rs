@@ -1,7 +1,7 @@
 //! The command line: `check-config` refusals name the key; operator commands
 //! work on the store file when no gateway runs.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,15 +4,13 @@
 //! answer's framing (length, chunks, close, 1xx, HEAD) and each connection's
 //! fate are what the test says.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use common::scripted::{path_of, Scripted};
-use common::{Gateway, Options};
+use crate::common::scripted::{path_of, Scripted};
+use crate::common::{Gateway, Options};
 
 /// A gateway with the route `/api/raw/` (no auth) to `upstream`.
 fn gateway_before(upstream: &Scripted) -> Gateway {

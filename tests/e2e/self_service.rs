@@ -1,13 +1,11 @@
 //! Password reset, self-service and abuse resistance, end to end.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Options};
+use crate::common::{self, Gateway, Options};
 use serde_json::json;
 
 const PASSWORD: &str = "motdepasse123";

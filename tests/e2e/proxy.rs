@@ -1,9 +1,7 @@
 //! The proxy path end to end: token checks, identity headers, route policy,
 //! revocation on the very next request, also after a crash.
 
-mod common;
-
-use common::{now, sign, Gateway, Options, Upstream};
+use crate::common::{self, now, sign, Gateway, Options, Upstream};
 use serde_json::{json, Value};
 
 fn assert_401(r: &common::Resp, code: &str) {

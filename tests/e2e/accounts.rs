@@ -1,8 +1,6 @@
 //! The account API end to end, as the seeds' clients use it.
 
-mod common;
-
-use common::{Gateway, Options};
+use crate::common::{self, Gateway, Options};
 use serde_json::json;
 
 #[test]

@@ -1,11 +1,9 @@
 //! What an operator relies on in front of real backends: load balancing and
 //! health checks, timeouts, header hygiene, CORS, metrics, access log, drain.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Gateway, Options, Upstream};
+use crate::common::{self, Gateway, Options, Upstream};
 use serde_json::{json, Value};
 
 fn pool_options(a: &Upstream, b: &Upstream, health: &str) -> Options {

@@ -3,12 +3,10 @@
 //! signed into the future or for too long, look-alike email addresses, and
 //! the reuse grace window of refresh tokens measured below the second.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Options};
+use crate::common::{self, Gateway, Options};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "motdepasse123";

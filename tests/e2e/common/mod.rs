@@ -1,7 +1,6 @@
 //! End-to-end harness: starts the real `vigile` binary with a temporary
 //! config, store and secret on free loopback ports, in front of real
 //! `vigile-demo-upstream` processes, and talks HTTP to it.
-#![allow(dead_code)]
 
 pub mod scripted;
 
@@ -49,7 +48,6 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
 pub struct Upstream {
     child: Child,
     pub addr: SocketAddr,
-    pub name: String,
 }
 
 impl Upstream {
@@ -66,11 +64,7 @@ impl Upstream {
             .spawn()
             .expect("start the demo upstream");
         wait_for_port(addr, &mut child, "the demo upstream");
-        Upstream {
-            child,
-            addr,
-            name: name.to_string(),
-        }
+        Upstream { child, addr }
     }
 }
 
@@ -134,7 +128,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    pub upstreams: Vec<Upstream>,
+    /// `stocks` and `jobs`, stopped with the gateway.
+    _upstreams: Vec<Upstream>,
     agent: ureq::Agent,
     rust_log: &'static str,
 }
@@ -229,7 +224,7 @@ upstreams:
             dir,
             addr,
             admin,
-            upstreams: vec![stocks, jobs],
+            _upstreams: vec![stocks, jobs],
             agent: agent(),
             rust_log: options.rust_log,
         };

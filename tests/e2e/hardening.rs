@@ -5,14 +5,12 @@
 //! upgrade tunnels, two credentials, trickling or 1xx-flooding upstreams,
 //! hop-by-hop headers, HTTP/1.0 clients, hostless requests.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::scripted::{has_header, path_of, raw, raw_exchange, request, Scripted};
-use common::{Gateway, Options};
+use crate::common::scripted::{has_header, path_of, raw, raw_exchange, request, Scripted};
+use crate::common::{self, Gateway, Options};
 use serde_json::Value;
 
 const PASSWORD: &str = "Str0ng-passphrase!";
