@@ -1,8 +1,9 @@
 //! The forwarding of plain reads (GET and HEAD without a body), which vigile
-//! does itself over its own pool of upstream connections: against an
-//! upstream that speaks HTTP/1.1 from a script over loopback, so that each
-//! answer's framing (length, chunks, close, 1xx, HEAD) and each connection's
-//! fate are what the test says.
+//! does itself over its own pool of upstream connections (or Pingora's
+//! proxy loop, with `server.direct_path: false`): against an upstream that
+//! speaks HTTP/1.1 from a script over loopback, so that each answer's
+//! framing (length, chunks, close, 1xx, HEAD) and each connection's fate are
+//! what the test says.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,6 +30,12 @@ fn raw_request(gw: &Gateway, request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// The direct path, whatever `VIGILE_TEST_DIRECT_PATH` says: for the tests
+/// that read the counters of its own pool, which Pingora's path has not.
+fn on_the_direct_path() -> Options {
+    Options::default().server(|s| s.direct_path(true))
+}
+
 /// `vigile_upstream_connections_total` of the `raw` upstream for `event`.
 fn connections(gw: &Gateway, event: &str) -> u64 {
     let text = gw.admin_get("/metrics").text;
@@ -49,7 +56,7 @@ fn a_pooled_connection_the_upstream_closed_is_replaced() {
         let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         false
     });
-    let gw = gateway_before(&upstream, Options::default());
+    let gw = gateway_before(&upstream, on_the_direct_path());
     for i in 0..5 {
         let r = gw.get(&format!("/api/raw/{i}"), None);
         assert_eq!(r.status, 200, "request {i}: {}", r.text);
@@ -85,7 +92,7 @@ fn connections_the_upstream_keeps_are_reused() {
         conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .is_ok()
     });
-    let gw = gateway_before(&upstream, Options::default());
+    let gw = gateway_before(&upstream, on_the_direct_path());
     for i in 0..10 {
         let r = gw.get(&format!("/api/raw/{i}"), None);
         assert_eq!((r.status, r.text.as_str()), (200, "ok"));

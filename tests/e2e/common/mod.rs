@@ -78,6 +78,17 @@ impl Drop for DemoUpstream {
     }
 }
 
+/// Whether the gateway forwards plain reads itself (`server.direct_path`):
+/// `VIGILE_TEST_DIRECT_PATH=false` runs the suite with every request on
+/// Pingora's proxy path; unset or `true`, vigile's default.
+pub fn direct_path() -> bool {
+    match std::env::var("VIGILE_TEST_DIRECT_PATH").as_deref() {
+        Err(_) | Ok("true") => true,
+        Ok("false") => false,
+        Ok(other) => panic!("VIGILE_TEST_DIRECT_PATH={other}: true or false"),
+    }
+}
+
 /// What a test may change in the gateway's configuration. The harness adds
 /// the listeners, the store, the secret file, the `stocks` and `jobs`
 /// routes and upstreams and, unless `mailer` says otherwise, the outbox.
@@ -103,6 +114,7 @@ impl Default for Options {
                 threads: Some(2),
                 grace_period: Some(Duration::from_secs(1)),
                 log_format: Some(config::LogFormat::Text),
+                direct_path: Some(direct_path()),
                 ..config::Server::default()
             },
             store: config::Store::default(),
