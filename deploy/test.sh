@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and end-to-end
 # tests (these start the real binaries on loopback ports), and one smoke run
-# of each benchmark. Ends with the total: "Summary: N passed, N failed".
+# of each benchmark; then the end-to-end tests once more with
+# `server.direct_path: false` (every request by Pingora's proxy path).
+# Ends with the total of both runs: "Summary: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -13,7 +15,10 @@ cargo clippy --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets --locked 2>&1 | tee "$log" || status=$?
+VIGILE_TEST_DIRECT_PATH=true cargo test --all-targets --locked 2>&1 | tee "$log" || status=$?
+echo
+echo "The end-to-end tests again, with server.direct_path: false"
+VIGILE_TEST_DIRECT_PATH=false cargo test --locked --test e2e 2>&1 | tee -a "$log" || status=$?
 totals=$(awk '/^test result: / { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed;/) p += $i; if ($(i + 1) ~ /^failed;/) f += $i } } END { printf "%d %d", p, f }' "$log")
 echo
 echo "Summary: ${totals% *} passed, ${totals#* } failed"

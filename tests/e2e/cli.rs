@@ -1,9 +1,12 @@
 //! The command line: `check-config` refusals name the key; operator commands
-//! work on the store file when no gateway runs.
-
-mod common;
+//! work on the store file when no gateway runs. The configurations that
+//! `check-config` must refuse are written as YAML text on purpose: how
+//! vigile reads malformed text is what they test.
 
 use std::path::Path;
+
+use crate::common;
+use crate::common::config::{Admin, Config, Server, Store};
 
 fn check(dir: &Path, yaml: &str) -> (bool, String) {
     let path = dir.join("c.yaml");
@@ -53,14 +56,14 @@ fn check_config_accepts_the_sample_and_names_bad_keys() {
 fn operator_commands_work_on_the_store_without_a_gateway() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "store:\n  path: {}\n",
-            dir.path().join("data/vigile.redb").display()
-        ),
-    )
-    .expect("write");
+    Config {
+        store: Some(Store {
+            path: Some(dir.path().join("data/vigile.redb")),
+            ..Store::default()
+        }),
+        ..Config::default()
+    }
+    .write(&path);
     let out = common::cli(&path, &["role", "create", "Admin"], None);
     assert!(
         out.status.success(),
@@ -142,15 +145,21 @@ fn serve_refuses_a_listen_address_in_use_by_name() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let path = dir.path().join("c.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "server: {{listen: \"127.0.0.1:{port}\"}}\nadmin: {{listen: \"127.0.0.1:{}\"}}\nstore: {{path: {}}}\n",
-            common::free_port(),
-            dir.path().join("data/v.redb").display()
-        ),
-    )
-    .expect("write");
+    Config {
+        server: Some(Server {
+            listen: Some(([127, 0, 0, 1], port).into()),
+            ..Server::default()
+        }),
+        admin: Some(Admin {
+            listen: ([127, 0, 0, 1], common::free_port()).into(),
+        }),
+        store: Some(Store {
+            path: Some(dir.path().join("data/v.redb")),
+            ..Store::default()
+        }),
+        ..Config::default()
+    }
+    .write(&path);
     let out = common::cli(&path, &["serve"], None);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::config::{Auth, Route, Upstream};
+use super::{Gateway, Options};
+
 /// What the scripted upstream does with one request: writes an answer on
 /// the connection and says whether to keep the connection open.
 pub type Script = dyn Fn(&str, &mut TcpStream) -> bool + Send + Sync;
@@ -59,6 +62,22 @@ impl Scripted {
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
+}
+
+/// A gateway with the route `/api/raw/` (no auth) to `upstream`, which may
+/// take `read_timeout` to answer, before the routes `options` adds.
+pub fn gateway_before(
+    upstream: &Scripted,
+    read_timeout: Duration,
+    mut options: Options,
+) -> Gateway {
+    options
+        .routes
+        .insert(0, Route::new("raw", "/api/raw/", "raw").auth(Auth::None));
+    Gateway::start_with(options.upstream(
+        "raw",
+        Upstream::new([upstream.addr]).read_timeout(read_timeout),
+    ))
 }
 
 fn serve(mut stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) {

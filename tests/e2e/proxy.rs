@@ -1,9 +1,8 @@
 //! The proxy path end to end: token checks, identity headers, route policy,
 //! revocation on the very next request, also after a crash.
 
-mod common;
-
-use common::{now, sign, Gateway, Options, Upstream};
+use crate::common::config::{Auth, Route, Upstream};
+use crate::common::{self, now, sign, DemoUpstream, Gateway, Options};
 use serde_json::{json, Value};
 
 fn assert_401(r: &common::Resp, code: &str) {
@@ -120,26 +119,17 @@ fn the_upstream_gets_our_identity_headers_and_never_the_clients() {
 
 #[test]
 fn route_policy_roles_auth_modes_and_unknown_paths() {
-    let gw = Gateway::start_with(Options {
-        extra_routes: r#"
-  - name: public
-    prefix: /api/public/
-    upstream: stocks
-    auth: none
-  - name: maybe
-    prefix: /api/maybe/
-    upstream: stocks
-    auth: optional
-  - name: admin
-    prefix: /api/admin/
-    upstream: jobs
-    roles: [Admin]
-    strip_prefix: true
-    forward_authorization: false
-"#
-        .into(),
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(
+        Options::default()
+            .route(Route::new("public", "/api/public/", "stocks").auth(Auth::None))
+            .route(Route::new("maybe", "/api/maybe/", "stocks").auth(Auth::Optional))
+            .route(
+                Route::new("admin", "/api/admin/", "jobs")
+                    .roles(["Admin"])
+                    .strip_prefix(true)
+                    .forward_authorization(false),
+            ),
+    );
     let login = gw.register_and_login("dev@example.com", "motdepasse123");
     let access = login["access"].as_str().expect("access");
 
@@ -190,11 +180,11 @@ fn route_policy_roles_auth_modes_and_unknown_paths() {
 #[test]
 fn an_upstream_that_is_down_answers_502_json() {
     let port = common::free_port();
-    let gw = Gateway::start_with(Options {
-        extra_routes: "  - {name: gone, prefix: /api/gone/, upstream: gone}\n".into(),
-        extra_upstreams: format!("  gone:\n    targets: [\"127.0.0.1:{port}\"]\n"),
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(
+        Options::default()
+            .route(Route::new("gone", "/api/gone/", "gone"))
+            .upstream("gone", Upstream::new([([127, 0, 0, 1], port).into()])),
+    );
     let login = gw.register_and_login("dev@example.com", "motdepasse123");
     let r = gw.get("/api/gone/x", login["access"].as_str());
     assert_eq!(
@@ -204,7 +194,7 @@ fn an_upstream_that_is_down_answers_502_json() {
         r.text
     );
     // And it comes back when the service does.
-    let _up = Upstream::start_on("gone", port);
+    let _up = DemoUpstream::start_on("gone", port);
     let r = gw.get("/api/gone/x", login["access"].as_str());
     assert_eq!(r.status, 200, "{}", r.text);
     let metrics = gw.admin_get("/metrics").text;

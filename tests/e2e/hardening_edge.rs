@@ -5,39 +5,27 @@
 //! `server.header_timeout` and a small `server.max_connections`; deadlines are
 //! checked with generous bounds only.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Options};
+use crate::common::config::{Auth, LogFormat, Route, Upstream};
+use crate::common::{self, Gateway, Options};
 use serde_json::Value;
 
-/// A route without authentication to the `stocks` echo upstream, and one to
-/// an upstream nobody listens on.
-fn extra_routes() -> (String, String) {
-    let dead = common::free_port();
-    (
-        "  - name: open\n    prefix: /api/open/\n    upstream: stocks\n    auth: none\n\
-         \x20 - name: dead\n    prefix: /api/dead/\n    upstream: dead\n    auth: none\n"
-            .to_string(),
-        format!("  dead:\n    targets: [\"127.0.0.1:{dead}\"]\n    connect_timeout: 1s\n"),
+/// A gateway with a route without authentication to the `stocks` echo
+/// upstream, and one to an upstream nobody listens on.
+fn edge_gateway(options: Options) -> Gateway {
+    let dead: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    Gateway::start_with(
+        options
+            .route(Route::new("open", "/api/open/", "stocks").auth(Auth::None))
+            .route(Route::new("dead", "/api/dead/", "dead").auth(Auth::None))
+            .upstream(
+                "dead",
+                Upstream::new([dead]).connect_timeout(Duration::from_secs(1)),
+            ),
     )
-}
-
-fn edge_gateway(server_extra: &str) -> Gateway {
-    edge_gateway_with(server_extra, Options::default())
-}
-
-fn edge_gateway_with(server_extra: &str, options: Options) -> Gateway {
-    let (extra_routes, extra_upstreams) = extra_routes();
-    Gateway::start_with(Options {
-        server_extra: server_extra.to_string(),
-        extra_routes,
-        extra_upstreams,
-        ..options
-    })
 }
 
 /// One series of the gateway's metrics (`name` or `name{labels}`).
@@ -232,7 +220,10 @@ fn echoed_path(answer: &Answer) -> String {
 
 #[test]
 fn slow_heads_are_cut_off_while_other_clients_get_through() {
-    let gw = edge_gateway("  header_timeout: 1s\n  max_connections: 500");
+    let gw = edge_gateway(Options::default().server(|s| {
+        s.header_timeout(Duration::from_secs(1))
+            .max_connections(500)
+    }));
     assert!(
         gw.log().contains("open-file limit"),
         "the open-file limit is logged at start:\n{}",
@@ -325,7 +316,7 @@ fn slow_heads_are_cut_off_while_other_clients_get_through() {
 
 #[test]
 fn a_slow_body_is_not_cut_by_the_head_deadline_and_the_admin_listener_has_one() {
-    let gw = edge_gateway("  header_timeout: 1s");
+    let gw = edge_gateway(Options::default().server(|s| s.header_timeout(Duration::from_secs(1))));
     // Head on time, body a byte every 400 ms (2.4 s in all).
     let mut client = Client::connect(gw.addr);
     client.send(b"POST /api/open/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n");
@@ -358,7 +349,9 @@ fn a_slow_body_is_not_cut_by_the_head_deadline_and_the_admin_listener_has_one() 
 
 #[test]
 fn a_flood_past_max_connections_is_refused_without_disturbing_the_others() {
-    let gw = edge_gateway("  header_timeout: 6s\n  max_connections: 20");
+    let gw = edge_gateway(
+        Options::default().server(|s| s.header_timeout(Duration::from_secs(6)).max_connections(20)),
+    );
     // An established keep-alive client.
     let mut kept = Client::connect(gw.addr);
     kept.send(b"GET /api/open/kept HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -442,7 +435,9 @@ fn a_flood_past_max_connections_is_refused_without_disturbing_the_others() {
 
 #[test]
 fn the_connection_count_comes_back_down_on_every_close_path() {
-    let gw = edge_gateway("  header_timeout: 2s\n  max_connections: 50");
+    let gw = edge_gateway(
+        Options::default().server(|s| s.header_timeout(Duration::from_secs(2)).max_connections(50)),
+    );
     let back_to_zero = |what: &str| {
         assert!(
             eventually(Duration::from_secs(8), || open_connections(&gw) == 0.0),
@@ -502,7 +497,7 @@ fn the_connection_count_comes_back_down_on_every_close_path() {
 
 #[test]
 fn requests_pingora_refuses_get_the_json_error_shape_on_both_listeners() {
-    let gw = edge_gateway("  header_timeout: 5s");
+    let gw = edge_gateway(Options::default().server(|s| s.header_timeout(Duration::from_secs(5))));
     let cases: [(&[u8], u16, &str); 8] = [
         (
             b"GET /api/open/a HTTP/1.1\r\nHost: x\r\nBad\x01Name: 1\r\n\r\n",
@@ -570,7 +565,7 @@ fn requests_pingora_refuses_get_the_json_error_shape_on_both_listeners() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order_on_every_path() {
-    let gw = edge_gateway("  header_timeout: 5s");
+    let gw = edge_gateway(Options::default().server(|s| s.header_timeout(Duration::from_secs(5))));
     // The direct path (GET, HEAD).
     let mut c = Client::connect(gw.addr);
     c.send(
@@ -760,12 +755,10 @@ fn assert_no_secret_in_log(gw: &Gateway, secrets: &[String]) {
 
 #[test]
 fn no_credential_reaches_the_log_even_at_trace_level() {
-    let gw = edge_gateway_with(
-        "  header_timeout: 1s",
-        Options {
-            rust_log: "trace",
-            ..Options::default()
-        },
+    let gw = edge_gateway(
+        Options::default()
+            .server(|s| s.header_timeout(Duration::from_secs(1)))
+            .rust_log("trace"),
     );
     let secrets = play_secret_attacks(&gw);
     assert_no_secret_in_log(&gw, &secrets);
@@ -773,13 +766,13 @@ fn no_credential_reaches_the_log_even_at_trace_level() {
 
 #[test]
 fn no_credential_reaches_the_json_log_either() {
-    let gw = edge_gateway_with(
-        "  header_timeout: 1s",
-        Options {
-            rust_log: "trace",
-            log_format: "json",
-            ..Options::default()
-        },
+    let gw = edge_gateway(
+        Options::default()
+            .server(|s| {
+                s.header_timeout(Duration::from_secs(1))
+                    .log_format(LogFormat::Json)
+            })
+            .rust_log("trace"),
     );
     let secrets = play_secret_attacks(&gw);
     assert_no_secret_in_log(&gw, &secrets);

@@ -1,22 +1,23 @@
 //! What an operator relies on in front of real backends: load balancing and
 //! health checks, timeouts, header hygiene, CORS, metrics, access log, drain.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Gateway, Options, Upstream};
+use crate::common::config::{Auth, HealthCheck, LogFormat, Route, Upstream};
+use crate::common::{self, DemoUpstream, Gateway, Options};
 use serde_json::{json, Value};
 
-fn pool_options(a: &Upstream, b: &Upstream, health: &str) -> Options {
-    Options {
-        extra_routes: "  - {name: pool, prefix: /api/pool/, upstream: pool, auth: none}\n".into(),
-        extra_upstreams: format!(
-            "  pool:\n    targets: [\"{}\", \"{}\"]\n    read_timeout: 500ms\n{health}",
-            a.addr, b.addr
-        ),
-        ..Options::default()
-    }
+fn pool_options(a: &DemoUpstream, b: &DemoUpstream, health: Option<HealthCheck>) -> Options {
+    let pool = Upstream::new([a.addr, b.addr]).read_timeout(Duration::from_millis(500));
+    Options::default()
+        .route(Route::new("pool", "/api/pool/", "pool").auth(Auth::None))
+        .upstream(
+            "pool",
+            match health {
+                Some(health) => pool.health_check(health),
+                None => pool,
+            },
+        )
 }
 
 fn served_by(gw: &Gateway, n: usize) -> Vec<String> {
@@ -31,8 +32,8 @@ fn served_by(gw: &Gateway, n: usize) -> Vec<String> {
 
 #[test]
 fn requests_are_spread_round_robin_over_targets() {
-    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
-    let gw = Gateway::start_with(pool_options(&a, &b, ""));
+    let (a, b) = (DemoUpstream::start("a"), DemoUpstream::start("b"));
+    let gw = Gateway::start_with(pool_options(&a, &b, None));
     let served = served_by(&gw, 10);
     let on_a = served.iter().filter(|s| *s == "a").count();
     assert_eq!((on_a, 10 - on_a), (5, 5), "{served:?}");
@@ -40,13 +41,16 @@ fn requests_are_spread_round_robin_over_targets() {
 
 #[test]
 fn a_dead_target_leaves_the_pool_and_comes_back() {
-    let a = Upstream::start("a");
-    let b = Upstream::start("b");
+    let a = DemoUpstream::start("a");
+    let b = DemoUpstream::start("b");
     let b_port = b.addr.port();
     let gw = Gateway::start_with(pool_options(
         &a,
         &b,
-        "    health_check: {path: /health, interval: 200ms}\n",
+        Some(HealthCheck {
+            path: Some("/health".into()),
+            interval: Some(Duration::from_millis(200)),
+        }),
     ));
     assert!(served_by(&gw, 4).iter().any(|s| s == "b"));
     drop(b);
@@ -59,19 +63,22 @@ fn a_dead_target_leaves_the_pool_and_comes_back() {
             || metrics.contains("pool")
     );
 
-    let _b = Upstream::start_on("b", b_port);
+    let _b = DemoUpstream::start_on("b", b_port);
     std::thread::sleep(Duration::from_millis(700));
     assert!(served_by(&gw, 6).iter().any(|s| s == "b"), "b is back");
 }
 
 #[test]
 fn readyz_says_when_an_upstream_has_no_healthy_target() {
-    let a = Upstream::start("a");
-    let b = Upstream::start("b");
+    let a = DemoUpstream::start("a");
+    let b = DemoUpstream::start("b");
     let gw = Gateway::start_with(pool_options(
         &a,
         &b,
-        "    health_check: {interval: 200ms}\n",
+        Some(HealthCheck {
+            path: None,
+            interval: Some(Duration::from_millis(200)),
+        }),
     ));
     assert_eq!(gw.admin_get("/readyz").status, 200);
     assert_eq!(gw.admin_get("/healthz").json, json!({"status": "ok"}));
@@ -92,8 +99,8 @@ fn readyz_says_when_an_upstream_has_no_healthy_target() {
 
 #[test]
 fn a_slow_upstream_answers_504_json() {
-    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
-    let gw = Gateway::start_with(pool_options(&a, &b, ""));
+    let (a, b) = (DemoUpstream::start("a"), DemoUpstream::start("b"));
+    let gw = Gateway::start_with(pool_options(&a, &b, None));
     // The upstream would answer after 3 s; the route's read timeout is 500 ms.
     let r = gw.get("/api/pool/x?delay_ms=3000", None);
     assert_eq!(
@@ -274,10 +281,7 @@ fn metrics_count_a_known_sequence_exactly() {
 
 #[test]
 fn the_json_access_log_has_one_line_per_request_and_no_secret() {
-    let gw = Gateway::start_with(Options {
-        log_format: "json",
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(Options::default().server(|s| s.log_format(LogFormat::Json)));
     let login = gw.register_and_login("dev@example.com", "motdepasse123");
     let access = login["access"].as_str().expect("access");
     gw.request(
@@ -313,11 +317,10 @@ fn the_json_access_log_has_one_line_per_request_and_no_secret() {
 
 #[test]
 fn sigterm_drains_a_slow_request_then_exits_0() {
-    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
-    let mut gw = Gateway::start_with(Options {
-        grace_period: "60s",
-        ..pool_options(&a, &b, "")
-    });
+    let (a, b) = (DemoUpstream::start("a"), DemoUpstream::start("b"));
+    let mut gw = Gateway::start_with(
+        pool_options(&a, &b, None).server(|s| s.grace_period(Duration::from_secs(60))),
+    );
     let url = gw.url("/api/pool/x?delay_ms=400");
     let slow =
         std::thread::spawn(move || common::send(&common::agent(), "GET", &url, &[], None).status);
@@ -341,10 +344,8 @@ fn sigterm_drains_a_slow_request_then_exits_0() {
 
 #[test]
 fn sigint_stops_at_once() {
-    let mut gw = Gateway::start_with(Options {
-        grace_period: "60s",
-        ..Options::default()
-    });
+    let mut gw =
+        Gateway::start_with(Options::default().server(|s| s.grace_period(Duration::from_secs(60))));
     let sent = std::process::Command::new("kill")
         .args(["-INT", &gw.pid().to_string()])
         .status()
@@ -385,8 +386,8 @@ fn public_account_endpoints_ignore_a_bad_authorization_header() {
 
 #[test]
 fn upstream_connections_are_kept_alive_and_reused() {
-    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
-    let gw = Gateway::start_with(pool_options(&a, &b, ""));
+    let (a, b) = (DemoUpstream::start("a"), DemoUpstream::start("b"));
+    let gw = Gateway::start_with(pool_options(&a, &b, None));
     let mut peers = std::collections::BTreeSet::new();
     for _ in 0..12 {
         let peer = gw.get("/api/pool/x", None).json["peer"]

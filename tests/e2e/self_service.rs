@@ -1,13 +1,12 @@
 //! Password reset, self-service and abuse resistance, end to end.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Options};
+use crate::common::config::{Mailer, MailerKind, Smtp, SmtpTls};
+use crate::common::{self, Gateway, Options};
 use serde_json::json;
 
 const PASSWORD: &str = "motdepasse123";
@@ -104,10 +103,8 @@ fn the_whole_reset_flow_through_the_file_outbox() {
 
 #[test]
 fn reset_tokens_expire_and_older_ones_die() {
-    let gw = Gateway::start_with(Options {
-        accounts_extra: "  reset_ttl: 2s\n".into(),
-        ..Options::default()
-    });
+    let gw =
+        Gateway::start_with(Options::default().accounts(|a| a.reset_ttl(Duration::from_secs(2))));
     gw.register_and_login("dev@example.com", PASSWORD);
     forgotten(&gw, "dev@example.com");
     forgotten(&gw, "dev@example.com");
@@ -178,20 +175,27 @@ fn fake_smtp(tx: mpsc::Sender<String>) -> u16 {
     port
 }
 
-fn smtp_mailer(port: u16, timeout: &str) -> String {
-    format!(
-        "  kind: smtp\n  from: \"vigile <no-reply@example.com>\"\n  reset_url: \"https://app.example.com/reset?token={{token}}\"\n  smtp: {{host: 127.0.0.1, port: {port}, tls: none, timeout: {timeout}}}\n"
-    )
+fn smtp_mailer(port: u16, timeout: Duration) -> Mailer {
+    Mailer {
+        kind: Some(MailerKind::Smtp),
+        from: Some("vigile <no-reply@example.com>".into()),
+        reset_url: Some("https://app.example.com/reset?token={token}".into()),
+        smtp: Some(Smtp {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls: Some(SmtpTls::None),
+            timeout: Some(timeout),
+        }),
+        ..Mailer::default()
+    }
 }
 
 #[test]
 fn reset_links_go_out_over_smtp() {
     let (tx, rx) = mpsc::channel();
     let port = fake_smtp(tx);
-    let gw = Gateway::start_with(Options {
-        mailer: Some(smtp_mailer(port, "5s")),
-        ..Options::default()
-    });
+    let gw =
+        Gateway::start_with(Options::default().mailer(smtp_mailer(port, Duration::from_secs(5))));
     gw.register_and_login("dev@example.com", PASSWORD);
     assert_eq!(forgotten(&gw, "dev@example.com").status, 202);
     let data = rx
@@ -221,10 +225,8 @@ fn an_smtp_server_that_never_answers_delays_nothing() {
             held.push(stream);
         }
     });
-    let gw = Gateway::start_with(Options {
-        mailer: Some(smtp_mailer(port, "3s")),
-        ..Options::default()
-    });
+    let gw =
+        Gateway::start_with(Options::default().mailer(smtp_mailer(port, Duration::from_secs(3))));
     gw.register_and_login("dev@example.com", PASSWORD);
     gw.register_and_login("other@example.com", PASSWORD);
     for email in ["dev@example.com", "other@example.com", "nobody@example.com"] {
@@ -350,11 +352,8 @@ fn password_change_keeps_this_session_and_ends_the_others() {
 
 #[test]
 fn an_attacker_elsewhere_does_not_lock_the_user_out() {
-    let gw = Gateway::start_with(Options {
-        max_failures: 3,
-        accounts_extra: "  hash_workers: 2\n".into(),
-        ..Options::default()
-    });
+    let gw =
+        Gateway::start_with(Options::default().accounts(|a| a.max_failures(3).hash_workers(2)));
     gw.register_and_login("victim@example.com", PASSWORD);
     let attacker: IpAddr = "127.0.0.2".parse().expect("ip");
     let user: IpAddr = "127.0.0.1".parse().expect("ip");
@@ -394,10 +393,7 @@ fn an_attacker_elsewhere_does_not_lock_the_user_out() {
 
 #[test]
 fn a_full_hashing_queue_answers_503_and_proxying_goes_on() {
-    let gw = Gateway::start_with(Options {
-        accounts_extra: "  hash_workers: 1\n  hash_queue: 1\n".into(),
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(Options::default().accounts(|a| a.hash_workers(1).hash_queue(1)));
     let login = gw.register_and_login("dev@example.com", PASSWORD);
     let access = login["access"].as_str().expect("access").to_string();
     let statuses: Vec<u16> = std::thread::scope(|s| {
@@ -465,12 +461,14 @@ fn deleting_an_account_revokes_it_everywhere_at_once() {
 
 #[test]
 fn housekeeping_shrinks_memory_and_store_after_expiry() {
-    let gw = Gateway::start_with(Options {
-        access_ttl: "1s",
-        tokens_extra: "  refresh_ttl: 2s\n".into(),
-        store_extra: "  purge_interval: 200ms\n".into(),
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(
+        Options::default()
+            .tokens(|t| {
+                t.access_ttl(Duration::from_secs(1))
+                    .refresh_ttl(Duration::from_secs(2))
+            })
+            .store(|s| s.purge_interval(Duration::from_millis(200))),
+    );
     let a = gw.register_and_login("dev@example.com", PASSWORD);
     let b = gw.login("dev@example.com", PASSWORD);
     // Used once, so the proxy path remembers it as verified.

@@ -3,12 +3,10 @@
 //! signed into the future or for too long, look-alike email addresses, and
 //! the reuse grace window of refresh tokens measured below the second.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Options};
+use crate::common::{self, Gateway, Options};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "motdepasse123";
@@ -37,10 +35,7 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 #[test]
 fn parallel_wrong_logins_never_run_more_password_checks_than_the_limit() {
-    let gw = Gateway::start_with(Options {
-        max_failures: 5,
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(Options::default().accounts(|a| a.max_failures(5)));
     gw.register_and_login("victim@example.com", PASSWORD);
     let before = hashes(&gw);
     let wrong = json!({"email": "victim@example.com", "password": "not-the-password"});
@@ -79,10 +74,7 @@ fn parallel_wrong_logins_never_run_more_password_checks_than_the_limit() {
 
 #[test]
 fn password_change_is_throttled_like_login_and_shares_its_budget() {
-    let gw = Gateway::start_with(Options {
-        max_failures: 3,
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(Options::default().accounts(|a| a.max_failures(3)));
     let login = gw.register_and_login("owner@example.com", PASSWORD);
     let access = login["access"].as_str().expect("access").to_string();
     let change = |old: &str| {
@@ -152,10 +144,7 @@ fn password_change_is_throttled_like_login_and_shares_its_budget() {
 
 #[test]
 fn wrong_logins_count_against_password_change_too() {
-    let gw = Gateway::start_with(Options {
-        max_failures: 2,
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(Options::default().accounts(|a| a.max_failures(2)));
     let login = gw.register_and_login("both@example.com", PASSWORD);
     let access = login["access"].as_str().expect("access");
     for _ in 0..2 {
@@ -203,10 +192,8 @@ fn without(mut claims: Value, key: &str) -> Value {
 
 #[test]
 fn tokens_signed_into_the_future_or_for_too_long_are_refused_everywhere() {
-    let gw = Gateway::start_with(Options {
-        access_ttl: "5m",
-        ..Options::default()
-    });
+    let gw =
+        Gateway::start_with(Options::default().tokens(|t| t.access_ttl(Duration::from_secs(300))));
     let login = gw.register_and_login("future@example.com", PASSWORD);
     let access = login["access"].as_str().expect("access").to_string();
     let refresh = login["refresh"].as_str().expect("refresh").to_string();
@@ -479,10 +466,8 @@ fn an_account_stored_with_a_non_ascii_email_still_works() {
 
 #[test]
 fn a_retired_refresh_token_past_a_one_second_grace_is_theft() {
-    let gw = Gateway::start_with(Options {
-        reuse_grace: "1s",
-        ..Options::default()
-    });
+    let gw =
+        Gateway::start_with(Options::default().tokens(|t| t.reuse_grace(Duration::from_secs(1))));
     let login = gw.register_and_login("grace@example.com", PASSWORD);
     let first = login["refresh"].as_str().expect("refresh").to_string();
     let access = login["access"].as_str().expect("access").to_string();

@@ -1,29 +1,21 @@
 //! The forwarding of plain reads (GET and HEAD without a body), which vigile
-//! does itself over its own pool of upstream connections: against an
-//! upstream that speaks HTTP/1.1 from a script over loopback, so that each
-//! answer's framing (length, chunks, close, 1xx, HEAD) and each connection's
-//! fate are what the test says.
-
-mod common;
+//! does itself over its own pool of upstream connections (or Pingora's
+//! proxy loop, with `server.direct_path: false`): against an upstream that
+//! speaks HTTP/1.1 from a script over loopback, so that each answer's
+//! framing (length, chunks, close, 1xx, HEAD) and each connection's fate are
+//! what the test says.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use common::scripted::{path_of, Scripted};
-use common::{Gateway, Options};
+use crate::common::scripted::{self, path_of, Scripted};
+use crate::common::{Gateway, Options};
 
 /// A gateway with the route `/api/raw/` (no auth) to `upstream`.
-fn gateway_before(upstream: &Scripted) -> Gateway {
-    Gateway::start_with(Options {
-        extra_routes: "  - {name: raw, prefix: /api/raw/, upstream: raw, auth: none}\n".into(),
-        extra_upstreams: format!(
-            "  raw:\n    targets: [\"{}\"]\n    read_timeout: 5s\n",
-            upstream.addr
-        ),
-        ..Options::default()
-    })
+fn gateway_before(upstream: &Scripted, options: Options) -> Gateway {
+    scripted::gateway_before(upstream, Duration::from_secs(5), options)
 }
 
 /// One request over a fresh connection, the answer read to its end (the
@@ -36,6 +28,12 @@ fn raw_request(gw: &Gateway, request: &str) -> String {
     let mut answer = Vec::new();
     conn.read_to_end(&mut answer).expect("the whole answer");
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The direct path, whatever `VIGILE_TEST_DIRECT_PATH` says: for the tests
+/// that read the counters of its own pool, which Pingora's path has not.
+fn on_the_direct_path() -> Options {
+    Options::default().server(|s| s.direct_path(true))
 }
 
 /// `vigile_upstream_connections_total` of the `raw` upstream for `event`.
@@ -58,7 +56,7 @@ fn a_pooled_connection_the_upstream_closed_is_replaced() {
         let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         false
     });
-    let gw = gateway_before(&upstream);
+    let gw = gateway_before(&upstream, on_the_direct_path());
     for i in 0..5 {
         let r = gw.get(&format!("/api/raw/{i}"), None);
         assert_eq!(r.status, 200, "request {i}: {}", r.text);
@@ -94,7 +92,7 @@ fn connections_the_upstream_keeps_are_reused() {
         conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .is_ok()
     });
-    let gw = gateway_before(&upstream);
+    let gw = gateway_before(&upstream, on_the_direct_path());
     for i in 0..10 {
         let r = gw.get(&format!("/api/raw/{i}"), None);
         assert_eq!((r.status, r.text.as_str()), (200, "ok"));
@@ -124,7 +122,7 @@ fn a_chunked_answer_streams_through_as_it_comes() {
         let _ = conn.write_all(b"6\r\nsecond\r\n0\r\n\r\n");
         true
     });
-    let gw = gateway_before(&upstream);
+    let gw = gateway_before(&upstream, Options::default());
     let mut conn = TcpStream::connect(gw.addr).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -182,7 +180,7 @@ fn every_kind_of_answer_arrives_whole() {
         };
         result.is_ok()
     });
-    let gw = gateway_before(&upstream);
+    let gw = gateway_before(&upstream, Options::default());
 
     let r = raw_request(
         &gw,
@@ -225,7 +223,7 @@ fn every_kind_of_answer_arrives_whole() {
 #[test]
 fn an_upstream_that_closes_without_answering_gets_502_json() {
     let upstream = Scripted::start(|_, _| false);
-    let gw = gateway_before(&upstream);
+    let gw = gateway_before(&upstream, Options::default());
     let r = gw.get("/api/raw/x", None);
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(r.code(), "upstream_unavailable", "{}", r.text);

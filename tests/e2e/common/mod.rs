@@ -1,10 +1,11 @@
 //! End-to-end harness: starts the real `vigile` binary with a temporary
 //! config, store and secret on free loopback ports, in front of real
 //! `vigile-demo-upstream` processes, and talks HTTP to it.
-#![allow(dead_code)]
 
+pub mod config;
 pub mod scripted;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -45,19 +46,19 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
     panic!("{what} did not listen on {addr}");
 }
 
-/// A running demo upstream; killed on drop.
-pub struct Upstream {
+/// A running `vigile-demo-upstream` (it echoes what it receives as JSON);
+/// killed on drop.
+pub struct DemoUpstream {
     child: Child,
     pub addr: SocketAddr,
-    pub name: String,
 }
 
-impl Upstream {
-    pub fn start(name: &str) -> Upstream {
-        Upstream::start_on(name, free_port())
+impl DemoUpstream {
+    pub fn start(name: &str) -> DemoUpstream {
+        DemoUpstream::start_on(name, free_port())
     }
 
-    pub fn start_on(name: &str, port: u16) -> Upstream {
+    pub fn start_on(name: &str, port: u16) -> DemoUpstream {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigile-demo-upstream"))
             .args(["--listen", &addr.to_string(), "--name", name])
@@ -66,44 +67,42 @@ impl Upstream {
             .spawn()
             .expect("start the demo upstream");
         wait_for_port(addr, &mut child, "the demo upstream");
-        Upstream {
-            child,
-            addr,
-            name: name.to_string(),
-        }
+        DemoUpstream { child, addr }
     }
 }
 
-impl Drop for Upstream {
+impl Drop for DemoUpstream {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// What a test may change in the gateway's configuration.
+/// Whether the gateway forwards plain reads itself (`server.direct_path`):
+/// `VIGILE_TEST_DIRECT_PATH=false` runs the suite with every request on
+/// Pingora's proxy path; unset or `true`, vigile's default.
+pub fn direct_path() -> bool {
+    match std::env::var("VIGILE_TEST_DIRECT_PATH").as_deref() {
+        Err(_) | Ok("true") => true,
+        Ok("false") => false,
+        Ok(other) => panic!("VIGILE_TEST_DIRECT_PATH={other}: true or false"),
+    }
+}
+
+/// What a test may change in the gateway's configuration. The harness adds
+/// the listeners, the store, the secret file, the `stocks` and `jobs`
+/// routes and upstreams and, unless `mailer` says otherwise, the outbox.
 pub struct Options {
-    pub access_ttl: &'static str,
-    pub reuse_grace: &'static str,
-    pub max_failures: u32,
-    /// Extra routes (YAML list items), added after stocks and jobs.
-    pub extra_routes: String,
-    /// Extra upstreams (YAML map entries).
-    pub extra_upstreams: String,
-    /// `server.log_format`.
-    pub log_format: &'static str,
-    /// `server.grace_period`.
-    pub grace_period: &'static str,
-    /// Lines added under `accounts:` (indented two spaces).
-    pub accounts_extra: String,
-    /// Lines added under `tokens:`.
-    pub tokens_extra: String,
-    /// Lines added under `store:`.
-    pub store_extra: String,
-    /// The `mailer:` section's lines, replacing the default (file outbox).
-    pub mailer: Option<String>,
-    /// Lines added under `server:` (indented two spaces).
-    pub server_extra: String,
+    pub server: config::Server,
+    pub store: config::Store,
+    pub tokens: config::Tokens,
+    pub accounts: config::Accounts,
+    /// `None`: one `.eml` file per message in `Gateway::outbox`.
+    pub mailer: Option<config::Mailer>,
+    /// Added after `stocks` and `jobs`.
+    pub routes: Vec<config::Route>,
+    /// Added beside `stocks` and `jobs`.
+    pub upstreams: BTreeMap<String, config::Upstream>,
     /// `RUST_LOG` of the gateway process.
     pub rust_log: &'static str,
 }
@@ -111,20 +110,75 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            access_ttl: "5m",
-            reuse_grace: "2s",
-            max_failures: 5,
-            extra_routes: String::new(),
-            extra_upstreams: String::new(),
-            log_format: "text",
-            grace_period: "1s",
-            accounts_extra: String::new(),
-            tokens_extra: String::new(),
-            store_extra: String::new(),
+            server: config::Server {
+                threads: Some(2),
+                grace_period: Some(Duration::from_secs(1)),
+                log_format: Some(config::LogFormat::Text),
+                direct_path: Some(direct_path()),
+                ..config::Server::default()
+            },
+            store: config::Store::default(),
+            tokens: config::Tokens {
+                algorithm: Some(config::Algorithm::HS256),
+                secret_env: Some("VIGILE_TEST_UNSET_SECRET".into()),
+                ..config::Tokens::default()
+            }
+            .access_ttl(Duration::from_secs(300))
+            .reuse_grace(Duration::from_secs(2)),
+            accounts: config::Accounts {
+                login_throttle: Some(config::Throttle {
+                    max_failures: Some(5),
+                    window: Some(Duration::from_secs(15 * 60)),
+                }),
+                ..config::Accounts::default()
+            },
             mailer: None,
-            server_extra: String::new(),
+            routes: Vec::new(),
+            upstreams: BTreeMap::new(),
             rust_log: "info",
         }
+    }
+}
+
+impl Options {
+    pub fn server(mut self, change: impl FnOnce(config::Server) -> config::Server) -> Self {
+        self.server = change(self.server);
+        self
+    }
+
+    pub fn store(mut self, change: impl FnOnce(config::Store) -> config::Store) -> Self {
+        self.store = change(self.store);
+        self
+    }
+
+    pub fn tokens(mut self, change: impl FnOnce(config::Tokens) -> config::Tokens) -> Self {
+        self.tokens = change(self.tokens);
+        self
+    }
+
+    pub fn accounts(mut self, change: impl FnOnce(config::Accounts) -> config::Accounts) -> Self {
+        self.accounts = change(self.accounts);
+        self
+    }
+
+    pub fn mailer(mut self, mailer: config::Mailer) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    pub fn route(mut self, route: config::Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    pub fn upstream(mut self, name: &str, upstream: config::Upstream) -> Self {
+        self.upstreams.insert(name.to_string(), upstream);
+        self
+    }
+
+    pub fn rust_log(mut self, rust_log: &'static str) -> Self {
+        self.rust_log = rust_log;
+        self
     }
 }
 
@@ -134,7 +188,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    pub upstreams: Vec<Upstream>,
+    /// `stocks` and `jobs`, stopped with the gateway.
+    _upstreams: Vec<DemoUpstream>,
     agent: ureq::Agent,
     rust_log: &'static str,
 }
@@ -153,83 +208,54 @@ impl Gateway {
     }
 
     pub fn start_with(options: Options) -> Gateway {
-        let stocks = Upstream::start("stocks");
-        let jobs = Upstream::start("jobs");
+        let stocks = DemoUpstream::start("stocks");
+        let jobs = DemoUpstream::start("jobs");
         let dir = tempfile::tempdir().expect("tempdir");
         let [port, admin_port] = free_ports::<2>();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
         std::fs::write(dir.path().join("jwt.secret"), SECRET).expect("secret");
-        let yaml = format!(
-            r#"
-server:
-  listen: "{addr}"
-  threads: 2
-  grace_period: {grace_period}
-  log_format: {log_format}
-{server_extra}
-admin:
-  listen: "{admin}"
-store:
-  path: "{store}"
-{store_extra}
-tokens:
-  algorithm: HS256
-  secret_env: VIGILE_TEST_UNSET_SECRET
-  secret_file: "{secret}"
-  access_ttl: {access_ttl}
-  reuse_grace: {reuse_grace}
-{tokens_extra}
-accounts:
-  login_throttle: {{max_failures: {max_failures}, window: 15m}}
-{accounts_extra}
-mailer:
-{mailer}
-cors:
-  allowed_origins: ["http://localhost:3000"]
-routes:
-  - name: stocks
-    prefix: /api/stocks/
-    upstream: stocks
-  - name: jobs
-    prefix: /api/jobs/
-    upstream: jobs
-    roles: [Visiteur, Admin]
-{extra_routes}
-upstreams:
-  stocks:
-    targets: ["{stocks}"]
-  jobs:
-    targets: ["{jobs}"]
-{extra_upstreams}
-"#,
-            store = dir.path().join("data/vigile.redb").display(),
-            secret = dir.path().join("jwt.secret").display(),
-            access_ttl = options.access_ttl,
-            reuse_grace = options.reuse_grace,
-            max_failures = options.max_failures,
-            extra_routes = options.extra_routes,
-            extra_upstreams = options.extra_upstreams,
-            log_format = options.log_format,
-            store_extra = options.store_extra,
-            tokens_extra = options.tokens_extra,
-            accounts_extra = options.accounts_extra,
-            mailer = options.mailer.unwrap_or_else(|| format!(
-                "  dir: \"{}\"",
-                dir.path().join("data/outbox").display()
-            )),
-            grace_period = options.grace_period,
-            server_extra = options.server_extra,
-            stocks = stocks.addr,
-            jobs = jobs.addr,
-        );
-        std::fs::write(dir.path().join("vigile.yaml"), yaml).expect("config");
+        let mut routes = vec![
+            config::Route::new("stocks", "/api/stocks/", "stocks"),
+            config::Route::new("jobs", "/api/jobs/", "jobs").roles(["Visiteur", "Admin"]),
+        ];
+        routes.extend(options.routes);
+        let mut upstreams = options.upstreams;
+        upstreams.insert("stocks".into(), config::Upstream::new([stocks.addr]));
+        upstreams.insert("jobs".into(), config::Upstream::new([jobs.addr]));
+        config::Config {
+            server: Some(config::Server {
+                listen: Some(addr),
+                ..options.server
+            }),
+            admin: Some(config::Admin { listen: admin }),
+            store: Some(config::Store {
+                path: Some(dir.path().join("data/vigile.redb")),
+                ..options.store
+            }),
+            tokens: Some(config::Tokens {
+                secret_file: Some(dir.path().join("jwt.secret")),
+                ..options.tokens
+            }),
+            accounts: Some(options.accounts),
+            mailer: Some(
+                options
+                    .mailer
+                    .unwrap_or_else(|| config::Mailer::outbox(dir.path().join("data/outbox"))),
+            ),
+            cors: Some(config::Cors {
+                allowed_origins: vec!["http://localhost:3000".into()],
+            }),
+            routes,
+            upstreams,
+        }
+        .write(&dir.path().join("vigile.yaml"));
         let mut gw = Gateway {
             child: None,
             dir,
             addr,
             admin,
-            upstreams: vec![stocks, jobs],
+            _upstreams: vec![stocks, jobs],
             agent: agent(),
             rust_log: options.rust_log,
         };

@@ -1,8 +1,8 @@
 //! The account API end to end, as the seeds' clients use it.
 
-mod common;
+use std::time::Duration;
 
-use common::{Gateway, Options};
+use crate::common::{self, Gateway, Options};
 use serde_json::json;
 
 #[test]
@@ -196,10 +196,7 @@ fn login_errors_are_those_of_the_seeds() {
 
 #[test]
 fn repeated_failures_are_throttled_with_retry_after() {
-    let gw = Gateway::start_with(Options {
-        max_failures: 3,
-        ..Options::default()
-    });
+    let gw = Gateway::start_with(Options::default().accounts(|a| a.max_failures(3)));
     gw.register_and_login("victim@example.com", "motdepasse123");
     for _ in 0..3 {
         let r = gw.post(
@@ -257,10 +254,8 @@ fn request_shape_errors_are_json() {
 
 #[test]
 fn refresh_rotation_grace_and_reuse_detection() {
-    let gw = Gateway::start_with(Options {
-        reuse_grace: "2s",
-        ..Options::default()
-    });
+    let gw =
+        Gateway::start_with(Options::default().tokens(|t| t.reuse_grace(Duration::from_secs(2))));
     let login = gw.register_and_login("race@example.com", "motdepasse123");
     let first = login["refresh"].as_str().expect("refresh").to_string();
 

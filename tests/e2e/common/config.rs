@@ -1,0 +1,342 @@
+//! The gateway's configuration file, typed: the harness and the tests name
+//! each key by a field and `serde_yaml` writes the file, so that no test
+//! assembles YAML text. A field left `None` is not written at all: vigile's
+//! own default applies, as when an operator leaves the key out.
+//!
+//! ```ignore
+//! Options::default()
+//!     .server(|s| s.header_timeout(Duration::from_secs(1)))
+//!     .route(Route::new("raw", "/api/raw/", "raw").auth(Auth::None))
+//!     .upstream("raw", Upstream::new([addr]).read_timeout(Duration::from_secs(5)))
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// The whole file (`vigile.yaml`).
+#[derive(Debug, Default, Serialize)]
+pub struct Config {
+    pub server: Option<Server>,
+    pub admin: Option<Admin>,
+    pub store: Option<Store>,
+    pub tokens: Option<Tokens>,
+    pub accounts: Option<Accounts>,
+    pub mailer: Option<Mailer>,
+    pub cors: Option<Cors>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstreams: BTreeMap<String, Upstream>,
+}
+
+impl Config {
+    /// The YAML text, without the keys left `None`.
+    pub fn to_yaml(&self) -> String {
+        let mut value = serde_yaml::to_value(self).expect("a config as YAML");
+        drop_unset(&mut value);
+        serde_yaml::to_string(&value).expect("a config as YAML")
+    }
+
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, self.to_yaml()).expect("write the config");
+    }
+}
+
+/// Removes the keys whose value is null, at every depth.
+fn drop_unset(value: &mut serde_yaml::Value) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.iter_mut().for_each(|(_, v)| drop_unset(v));
+        }
+        serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(drop_unset),
+        _ => {}
+    }
+}
+
+/// A duration as vigile reads one: whole seconds (`2s`) or milliseconds.
+fn duration<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        None => serializer.serialize_none(),
+        Some(d) if d.as_millis() % 1000 == 0 => {
+            serializer.collect_str(&format_args!("{}s", d.as_secs()))
+        }
+        Some(d) => serializer.collect_str(&format_args!("{}ms", d.as_millis())),
+    }
+}
+
+/// Setters that chain, each writing its key (`Some(value)`).
+macro_rules! setters {
+    ($section:ty { $($key:ident: $ty:ty),* $(,)? }) => {
+        impl $section {
+            $(
+                pub fn $key(mut self, value: $ty) -> Self {
+                    self.$key = Some(value);
+                    self
+                }
+            )*
+        }
+    };
+}
+
+/// `server:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Server {
+    pub listen: Option<SocketAddr>,
+    pub threads: Option<usize>,
+    #[serde(serialize_with = "duration")]
+    pub grace_period: Option<Duration>,
+    pub log_format: Option<LogFormat>,
+    pub underscore_headers: Option<UnderscoreHeaders>,
+    #[serde(serialize_with = "duration")]
+    pub header_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub direct_path: Option<bool>,
+}
+
+setters!(Server {
+    grace_period: Duration,
+    log_format: LogFormat,
+    underscore_headers: UnderscoreHeaders,
+    header_timeout: Duration,
+    max_connections: usize,
+    direct_path: bool,
+});
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `server.underscore_headers` other than the default (`drop`).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoreHeaders {
+    Keep,
+}
+
+/// `admin:`.
+#[derive(Debug, Serialize)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+/// `store:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Store {
+    pub path: Option<PathBuf>,
+    #[serde(serialize_with = "duration")]
+    pub purge_interval: Option<Duration>,
+}
+
+setters!(Store {
+    purge_interval: Duration,
+});
+
+/// `tokens:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Tokens {
+    pub algorithm: Option<Algorithm>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    #[serde(serialize_with = "duration")]
+    pub access_ttl: Option<Duration>,
+    #[serde(serialize_with = "duration")]
+    pub refresh_ttl: Option<Duration>,
+    #[serde(serialize_with = "duration")]
+    pub reuse_grace: Option<Duration>,
+}
+
+setters!(Tokens {
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    reuse_grace: Duration,
+});
+
+/// `tokens.algorithm`: the one the tests sign with (`common::sign`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum Algorithm {
+    HS256,
+}
+
+/// `accounts:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Accounts {
+    pub login_throttle: Option<Throttle>,
+    #[serde(serialize_with = "duration")]
+    pub reset_ttl: Option<Duration>,
+    pub hash_workers: Option<usize>,
+    pub hash_queue: Option<usize>,
+}
+
+setters!(Accounts {
+    reset_ttl: Duration,
+    hash_workers: usize,
+    hash_queue: usize,
+});
+
+impl Accounts {
+    /// `login_throttle.max_failures`, the other throttle keys as they were.
+    pub fn max_failures(mut self, max_failures: u32) -> Self {
+        let throttle = self.login_throttle.take().unwrap_or_default();
+        self.login_throttle = Some(Throttle {
+            max_failures: Some(max_failures),
+            ..throttle
+        });
+        self
+    }
+}
+
+/// `accounts.login_throttle`.
+#[derive(Debug, Default, Serialize)]
+pub struct Throttle {
+    pub max_failures: Option<u32>,
+    #[serde(serialize_with = "duration")]
+    pub window: Option<Duration>,
+}
+
+/// `mailer:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Mailer {
+    pub kind: Option<MailerKind>,
+    pub dir: Option<PathBuf>,
+    pub from: Option<String>,
+    pub reset_url: Option<String>,
+    pub smtp: Option<Smtp>,
+}
+
+impl Mailer {
+    /// One `.eml` file per message in `dir`.
+    pub fn outbox(dir: PathBuf) -> Mailer {
+        Mailer {
+            kind: Some(MailerKind::File),
+            dir: Some(dir),
+            ..Mailer::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailerKind {
+    File,
+    Smtp,
+}
+
+/// `mailer.smtp`.
+#[derive(Debug, Serialize)]
+pub struct Smtp {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: Option<SmtpTls>,
+    #[serde(serialize_with = "duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// `mailer.smtp.tls` other than the default (`starttls`).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+}
+
+/// `cors:`.
+#[derive(Debug, Serialize)]
+pub struct Cors {
+    pub allowed_origins: Vec<String>,
+}
+
+/// One item of `routes:`.
+#[derive(Debug, Serialize)]
+pub struct Route {
+    pub name: String,
+    pub prefix: String,
+    pub upstream: String,
+    pub auth: Option<Auth>,
+    pub roles: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub strip_prefix: Option<bool>,
+    pub forward_authorization: Option<bool>,
+    pub websocket: Option<bool>,
+}
+
+impl Route {
+    /// Requests under `prefix` to the upstream named `upstream`, with a valid
+    /// access token (vigile's default `auth`).
+    pub fn new(name: &str, prefix: &str, upstream: &str) -> Route {
+        Route {
+            name: name.into(),
+            prefix: prefix.into(),
+            upstream: upstream.into(),
+            auth: None,
+            roles: None,
+            methods: None,
+            strip_prefix: None,
+            forward_authorization: None,
+            websocket: None,
+        }
+    }
+
+    pub fn roles<const N: usize>(mut self, roles: [&str; N]) -> Self {
+        self.roles = Some(roles.iter().map(|r| r.to_string()).collect());
+        self
+    }
+}
+
+setters!(Route {
+    auth: Auth,
+    strip_prefix: bool,
+    forward_authorization: bool,
+    websocket: bool,
+});
+
+/// A route's `auth` other than the default (`required`).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    Optional,
+    None,
+}
+
+/// One entry of `upstreams:` (its name is the key in `Config::upstreams`).
+#[derive(Debug, Serialize)]
+pub struct Upstream {
+    pub targets: Vec<SocketAddr>,
+    #[serde(serialize_with = "duration")]
+    pub read_timeout: Option<Duration>,
+    #[serde(serialize_with = "duration")]
+    pub connect_timeout: Option<Duration>,
+    pub health_check: Option<HealthCheck>,
+}
+
+impl Upstream {
+    pub fn new(targets: impl IntoIterator<Item = SocketAddr>) -> Upstream {
+        Upstream {
+            targets: targets.into_iter().collect(),
+            read_timeout: None,
+            connect_timeout: None,
+            health_check: None,
+        }
+    }
+}
+
+setters!(Upstream {
+    read_timeout: Duration,
+    connect_timeout: Duration,
+    health_check: HealthCheck,
+});
+
+/// An upstream's `health_check`: an HTTP GET of `path`, or a TCP connect
+/// without one.
+#[derive(Debug, Serialize)]
+pub struct HealthCheck {
+    pub path: Option<String>,
+    #[serde(serialize_with = "duration")]
+    pub interval: Option<Duration>,
+}

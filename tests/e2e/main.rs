@@ -1,0 +1,16 @@
+//! The end-to-end tests, in one binary (`cargo test --test e2e`): each
+//! starts the real `vigile` binary with a temporary config and store on
+//! free loopback ports, in front of real upstream processes or scripted
+//! ones, and talks HTTP to it.
+
+mod common;
+
+mod account_limits;
+mod accounts;
+mod cli;
+mod forwarding;
+mod hardening;
+mod hardening_edge;
+mod operations;
+mod proxy;
+mod self_service;
