@@ -427,7 +427,10 @@ impl ProxyHttp for Proxy {
     ) -> Box<Error> {
         ctx.head_deadline.disarm();
         let mut e = e.more_context(format!("Peer: {peer}"));
+        // Sent again only if the upstream closed a reused connection before
+        // sending anything, not even a 1xx.
         if ctx.head_deadline.expired()
+            || ctx.informational > 0
             || !session.req_header().method.is_idempotent()
             || session.as_ref().retry_buffer_truncated()
         {

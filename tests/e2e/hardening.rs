@@ -837,24 +837,21 @@ fn a_get_is_not_retried_after_an_informational_answer() {
         )
         .is_ok()
     });
-    // FIXME(direct_path=false): Pingora's path sends an idempotent request
-    // again when a reused connection closes after a 1xx answer (the GET
-    // reaches the upstream twice): `error_while_proxy` in src/proxy/mod.rs
-    // leaves Pingora's retry on whatever `ctx.informational` says, where the
-    // direct path retries only with nothing read. A bodiless DELETE, which
-    // takes Pingora's path with the default config, is sent twice the same
-    // way. Pinned to the direct path until that is fixed.
-    let gw = gateway_before(
-        &upstream,
-        Options::default().server(|s| s.direct_path(true)),
-    );
-    // One keep-alive client: the first answer leaves a pooled connection.
-    assert_eq!(gw.get("/api/raw/ok", None).status, 200);
-    let r = gw.get("/api/raw/info-close", None);
-    assert_eq!(r.status, 502, "{}", r.text);
-    let sent = upstream.requests_to("/info-close");
-    assert_eq!(
-        sent, 1,
-        "the GET was sent {sent} times after the upstream had answered 100"
-    );
+    let gw = gateway_before(&upstream, Options::default());
+    // The first answer leaves a pooled upstream connection. A GET takes the
+    // direct path (unless it is off), a bodiless DELETE Pingora's: neither
+    // is sent again once a 1xx came back. (A new client connection each
+    // time: the gateway closes the client's after a 502.)
+    let close = [("connection", "close")];
+    for (method, before) in [("GET", 0), ("DELETE", 1)] {
+        let ok = gw.request(method, "/api/raw/ok", &close, None);
+        assert_eq!(ok.status, 200, "{method}");
+        let r = gw.request(method, "/api/raw/info-close", &close, None);
+        assert_eq!(r.status, 502, "{method}: {}", r.text);
+        let sent = upstream.requests_to("/info-close") - before;
+        assert_eq!(
+            sent, 1,
+            "the {method} was sent {sent} times after the upstream had answered 100"
+        );
+    }
 }
