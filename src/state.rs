@@ -23,8 +23,9 @@ use crate::upstream::UpstreamPool;
 /// at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("{source} ({})", path.display())]
-    Store { path: PathBuf, source: StoreError },
+    /// `store` names it (`StoreConfig::describe`: never the database URL).
+    #[error("{source} ({store})")]
+    Store { store: String, source: StoreError },
     #[error(transparent)]
     Revocations(StoreError),
     /// The signing keys (whatever error `TokenKeys::from_config` gives).
@@ -85,7 +86,7 @@ impl Gateway {
     pub fn open(config: Config) -> Result<Gateway, OpenError> {
         let data_dir = config.store.data_dir();
         let store = open_store(&config).map_err(|source| OpenError::Store {
-            path: config.store.path.clone(),
+            store: config.store.describe(),
             source,
         })?;
         let tokens = TokenKeys::from_config(&config.tokens, &data_dir)
