@@ -168,7 +168,11 @@ impl StoreConfig {
         if let Err(e) = url.settings() {
             return err(
                 key,
-                format!("not a PostgreSQL connection string (postgres://user:password@host:port/database?sslmode=require): {e}"),
+                format!(
+                    "not a PostgreSQL connection string \
+                     (postgres://user:password@host:port/database?sslmode=require): {}",
+                    crate::store::postgres::describe(&e)
+                ),
             );
         }
         self.database_url = Some(url);

@@ -79,11 +79,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> StoreError {
         match e.code() {
-            Some(code) if !unavailable(code) => StoreError::Db(e.to_string()),
+            Some(code) if !unavailable(code) => StoreError::Db(describe(&e)),
             // No SQL state: the connection failed or closed.
-            _ => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Unavailable(describe(&e)),
         }
     }
+}
+
+/// What went wrong, with its causes (tokio-postgres keeps them apart: "db
+/// error", "error connecting to server"). A server's error is given by its
+/// message only, without the DETAIL that may quote the row's values.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl From<tokio_postgres::Error> for CreateAccountError {
@@ -230,7 +247,7 @@ impl PgStore {
         let mut settings = options
             .url
             .settings()
-            .map_err(|e| StoreError::Db(format!("store.url: {e}")))?;
+            .map_err(|e| StoreError::Db(format!("store.url: {}", describe(&e))))?;
         if settings.get_connect_timeout().is_none() {
             settings.connect_timeout(CONNECT_TIMEOUT);
         }

@@ -9,6 +9,11 @@
 //! tests. When it cannot be found or started, every test using it fails with
 //! what to install: never a silent skip.
 //!
+//! The server also accepts TLS (`sslmode=require`, host `localhost`), with a
+//! certificate of a test authority made at start by the `openssl` command
+//! (which Debian's `postgresql` brings along): `ca_file()` is that
+//! authority.
+//!
 //! The server stops when the test process ends: a small shell watcher polls
 //! the process and then stops the server (fast shutdown) and removes its
 //! folder.
@@ -57,6 +62,11 @@ pub fn database() -> String {
 }
 
 impl TestServer {
+    /// The authority the server's TLS certificate chains to (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
     /// `postgres://postgres@127.0.0.1:<port>/<database>`.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
@@ -126,6 +136,7 @@ impl TestServer {
                 String::from_utf8_lossy(&init.stderr).trim()
             ));
         }
+        make_certificates(&dir, owner)?;
         let mut last = String::new();
         for _ in 0..3 {
             match TestServer::launch(&bin, &dir, owner) {
@@ -153,6 +164,14 @@ impl TestServer {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!(
+                "ssl_cert_file={}",
+                dir.join("server.crt").display()
+            ))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", dir.join("server.key").display()))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)
@@ -250,6 +269,36 @@ fn run_as(mut command: Command, owner: Option<(u32, u32)>) -> Command {
     }
     command.env_remove("PGDATA");
     command
+}
+
+/// A test authority (`ca.crt`) and the server's key and certificate for
+/// `localhost`, signed by it, in `dir`; the key readable by `owner` only.
+fn make_certificates(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+    const SCRIPT: &str = "set -e
+        ec='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'
+        openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj '/CN=vigile test authority'
+        openssl req $ec -keyout server.key -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \\
+            -out server.crt -days 2 -extfile server.ext
+        chmod 600 server.key";
+    let out = Command::new("sh")
+        .args(["-c", SCRIPT])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot make the TLS certificates with openssl ({INSTALL}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir.join("server.key"), Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give the server's key to postgres: {e}"))?;
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16, String> {

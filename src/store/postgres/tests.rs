@@ -208,18 +208,54 @@ fn an_unreachable_server_is_unavailable_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(6));
 }
 
+/// Whether the store's connections are encrypted.
+fn encrypted(store: &PgStore) -> bool {
+    store
+        .read(async |c| {
+            let row = c
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await?;
+            Ok(row.try_get::<_, bool>(0)?)
+        })
+        .expect("pg_stat_ssl")
+}
+
 #[test]
-fn sslmode_require_insists_on_tls() {
-    // The test server has no TLS: a connection that requires it must fail
-    // rather than go on in clear text.
-    let url = server().url("postgres") + "?sslmode=require";
-    let url = DatabaseUrl::new(url);
-    let options = PgOptions {
-        url: &url,
-        pool_size: 1,
-        ca_file: None,
+fn sslmode_require_connects_through_tls_to_a_verified_server() {
+    let url = |query: &str| {
+        DatabaseUrl::new(format!(
+            "postgres://postgres@localhost:{}/postgres{query}",
+            server().port()
+        ))
     };
-    assert!(PgStore::open(&options, 300).is_err());
+    let ca = server().ca_file();
+    let open = |url: &DatabaseUrl, ca_file: Option<&std::path::Path>| {
+        let options = PgOptions {
+            url,
+            pool_size: 1,
+            ca_file,
+        };
+        PgStore::open(&options, 300)
+    };
+    let tls = open(&url("?sslmode=require"), Some(&ca)).expect("TLS with the test authority");
+    assert!(encrypted(&tls));
+    assert!(
+        open(&url("?sslmode=require"), None).is_err(),
+        "a certificate of an unknown authority is refused"
+    );
+    let wrong_name = DatabaseUrl::new(format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+        server().port()
+    ));
+    assert!(
+        open(&wrong_name, Some(&ca)).is_err(),
+        "a certificate for another name is refused"
+    );
+    let plain = open(&url(""), Some(&ca)).expect("plain");
+    assert!(!encrypted(&plain), "without sslmode=require: plain TCP");
 }
 
 #[test]
