@@ -3,6 +3,7 @@
 
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{
@@ -50,6 +51,47 @@ async fn one(
         .transpose()
 }
 
+/// The columns an account's fields fill (all but `id`), in the order of
+/// `Fields::params`.
+const FIELDS: &str = "email, email_key, password_hash, first_name, last_name, gender, phone, \
+                      role, is_active, date_joined, last_login";
+
+/// An account's fields as SQL parameters ($1 to $11, in `FIELDS`' order).
+struct Fields<'a> {
+    account: &'a AccountRecord,
+    email_key: String,
+    date_joined: i64,
+    last_login: Option<i64>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(account: &'a AccountRecord) -> StoreResult<Fields<'a>> {
+        Ok(Fields {
+            account,
+            email_key: normalize_email(&account.email),
+            date_joined: int(account.date_joined)?,
+            last_login: account.last_login.map(int).transpose()?,
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        let a = self.account;
+        [
+            &a.email,
+            &self.email_key,
+            &a.password_hash,
+            &a.first_name,
+            &a.last_name,
+            &a.gender,
+            &a.phone,
+            &a.role,
+            &a.is_active,
+            &self.date_joined,
+            &self.last_login,
+        ]
+    }
+}
+
 /// Inserts `account` under the next id, unless its email is taken. The
 /// check first, so that a taken address (the usual refusal) uses no id; the
 /// UNIQUE index settles a race with another transaction.
@@ -57,39 +99,23 @@ async fn add(
     txn: &Transaction<'_>,
     account: &AccountRecord,
 ) -> Result<AccountRecord, CreateAccountError> {
-    let key = normalize_email(&account.email);
-    if query_opt(txn, "SELECT 1 FROM accounts WHERE email_key = $1", &[&key])
-        .await?
-        .is_some()
+    let fields = Fields::of(account)?;
+    if query_opt(
+        txn,
+        "SELECT 1 FROM accounts WHERE email_key = $1",
+        &[&fields.email_key],
+    )
+    .await?
+    .is_some()
     {
         return Err(CreateAccountError::EmailTaken);
     }
     let sql = format!(
-        "INSERT INTO accounts (email, email_key, password_hash, first_name, last_name, gender, \
-         phone, role, is_active, date_joined, last_login) \
+        "INSERT INTO accounts ({FIELDS}) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     );
-    let last_login = account.last_login.map(int).transpose()?;
     let statement = txn.prepare_cached(&sql).await?;
-    let inserted = txn
-        .query_one(
-            &statement,
-            &[
-                &account.email,
-                &key,
-                &account.password_hash,
-                &account.first_name,
-                &account.last_name,
-                &account.gender,
-                &account.phone,
-                &account.role,
-                &account.is_active,
-                &int(account.date_joined)?,
-                &last_login,
-            ],
-        )
-        .await;
-    match inserted {
+    match txn.query_one(&statement, &fields.params()).await {
         Ok(row) => Ok(record(&row)?),
         Err(e) if email_taken(&e) => Err(CreateAccountError::EmailTaken),
         Err(e) => Err(e.into()),
@@ -146,28 +172,12 @@ pub(super) async fn all(c: &impl GenericClient) -> StoreResult<Vec<AccountRecord
 
 /// Saves every field of `account` (its email key too) but its id.
 async fn save(txn: &Transaction<'_>, account: &AccountRecord) -> StoreResult<()> {
-    let last_login = account.last_login.map(int).transpose()?;
-    execute(
-        txn,
-        "UPDATE accounts SET email = $2, email_key = $3, password_hash = $4, first_name = $5, \
-         last_name = $6, gender = $7, phone = $8, role = $9, is_active = $10, \
-         date_joined = $11, last_login = $12 WHERE id = $1",
-        &[
-            &int(account.id)?,
-            &account.email,
-            &normalize_email(&account.email),
-            &account.password_hash,
-            &account.first_name,
-            &account.last_name,
-            &account.gender,
-            &account.phone,
-            &account.role,
-            &account.is_active,
-            &int(account.date_joined)?,
-            &last_login,
-        ],
-    )
-    .await?;
+    let fields = Fields::of(account)?;
+    let id = int(account.id)?;
+    let mut params = fields.params().to_vec();
+    params.push(&id);
+    let sql = format!("UPDATE accounts SET ({FIELDS}) = ROW($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) WHERE id = $12");
+    execute(txn, &sql, &params).await?;
     Ok(())
 }
 

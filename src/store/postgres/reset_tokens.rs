@@ -88,14 +88,3 @@ pub(super) async fn remove_all(c: &impl GenericClient, account_id: u64) -> Store
     .await?;
     Ok(())
 }
-
-/// Drops the tokens that expired before `now`; how many went.
-pub(super) async fn purge(c: &impl GenericClient, now: u64) -> StoreResult<usize> {
-    let gone = execute(
-        c,
-        "DELETE FROM reset_tokens WHERE expires_at < $1",
-        &[&int(now)?],
-    )
-    .await?;
-    Ok(gone as usize)
-}

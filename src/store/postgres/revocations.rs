@@ -52,9 +52,3 @@ pub(super) async fn in_force(c: &impl GenericClient, now: u64) -> StoreResult<Ve
     .map(|row| Ok((SessionId(id_of(row, "session_id")?), uint(row, "until")?)))
     .collect()
 }
-
-/// Drops the revocations no token can outlive at `now`; how many went.
-pub(super) async fn purge(c: &impl GenericClient, now: u64) -> StoreResult<usize> {
-    let gone = super::execute(c, "DELETE FROM revocations WHERE until < $1", &[&int(now)?]).await?;
-    Ok(gone as usize)
-}

@@ -140,15 +140,3 @@ pub(super) async fn revoke_all(
     revocations::insert(txn, &out).await?;
     Ok(out)
 }
-
-/// Drops the sessions whose last refresh token expired before `now`; how
-/// many went.
-pub(super) async fn purge(c: &impl GenericClient, now: u64) -> StoreResult<usize> {
-    let gone = execute(
-        c,
-        "DELETE FROM sessions WHERE expires_at < $1",
-        &[&int(now)?],
-    )
-    .await?;
-    Ok(gone as usize)
-}

@@ -86,23 +86,16 @@ impl TestServer {
 
     /// Runs `sql` with psql in `database`, as the superuser; its output.
     pub fn sql(&self, database: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-c")
-            .arg(sql)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run psql: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "psql `{sql}` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        output(
+            Command::new(self.bin.join("psql"))
+                .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
+                .arg("-p")
+                .arg(self.port.to_string())
+                .arg("-c")
+                .arg(sql),
+            &format!("psql `{sql}`"),
+        )
     }
 
     fn start() -> Result<TestServer, String> {
@@ -121,21 +114,14 @@ impl TestServer {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                 .map_err(|e| format!("cannot give {} to postgres: {e}", dir.display()))?;
         }
-        let data = dir.join("data");
-        let init = run_as(Command::new(bin.join("initdb")), owner)
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"])
-            .arg("--no-sync")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", bin.join("initdb").display()))?;
-        if !init.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&init.stderr).trim()
-            ));
-        }
+        output(
+            run_as(Command::new(bin.join("initdb")), owner)
+                .arg("-D")
+                .arg(dir.join("data"))
+                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"])
+                .arg("--no-sync"),
+            "initdb",
+        )?;
         make_certificates(&dir, owner)?;
         let mut last = String::new();
         for _ in 0..3 {
@@ -282,23 +268,30 @@ fn make_certificates(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), String
         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \\
             -out server.crt -days 2 -extfile server.ext
         chmod 600 server.key";
-    let out = Command::new("sh")
-        .args(["-c", SCRIPT])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cannot make the TLS certificates with openssl ({INSTALL}): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+    output(
+        Command::new("sh").args(["-c", SCRIPT]).current_dir(dir),
+        &format!("making the TLS certificates with openssl ({INSTALL})"),
+    )?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(dir.join("server.key"), Some(uid), Some(gid))
             .map_err(|e| format!("cannot give the server's key to postgres: {e}"))?;
     }
     Ok(())
+}
+
+/// Runs `command` without input; its output, or why it failed.
+fn output(command: &mut Command, what: &str) -> Result<String, String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn free_port() -> Result<u16, String> {
