@@ -44,9 +44,17 @@ impl DatabaseUrl {
     }
 
     /// The parsed connection settings (checked at load, so this succeeds on
-    /// a loaded configuration).
-    pub fn settings(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
-        tokio_postgres::Config::from_str(&self.0)
+    /// a loaded configuration). The error names the option at fault, never
+    /// a value.
+    pub fn settings(&self) -> Result<tokio_postgres::Config, String> {
+        tokio_postgres::Config::from_str(&self.0).map_err(|e| {
+            // "invalid connection string", then its cause.
+            let mut text = e.to_string();
+            if let Some(cause) = std::error::Error::source(&e) {
+                text = format!("{text}: {cause}");
+            }
+            text
+        })
     }
 }
 
@@ -170,8 +178,7 @@ impl StoreConfig {
                 key,
                 format!(
                     "not a PostgreSQL connection string \
-                     (postgres://user:password@host:port/database?sslmode=require): {}",
-                    crate::store::postgres::describe(&e)
+                     (postgres://user:password@host:port/database?sslmode=require): {e}"
                 ),
             );
         }

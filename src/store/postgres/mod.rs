@@ -89,7 +89,7 @@ impl From<tokio_postgres::Error> for StoreError {
 /// What went wrong, with its causes (tokio-postgres keeps them apart: "db
 /// error", "error connecting to server"). A server's error is given by its
 /// message only, without the DETAIL that may quote the row's values.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
     }
@@ -247,7 +247,7 @@ impl PgStore {
         let mut settings = options
             .url
             .settings()
-            .map_err(|e| StoreError::Db(format!("store.url: {}", describe(&e))))?;
+            .map_err(|e| StoreError::Db(format!("store.url: {e}")))?;
         if settings.get_connect_timeout().is_none() {
             settings.connect_timeout(CONNECT_TIMEOUT);
         }
