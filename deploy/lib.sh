@@ -28,3 +28,14 @@ ensure_build_deps() {
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   install_missing "${missing[@]}"
 }
+
+# The tests run the store suite against a real PostgreSQL server (Debian's
+# package: the binaries under /usr/lib/postgresql/<version>/bin, and openssl
+# for the test server's TLS certificate).
+ensure_test_deps() {
+  local missing=()
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+    || missing+=(postgresql)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  install_missing "${missing[@]}"
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and end-to-end
-# tests (these start the real binaries on loopback ports), and one smoke run
+# tests (these start the real binaries on loopback ports, and a PostgreSQL
+# server for the postgres store's suite), and one smoke run
 # of each benchmark; then the end-to-end tests once more with
 # `server.direct_path: false` (every request by Pingora's proxy path).
 # Ends with the total of both runs: "Summary: N passed, N failed".
@@ -8,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 ensure_build_deps
+ensure_test_deps
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

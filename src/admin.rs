@@ -68,8 +68,12 @@ fn error_reply(e: &ApiError) -> Response<Vec<u8>> {
 }
 
 impl AdminApp {
-    fn ready(&self) -> Response<Vec<u8>> {
-        let store_ok = self.gateway.accounts.store.account_count().is_ok();
+    async fn ready(&self) -> Response<Vec<u8>> {
+        // A store call blocks (a database round trip): off the async task.
+        let store = self.gateway.accounts.store.clone();
+        let store_ok = tokio::task::spawn_blocking(move || store.account_count().is_ok())
+            .await
+            .unwrap_or(false);
         let unhealthy: Vec<&str> = self
             .pools
             .iter()
@@ -186,7 +190,7 @@ impl AdminApp {
         let path = session.req_header().uri.path().to_string();
         match (method.as_str(), path.as_str()) {
             ("GET", "/healthz") => json_reply(200, &json!({"status": "ok"})),
-            ("GET", "/readyz") => self.ready(),
+            ("GET", "/readyz") => self.ready().await,
             ("GET", "/metrics") => {
                 self.gateway.refresh_gauges(&self.pools);
                 reply(

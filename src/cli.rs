@@ -173,8 +173,8 @@ enum CliError {
     Prompt(std::io::Error),
     #[error("les mots de passe ne correspondent pas")]
     PasswordMismatch,
-    #[error("{source} ({})", path.display())]
-    Store { path: PathBuf, source: StoreError },
+    #[error("{source} ({store})")]
+    Store { store: String, source: StoreError },
     /// The signing keys (whatever error `TokenKeys::from_config` gives).
     #[error("{0}")]
     Keys(Box<dyn std::error::Error + Send + Sync>),
@@ -298,7 +298,7 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
         }
         Err(StoreError::Locked) => remote(config, &command),
         Err(source) => Err(CliError::Store {
-            path: config.store.path.clone(),
+            store: config.store.describe(),
             source,
         }
         .into()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::accounts::password_reset::ResetWorker;
 use crate::accounts::AccountService;
-use crate::config::Config;
+use crate::config::{Config, KeySource, StoreKind};
 use crate::connections::ConnectionLimit;
 use crate::mailer::{Mailer, MailerError};
 use crate::metrics::Metrics;
@@ -23,8 +23,9 @@ use crate::upstream::UpstreamPool;
 /// at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("{source} ({})", path.display())]
-    Store { path: PathBuf, source: StoreError },
+    /// `store` names it (`StoreConfig::describe`: never the database URL).
+    #[error("{source} ({store})")]
+    Store { store: String, source: StoreError },
     #[error(transparent)]
     Revocations(StoreError),
     /// The signing keys (whatever error `TokenKeys::from_config` gives).
@@ -85,11 +86,12 @@ impl Gateway {
     pub fn open(config: Config) -> Result<Gateway, OpenError> {
         let data_dir = config.store.data_dir();
         let store = open_store(&config).map_err(|source| OpenError::Store {
-            path: config.store.path.clone(),
+            store: config.store.describe(),
             source,
         })?;
         let tokens = TokenKeys::from_config(&config.tokens, &data_dir)
             .map_err(|e| OpenError::Keys(e.into()))?;
+        warn_if_key_is_local(&config, &data_dir);
         let revocations = RevocationList::new(
             store
                 .revocations(crate::unix_now())
@@ -139,6 +141,24 @@ impl Gateway {
             admin_token,
             connections,
         })
+    }
+}
+
+/// Replicas on one database accept each other's tokens only if they sign
+/// with the same key: a key generated in this replica's data directory is
+/// this replica's alone.
+fn warn_if_key_is_local(config: &Config, data_dir: &std::path::Path) {
+    let generated = matches!(
+        config.tokens.key,
+        KeySource::GeneratedSecret | KeySource::GeneratedEd25519
+    );
+    if config.store.kind == StoreKind::Postgres && generated {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            "store.kind is postgres but the signing key is generated in this replica's data \
+             directory: other replicas will refuse its tokens; give every replica the same key \
+             (tokens.secret_env, tokens.secret_file or tokens.private_key_file)"
+        );
     }
 }
 

@@ -32,7 +32,7 @@ pub use identity::IdentityHeaders;
 pub use mailer::{MailerConfig, MailerKind, SmtpConfig, SmtpTls};
 pub use routes::{AuthMode, RouteConfig, UpstreamRef};
 pub use server::{AdminConfig, LogFormat, ServerConfig, UnderscoreHeaders};
-pub use store::StoreConfig;
+pub use store::{DatabaseUrl, StoreConfig, StoreKind};
 pub use tokens::{Algorithm, KeySource, TokenConfig};
 pub use upstreams::{HealthCheckConfig, UpstreamConfig};
 pub use values::RoleName;
@@ -103,7 +103,7 @@ impl Config {
         if self.admin.listen == self.server.listen {
             return err("admin.listen", "must differ from server.listen");
         }
-        self.store.check()?;
+        self.store.check(env)?;
         self.tokens.check(env)?;
         self.accounts.check()?;
         self.mailer.check(env)?;

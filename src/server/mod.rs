@@ -142,7 +142,7 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
     tracing::info!(
         listen = %cfg.server.listen,
         admin = %cfg.admin.listen,
-        store = %cfg.store.path.display(),
+        store = %cfg.store.describe(),
         revoked_sessions = gateway.accounts.revocations.len(),
         "vigile started"
     );

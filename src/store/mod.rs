@@ -2,8 +2,9 @@
 //! revocations and password-reset tokens, behind one backend-neutral
 //! interface, `StoreBackend`. The gateway, the account service and the CLI
 //! hold an `Arc<Store>` and never name a backend; `open` picks it from the
-//! configuration. The one backend today is `redb` (an embedded file);
-//! `conformance` is the test suite every backend runs unchanged.
+//! configuration: `redb` (an embedded file, one process) or `postgres` (a
+//! database shared by several replicas); `conformance` is the test suite
+//! every backend runs unchanged.
 //!
 //! What every backend guarantees:
 //! - Calls block: async callers run them on the blocking pool.
@@ -18,6 +19,7 @@
 //! - A closure a method takes is called at most once, inside that
 //!   transaction, with the current record.
 
+pub mod postgres;
 mod records;
 pub mod redb;
 
@@ -31,7 +33,7 @@ pub use records::{
     StoreCounts,
 };
 
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreKind};
 use crate::tokens::SessionId;
 
 #[derive(Debug, thiserror::Error)]
@@ -231,10 +233,21 @@ impl<'s> dyn StoreBackend + 's {
 /// is how long after a revocation an access token of the session may still
 /// pass the signature check (access lifetime + leeway): how long the
 /// revocation must be kept. Fails with `StoreError::Locked` when another
-/// process holds the store.
+/// process holds the store (redb), `StoreError::Unavailable` when the
+/// database cannot be reached (postgres).
 pub fn open(config: &StoreConfig, access_window: u64) -> StoreResult<Arc<Store>> {
-    Ok(Arc::new(redb::RedbStore::open(
-        &config.path,
-        access_window,
-    )?))
+    Ok(match config.kind {
+        StoreKind::Redb => Arc::new(redb::RedbStore::open(&config.path, access_window)?),
+        StoreKind::Postgres => {
+            let url = config.database_url.as_ref().ok_or_else(|| {
+                StoreError::Db("store.url: kind: postgres needs a connection string".into())
+            })?;
+            let options = postgres::PgOptions {
+                url,
+                pool_size: config.pool_size,
+                ca_file: config.ca_file.as_deref(),
+            };
+            Arc::new(postgres::PgStore::open(&options, access_window)?)
+        }
+    })
 }
