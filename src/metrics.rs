@@ -26,6 +26,8 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub connections_refused: IntCounterVec,
     pub header_timeouts: IntCounterVec,
+    pub revocation_lag_seconds: Histogram,
+    pub store_up: IntGauge,
 }
 
 fn counter(
@@ -148,6 +150,23 @@ impl Metrics {
              server.header_timeout, by listener (proxy, admin)",
             &["listener"],
         )?;
+        let revocation_lag_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigile_revocation_lag_seconds",
+                "Time from a revocation's commit on the replica that wrote it (the database's \
+                 clock) to its application here, for revocations another replica wrote",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0,
+            ]),
+        )?;
+        registry.register(Box::new(revocation_lag_seconds.clone()))?;
+        let store_up = IntGauge::new(
+            "vigile_store_up",
+            "1 while the store answers (postgres: the last sync with the database succeeded)",
+        )?;
+        store_up.set(1);
+        registry.register(Box::new(store_up.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -166,6 +185,8 @@ impl Metrics {
             client_connections,
             connections_refused,
             header_timeouts,
+            revocation_lag_seconds,
+            store_up,
         })
     }
 

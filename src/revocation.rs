@@ -5,13 +5,19 @@
 //! An entry lives until no token of its session can be valid any more (the
 //! revocation time plus the access-token lifetime); `purge` drops the rest, so
 //! the list never grows without bound.
+//!
+//! With a store shared by several replicas, the list also follows what the
+//! others revoke (`store::Follow`), and `sync` says whether it is current:
+//! past `store.max_staleness` without the database, a revoked token might
+//! pass, and protected routes refuse instead (`is_stale`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::store::Revocation;
+use crate::store::{Revocation, SyncStatus};
 use crate::tokens::SessionId;
 
 /// Session ids are 128 random bits: folding them is already a good hash.
@@ -50,11 +56,21 @@ type IdMap = HashMap<Key, u64, BuildHasherDefault<RandomIdHasher>>;
 #[derive(Default)]
 pub struct RevocationList {
     entries: RwLock<IdMap>,
+    /// How current the list is (always, with a single-process store).
+    pub sync: Arc<SyncStatus>,
 }
 
 impl RevocationList {
     pub fn new(initial: Vec<Revocation>) -> RevocationList {
-        let list = RevocationList::default();
+        RevocationList::following(initial, Arc::default())
+    }
+
+    /// A list whose currency `sync` tracks (a store shared by replicas).
+    pub fn following(initial: Vec<Revocation>, sync: Arc<SyncStatus>) -> RevocationList {
+        let list = RevocationList {
+            entries: RwLock::default(),
+            sync,
+        };
         list.insert_all(&initial);
         list
     }
@@ -63,16 +79,40 @@ impl RevocationList {
         self.entries.read().contains_key(&key(session))
     }
 
+    /// Past `store.max_staleness` without the database (one atomic load).
+    #[inline]
+    pub fn is_stale(&self) -> bool {
+        self.sync.is_stale()
+    }
+
     pub fn insert_all(&self, revocations: &[Revocation]) {
-        if revocations.is_empty() {
+        self.insert_each(revocations.iter().copied(), |_| {});
+    }
+
+    /// Inserts every revocation; `fresh(i)` for the `i`th when it was not
+    /// in the list yet (one this replica did not know of).
+    pub fn insert_each(
+        &self,
+        revocations: impl ExactSizeIterator<Item = Revocation>,
+        mut fresh: impl FnMut(usize),
+    ) {
+        if revocations.len() == 0 {
             return;
         }
         let mut map = self.entries.write();
         // One allocation for the lot (a growing table holds two at once).
         map.reserve(revocations.len());
-        for (session, until) in revocations {
-            let entry = map.entry(key(*session)).or_insert(*until);
-            *entry = (*entry).max(*until);
+        for (i, (session, until)) in revocations.enumerate() {
+            match map.entry(key(session)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let entry = e.get_mut();
+                    *entry = (*entry).max(until);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(until);
+                    fresh(i);
+                }
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use crate::mailer::{Mailer, MailerError};
 use crate::metrics::Metrics;
 use crate::passwords::pool::HashPool;
 use crate::revocation::RevocationList;
-use crate::store::{Store, StoreError};
+use crate::store::{Follow, SequencedRevocation, Store, StoreError, SyncStatus};
 use crate::tokens::TokenKeys;
 use crate::upstream::UpstreamPool;
 
@@ -92,12 +92,8 @@ impl Gateway {
         let tokens = TokenKeys::from_config(&config.tokens, &data_dir)
             .map_err(|e| OpenError::Keys(e.into()))?;
         warn_if_key_is_local(&config, &data_dir);
-        let revocations = RevocationList::new(
-            store
-                .revocations(crate::unix_now())
-                .map_err(OpenError::Revocations)?,
-        );
         let metrics = Metrics::new().map_err(OpenError::Metrics)?;
+        let revocations = load_revocations(&config, &store, &metrics)?;
         let reset_queue = ResetWorker {
             store: store.clone(),
             mailer: Mailer::from_config(&config.mailer)?,
@@ -110,7 +106,7 @@ impl Gateway {
             &config,
             store,
             Arc::new(tokens),
-            Arc::new(revocations),
+            revocations,
             metrics.password_hash_seconds.clone(),
             Some(reset_queue),
         );
@@ -144,6 +140,51 @@ impl Gateway {
     }
 }
 
+/// The revocation list, loaded from the store and (on a store shared by
+/// replicas) following what every replica revokes from then on. The
+/// sequence number is read first: a revocation committed while the list
+/// loads is read again by the follower, never missed.
+fn load_revocations(
+    config: &Config,
+    store: &Arc<Store>,
+    metrics: &Metrics,
+) -> Result<Arc<RevocationList>, OpenError> {
+    let seq = store.revocation_seq().map_err(OpenError::Revocations)?;
+    let initial = store
+        .revocations(crate::unix_now())
+        .map_err(OpenError::Revocations)?;
+    if config.store.kind == StoreKind::Redb {
+        return Ok(Arc::new(RevocationList::new(initial)));
+    }
+    let status = Arc::new(SyncStatus::new(config.store.max_staleness));
+    let list = Arc::new(RevocationList::following(initial, status.clone()));
+    let applied = Arc::downgrade(&list);
+    let lag = metrics.revocation_lag_seconds.clone();
+    let apply = Box::new(move |batch: &[SequencedRevocation]| {
+        let Some(list) = applied.upgrade() else {
+            return;
+        };
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        // Lag is observed for the revocations this replica did not know:
+        // its own are in the list already (put there as they committed).
+        list.insert_each(batch.iter().map(|r| r.revocation), |i| {
+            let lag_us = now_us.saturating_sub(batch[i].recorded_at_us);
+            lag.observe(lag_us as f64 / 1e6);
+        });
+    });
+    store
+        .follow(Follow {
+            from_seq: seq,
+            sync_interval: config.store.sync_interval,
+            apply,
+            status,
+        })
+        .map_err(OpenError::Revocations)?;
+    Ok(list)
+}
+
 /// Replicas on one database accept each other's tokens only if they sign
 /// with the same key: a key generated in this replica's data directory is
 /// this replica's alone.
@@ -171,6 +212,8 @@ impl Gateway {
         m.revoked_sessions
             .set(self.accounts.revocations.len() as i64);
         m.client_connections.set(self.connections.open() as i64);
+        m.store_up
+            .set(i64::from(self.accounts.revocations.sync.is_up()));
         crate::upstream::publish_health(pools, m);
     }
 }

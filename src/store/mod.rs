@@ -22,6 +22,7 @@
 pub mod postgres;
 mod records;
 pub mod redb;
+mod sync;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -32,6 +33,7 @@ pub use records::{
     email_names, normalize_email, AccountRecord, ResetRecord, Revocation, SessionRecord,
     StoreCounts,
 };
+pub use sync::{ApplyRevocations, Follow, SequencedRevocation, SyncStatus};
 
 use crate::config::{StoreConfig, StoreKind};
 use crate::tokens::SessionId;
@@ -168,6 +170,34 @@ pub trait StoreBackend: Send + Sync {
 
     /// Revocations still in force at `now`, to load into memory at start.
     fn revocations(&self, now: u64) -> StoreResult<Vec<Revocation>>;
+
+    // --- replicas ----------------------------------------------------------------
+
+    /// The sequence number of the newest revocation committed (0 when none).
+    /// Read it before `revocations`, then `follow` from it: nothing written
+    /// in between is missed. A single-process store has none: 0.
+    fn revocation_seq(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    /// The revocations committed after `seq`, by increasing `seq`, at most
+    /// `limit`. Every revocation with a number up to the last returned is
+    /// committed (or rolled back) already: a reader that goes on from there
+    /// misses none. A single-process store: none.
+    fn revocations_since(&self, seq: u64, limit: usize) -> StoreResult<Vec<SequencedRevocation>> {
+        let _ = (seq, limit);
+        Ok(Vec::new())
+    }
+
+    /// Follows the revocations every process writes from now on, until
+    /// `close`: `follow.apply` gets them as they are committed, and
+    /// `follow.status` says whether this view is current. A single-process
+    /// store (redb) writes them all itself: nothing to follow, its status
+    /// stays current.
+    fn follow(&self, follow: Follow) -> StoreResult<()> {
+        drop(follow);
+        Ok(())
+    }
 
     // --- password-reset tokens ---------------------------------------------------
 

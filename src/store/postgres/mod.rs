@@ -41,6 +41,7 @@
 //! made, a lost one and a timeout give `StoreError::Unavailable`.
 
 mod accounts;
+mod follow;
 mod housekeeping;
 mod migrations;
 mod reset_tokens;
@@ -49,6 +50,8 @@ mod roles;
 mod sessions;
 mod tls;
 
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -65,8 +68,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{
-    AccountChange, AccountRecord, CreateAccountError, ResetRecord, Revocation, SessionChange,
-    SessionRecord, StoreBackend, StoreCounts, StoreError, StoreResult,
+    AccountChange, AccountRecord, CreateAccountError, Follow, ResetRecord, Revocation,
+    SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreCounts, StoreError,
+    StoreResult,
 };
 use crate::config::DatabaseUrl;
 use crate::tokens::SessionId;
@@ -238,6 +242,10 @@ pub struct PgStore {
     /// How long after a revocation an access token of the session may still
     /// pass the signature check (access lifetime + leeway).
     access_window: u64,
+    /// How `follow` opens its own connection.
+    listener: follow::Listener,
+    /// The follower's tasks, aborted by `close`.
+    following: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl PgStore {
@@ -257,7 +265,12 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match tls::connector(&settings, options.ca_file)? {
+        let tls = tls::connector(&settings, options.ca_file)?;
+        let listener = follow::Listener {
+            settings: settings.clone(),
+            tls: tls.clone(),
+        };
+        let manager = match tls {
             Some(tls) => Manager::from_config(settings, tls, manager_config),
             None => Manager::from_config(settings, tokio_postgres::NoTls, manager_config),
         };
@@ -273,6 +286,8 @@ impl PgStore {
             pool: RwLock::new(Some(pool)),
             driver: Driver::new()?,
             access_window,
+            listener,
+            following: parking_lot::Mutex::new(Vec::new()),
         };
         store.driver.run(async {
             let mut client = connection(&store.pool()?).await?;
@@ -425,6 +440,24 @@ impl StoreBackend for PgStore {
         self.read(async |c| revocations::in_force(c, now).await)
     }
 
+    fn revocation_seq(&self) -> StoreResult<u64> {
+        self.read(async |c| revocations::newest(c).await)
+    }
+
+    fn revocations_since(&self, seq: u64, limit: usize) -> StoreResult<Vec<SequencedRevocation>> {
+        self.read(async |c| revocations::since(c, seq, limit).await)
+    }
+
+    fn follow(&self, follow: Follow) -> StoreResult<()> {
+        let Some(runtime) = &self.driver.0 else {
+            return Err(StoreError::Closed);
+        };
+        let mut following = self.following.lock();
+        following.push(runtime.spawn(follow::watch(follow.status.clone())));
+        following.push(runtime.spawn(follow::run(self.listener.clone(), follow)));
+        Ok(())
+    }
+
     fn create_reset_token(&self, token_hash: &[u8], record: &ResetRecord) -> StoreResult<()> {
         self.write(async |txn| reset_tokens::create(txn, token_hash, record).await)
     }
@@ -453,6 +486,9 @@ impl StoreBackend for PgStore {
     }
 
     fn close(&self) {
+        for task in self.following.lock().drain(..) {
+            task.abort();
+        }
         if let Some(pool) = self.pool.write().take() {
             pool.close();
         }

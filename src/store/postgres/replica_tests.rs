@@ -1,0 +1,154 @@
+//! Replicas following each other's revocations on a real PostgreSQL server:
+//! the notification, the numbers in commit order, the database going away
+//! and coming back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::testing;
+use super::*;
+use crate::store::{Follow, SyncStatus};
+
+fn open(url: &DatabaseUrl) -> PgStore {
+    let options = PgOptions {
+        url,
+        pool_size: 2,
+        ca_file: None,
+    };
+    PgStore::open(&options, 300).expect("open")
+}
+
+/// `store` follows from now on: what it applied, and its status.
+fn follow(
+    store: &PgStore,
+    max_staleness: Duration,
+) -> (Arc<Mutex<Vec<SequencedRevocation>>>, Arc<SyncStatus>) {
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let status = Arc::new(SyncStatus::new(max_staleness));
+    let sink = applied.clone();
+    store
+        .follow(Follow {
+            from_seq: store.revocation_seq().expect("seq"),
+            sync_interval: Duration::from_millis(100),
+            apply: Box::new(move |batch| sink.lock().extend_from_slice(batch)),
+            status: status.clone(),
+        })
+        .expect("follow");
+    (applied, status)
+}
+
+fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_revocation_written_by_one_replica_reaches_the_other_at_once() {
+    let url = DatabaseUrl::new(testing::database());
+    let (a, b) = (open(&url), open(&url));
+    a.insert_revocations(&[(SessionId(1), 500)])
+        .expect("before");
+    let (applied, status) = follow(&b, Duration::from_secs(30));
+    a.insert_revocations(&[(SessionId(2), 600), (SessionId(3), 700)])
+        .expect("revoke");
+    // Notified, not polled: well within the 100 ms poll.
+    wait_for("the notification", Duration::from_secs(1), || {
+        applied.lock().len() == 2
+    });
+    let got = applied.lock().clone();
+    assert_eq!(
+        got.iter().map(|r| r.revocation).collect::<Vec<_>>(),
+        vec![(SessionId(2), 600), (SessionId(3), 700)],
+        "only what came after the number it started from"
+    );
+    assert!(got[0].seq < got[1].seq);
+    let now_us = crate::unix_now() * 1_000_000;
+    assert!(got[0].recorded_at_us.abs_diff(now_us) < 5_000_000);
+    assert!(status.is_up() && !status.is_stale());
+    assert_eq!(
+        b.revocations_since(got[0].seq, 10).expect("since"),
+        got[1..]
+    );
+    b.close();
+}
+
+#[test]
+fn sequence_numbers_become_visible_in_commit_order() {
+    let url = DatabaseUrl::new(testing::database());
+    let (a, b) = (Arc::new(open(&url)), open(&url));
+    // A takes its number, then holds its transaction open a while.
+    let slow = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            a.write(async |txn| {
+                revocations::insert(txn, &[(SessionId(1), 500)]).await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, StoreError>(Instant::now())
+            })
+            .expect("slow write")
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    b.insert_revocations(&[(SessionId(2), 600)])
+        .expect("fast write");
+    let fast_done = Instant::now();
+    let slow_done = slow.join().expect("thread");
+    assert!(
+        fast_done >= slow_done,
+        "the second writer waits for the first to commit"
+    );
+    let all = b.revocations_since(0, 10).expect("since");
+    assert_eq!(
+        all.iter().map(|r| r.revocation.0).collect::<Vec<_>>(),
+        vec![SessionId(1), SessionId(2)],
+        "numbered in the order they committed"
+    );
+}
+
+#[test]
+fn a_follower_goes_stale_without_the_database_and_catches_up_when_it_returns() {
+    let url = DatabaseUrl::new(testing::database());
+    let name = url
+        .settings()
+        .ok()
+        .and_then(|s| s.get_dbname().map(str::to_string))
+        .expect("name");
+    let (a, b) = (open(&url), open(&url));
+    let (applied, status) = follow(&b, Duration::from_millis(400));
+    let server = testing::server();
+    let cut = format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}'"
+    );
+    server.sql("postgres", &cut).expect("cut");
+    wait_for("down", Duration::from_secs(2), || !status.is_up());
+    wait_for("stale", Duration::from_secs(2), || status.is_stale());
+    assert!(status.last_error().is_some());
+    server
+        .sql(
+            "postgres",
+            &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+        )
+        .expect("restore");
+    // Written once the database is back (A's pooled connection may be one
+    // the cut closed: the first call may fail).
+    a.insert_revocations(&[(SessionId(9), 900)])
+        .or_else(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            a.insert_revocations(&[(SessionId(9), 900)])
+        })
+        .expect("revoke after");
+    wait_for("caught up", Duration::from_secs(3), || {
+        applied
+            .lock()
+            .iter()
+            .any(|r| r.revocation.0 == SessionId(9))
+    });
+    assert!(status.is_up() && !status.is_stale());
+    b.close();
+}
