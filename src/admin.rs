@@ -1,6 +1,6 @@
 //! The admin listener (keep it on loopback): `/metrics` (Prometheus text),
-//! `/healthz` (the process answers), `/readyz` (store readable, every upstream
-//! with a healthy target), and `POST /admin/v1/command`, the operator channel
+//! `/healthz` (the process answers), `/readyz` (store readable, revocations
+//! current, every upstream with a healthy target; `reasons` says what is not), and `POST /admin/v1/command`, the operator channel
 //! the CLI uses while a gateway holds the store. That channel takes the token
 //! the gateway writes at start to `<data dir>/admin.token` (mode 0600): only
 //! the operator's account can read it.
@@ -80,10 +80,33 @@ impl AdminApp {
             .filter(|p| p.healthy_targets() == 0)
             .map(|p| p.name.as_str())
             .collect();
-        let ready = store_ok && unhealthy.is_empty();
+        // A replica on a shared store: how current its revocations are.
+        let sync = &self.gateway.accounts.revocations.sync;
+        let stale = sync.is_stale();
+        let ready = store_ok && !stale && unhealthy.is_empty();
+        let mut reasons = Vec::new();
+        if !store_ok {
+            reasons.push("the store cannot be read".to_string());
+        }
+        if stale {
+            reasons.push(format!(
+                "no sync with the database for longer than store.max_staleness \
+                 (protected routes answer 503){}",
+                sync.last_error()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if !unhealthy.is_empty() {
+            reasons.push(format!(
+                "upstreams without a healthy target: {}",
+                unhealthy.join(", ")
+            ));
+        }
         json_reply(
             if ready { 200 } else { 503 },
-            &json!({"ready": ready, "store": store_ok, "upstreams_without_healthy_target": unhealthy}),
+            &json!({"ready": ready, "store": store_ok, "revocations_stale": stale,
+                    "upstreams_without_healthy_target": unhealthy, "reasons": reasons}),
         )
     }
 

@@ -71,6 +71,7 @@ error_codes! {
     TooManyConnections = "too_many_connections",
     Overloaded = "overloaded",
     InternalError = "internal_error",
+    StoreUnavailable = "store_unavailable",
     UpstreamUnavailable = "upstream_unavailable",
     UpstreamTimeout = "upstream_timeout",
 }
@@ -266,6 +267,18 @@ impl ApiError {
             503,
             ErrorCode::Overloaded,
             "Service surchargé, réessayez dans un instant",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// The store cannot be reached (or this replica's view of it is older
+    /// than `store.max_staleness`): 503, try again shortly.
+    pub fn store_unavailable() -> ApiError {
+        let mut e = ApiError::new(
+            503,
+            ErrorCode::StoreUnavailable,
+            "Service momentanément indisponible, réessayez dans un instant",
         );
         e.retry_after = Some(1);
         e

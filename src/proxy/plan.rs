@@ -195,6 +195,11 @@ impl Planner {
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
+        // Fail closed: past store.max_staleness without the database, a
+        // token revoked on another replica might pass.
+        if authorization.is_some() && self.revocations.is_stale() {
+            return Err(ApiError::store_unavailable());
+        }
         let verdict = auth::authenticate_cached(
             authorization,
             &self.tokens,
