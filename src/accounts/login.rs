@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::input::{self, Secret};
-use super::{internal, AccountService, Reply};
+use super::{store_failed, AccountService, Reply};
 use crate::error::ApiError;
 use crate::passwords;
 use crate::store::{normalize_email, AccountRecord, SessionRecord};
@@ -66,7 +66,10 @@ pub fn apply(
     let key = normalize_email(&email);
     // Reserved before the hash; an early return below counts as a failure.
     let attempts = service.reserve_password_check(&key, client_ip)?;
-    let account = service.store.account_by_email(&email).map_err(internal)?;
+    let account = service
+        .store
+        .account_by_email(&email)
+        .map_err(store_failed)?;
     let verified = match &account {
         Some(a) => service.timed_hash(|| passwords::verify_password(password, &a.password_hash)),
         None => {
@@ -120,7 +123,7 @@ pub fn open_session(
     service
         .store
         .create_session(session, &record)
-        .map_err(internal)?;
+        .map_err(store_failed)?;
     let pair = service.issue_tokens(account, session, jti, now, expires_at)?;
     tracing::info!(account_id = account.id, session = %session, "login");
     Ok(pair)

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::input::{self, Secret};
-use super::{internal, AccountService, Reply};
+use super::{store_failed, AccountService, Reply};
 use crate::error::ApiError;
 use crate::tokens::{Identity, SessionId};
 
@@ -41,7 +41,7 @@ pub fn apply(
         let revoked = service
             .store
             .revoke_account_sessions(account_id, now, None)
-            .map_err(internal)?;
+            .map_err(store_failed)?;
         service.revoked(&revoked);
     } else {
         let mut sessions = vec![who.session];
@@ -69,7 +69,7 @@ fn end_session(service: &AccountService, session: SessionId, now: u64) -> Result
                 record.revoked_at = Some(now);
             }
         })
-        .map_err(internal)?;
+        .map_err(store_failed)?;
     if let Some((_, Some(revocation))) = updated {
         service.revoked(&[revocation]);
     }

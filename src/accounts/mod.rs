@@ -30,7 +30,7 @@ use crate::auth::{self, AuthFailure};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
-use crate::store::{AccountRecord, Revocation, Store};
+use crate::store::{AccountRecord, Revocation, Store, StoreError};
 use crate::tokens::{Identity, SessionId, Subject, TokenKeys};
 
 pub use operator::{OperatorCommand, OperatorReply};
@@ -392,10 +392,23 @@ impl AccountService {
 
     fn account_of(&self, who: &Identity) -> Result<AccountRecord, ApiError> {
         let id: u64 = who.account_id.parse().map_err(|_| AuthFailure::Invalid)?;
-        match self.store.account(id).map_err(internal)? {
+        match self.store.account(id).map_err(store_failed)? {
             Some(account) if account.is_active => Ok(account),
             _ => Err(AuthFailure::Invalid.into()),
         }
+    }
+}
+
+/// A store call that failed: 503 `store_unavailable` (with `Retry-After`)
+/// when the store cannot be reached just now (a database down, a call past
+/// its timeout, shutting down), which a client may retry; 500 otherwise.
+pub(crate) fn store_failed(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(_) | StoreError::Closed => {
+            tracing::warn!(error = %e, "account API: the store is unavailable");
+            ApiError::store_unavailable()
+        }
+        other => internal(other),
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{internal, register, AccountService, AccountView};
+use super::{internal, register, store_failed, AccountService, AccountView};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::AccountRecord;
 
@@ -67,7 +67,7 @@ fn no_such_account(email: &str) -> ApiError {
 }
 
 fn check_role(service: &AccountService, role: &str) -> Result<(), ApiError> {
-    if role == service.default_role || service.store.role_exists(role).map_err(internal)? {
+    if role == service.default_role || service.store.role_exists(role).map_err(store_failed)? {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -82,7 +82,7 @@ fn find(service: &AccountService, email: &str) -> Result<AccountRecord, ApiError
     service
         .store
         .account_by_email(email)
-        .map_err(internal)?
+        .map_err(store_failed)?
         .ok_or_else(|| no_such_account(email))
 }
 
@@ -95,7 +95,7 @@ fn update(
     let (updated, revoked) = service
         .store
         .update_account(account.id, crate::unix_now(), change)
-        .map_err(internal)?
+        .map_err(store_failed)?
         .ok_or_else(|| no_such_account(email))?;
     service.revoked(&revoked);
     Ok(OperatorReply::Account(account_value(&updated)?))
@@ -129,7 +129,7 @@ pub fn execute(
             Ok(OperatorReply::Account(account_value(&account)?))
         }
         OperatorCommand::ListUsers => {
-            let accounts = service.store.accounts().map_err(internal)?;
+            let accounts = service.store.accounts().map_err(store_failed)?;
             Ok(OperatorReply::Accounts(
                 accounts
                     .iter()
@@ -151,7 +151,7 @@ pub fn execute(
             let revoked = service
                 .store
                 .delete_account(account.id, crate::unix_now())
-                .map_err(internal)?
+                .map_err(store_failed)?
                 .ok_or_else(|| no_such_account(&email))?;
             service.revoked(&revoked);
             tracing::info!(
@@ -176,7 +176,7 @@ pub fn execute(
             let created = service
                 .store
                 .create_role(name, crate::unix_now())
-                .map_err(internal)?;
+                .map_err(store_failed)?;
             Ok(OperatorReply::Done(if created {
                 format!("role {name} created")
             } else {
@@ -184,7 +184,7 @@ pub fn execute(
             }))
         }
         OperatorCommand::ListRoles => Ok(OperatorReply::Roles(
-            service.store.roles().map_err(internal)?,
+            service.store.roles().map_err(store_failed)?,
         )),
     }
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::input::{self, Object, Secret};
-use super::{internal, AccountService, Reply};
+use super::{internal, store_failed, AccountService, Reply};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
 use crate::store::{normalize_email, AccountRecord};
@@ -87,7 +87,7 @@ pub fn apply(
     let revoked = service
         .store
         .set_password(account.id, hash, crate::unix_now(), Some(who.session))
-        .map_err(internal)?
+        .map_err(store_failed)?
         .ok_or_else(ApiError::not_found)?;
     service.revoked(&revoked);
     tracing::info!(

@@ -19,7 +19,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::input::{self, Secret};
-use super::{internal, AccountService, Reply};
+use super::{internal, store_failed, AccountService, Reply};
 use crate::error::{ApiError, ErrorCode, Validator};
 use crate::mailer::{Mail, Mailer, MailerError};
 use crate::passwords;
@@ -246,9 +246,11 @@ pub fn reset(service: &AccountService, request: PasswordResetRequest) -> Result<
     let now = crate::unix_now();
     // A first look, so that the policy can name the account's own data and
     // an invalid token costs no argon2 run; the write below checks again.
-    let record = service.store.reset_record(&hash).map_err(internal)?;
+    let record = service.store.reset_record(&hash).map_err(store_failed)?;
     let account = match record {
-        Some(r) if r.expires_at >= now => service.store.account(r.account_id).map_err(internal)?,
+        Some(r) if r.expires_at >= now => {
+            service.store.account(r.account_id).map_err(store_failed)?
+        }
         _ => None,
     };
     let Some(account) = account.filter(|a| a.is_active) else {
@@ -264,7 +266,7 @@ pub fn reset(service: &AccountService, request: PasswordResetRequest) -> Result<
     let used = service
         .store
         .use_reset_token(&hash, now, new_hash)
-        .map_err(internal)?;
+        .map_err(store_failed)?;
     let Some((account, revoked)) = used else {
         return Err(invalid_token());
     };

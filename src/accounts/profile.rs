@@ -3,7 +3,7 @@
 //! `gender`, `phone`; answers the updated account object.
 
 use super::input::{self, Object};
-use super::{internal, AccountService, AccountView, Reply};
+use super::{store_failed, AccountService, AccountView, Reply};
 use crate::error::{ApiError, Validator};
 use crate::store::AccountRecord;
 use crate::tokens::Identity;
@@ -90,7 +90,7 @@ pub fn update(
                 a.phone = v;
             }
         })
-        .map_err(internal)?
+        .map_err(store_failed)?
         .ok_or_else(ApiError::not_found)?;
     Reply::json(200, AccountView::from(&updated))
 }

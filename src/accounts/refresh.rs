@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use super::input::{self, Secret};
-use super::{internal, AccountService, Reply};
+use super::{store_failed, AccountService, Reply};
 use crate::error::ApiError;
 use crate::store::SessionRecord;
 use crate::tokens::random_token_id;
@@ -97,7 +97,7 @@ pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply,
             let decision = decide(record, jti, now_ms, service.reuse_grace_ms, refresh_ttl);
             (decision, record.expires_at)
         })
-        .map_err(internal)?;
+        .map_err(store_failed)?;
     let Some(((decision, expires_at), revocation)) = updated else {
         return Err(ApiError::refresh_not_valid());
     };
@@ -112,7 +112,7 @@ pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply,
         }
         Decision::Ended => return Err(ApiError::refresh_not_valid()),
     };
-    let account = match service.store.account(account_id).map_err(internal)? {
+    let account = match service.store.account(account_id).map_err(store_failed)? {
         Some(a) if a.is_active => a,
         _ => return Err(ApiError::refresh_not_valid()),
     };

@@ -5,7 +5,7 @@
 //! the account object, or 400 `validation_error` with the fields at fault.
 
 use super::input::{self, Object, Secret};
-use super::{internal, AccountService, AccountView, Reply};
+use super::{internal, store_failed, AccountService, AccountView, Reply};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
 use crate::store::{AccountRecord, CreateAccountError};
@@ -89,7 +89,7 @@ pub fn create(
     if service
         .store
         .account_by_email(&reg.email)
-        .map_err(internal)?
+        .map_err(store_failed)?
         .is_some()
     {
         return Err(email_taken());
@@ -116,7 +116,7 @@ pub fn create(
             Ok(account)
         }
         Err(CreateAccountError::EmailTaken) => Err(email_taken()),
-        Err(CreateAccountError::Store(e)) => Err(internal(e)),
+        Err(CreateAccountError::Store(e)) => Err(store_failed(e)),
     }
 }
 
