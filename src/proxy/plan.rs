@@ -423,6 +423,41 @@ upstreams:
     }
 
     #[test]
+    fn stale_revocations_refuse_tokens_but_not_public_routes() {
+        let mut f = fixture(true);
+        let sync = Arc::new(crate::store::SyncStatus::new(std::time::Duration::ZERO));
+        f.planner.revocations = Arc::new(RevocationList::following(Vec::new(), sync.clone()));
+        let token = format!("Bearer {}", f.token("Visiteur", SessionId(4)));
+        let with_token = |f: &Fixture, path: &str| {
+            let d = f.decide("GET", path, &[("authorization", &token)]);
+            outcome(&f.planner, &d)
+        };
+        assert_eq!(
+            with_token(&f, "/api/stocks/x"),
+            "forward stocks as Visiteur direct"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        sync.failed("database down");
+        assert!(sync.is_stale());
+        assert_eq!(with_token(&f, "/api/stocks/x"), "503 store_unavailable");
+        assert_eq!(with_token(&f, "/api/maybe/x"), "503 store_unavailable");
+        let d = f.decide("GET", "/api/stocks/x", &[("authorization", &token)]);
+        let Action::Reject(e) = &d.action else {
+            panic!("refused")
+        };
+        assert_eq!(e.retry_after, Some(1));
+        assert_eq!(
+            with_token(&f, "/api/public/x"),
+            "forward public as anonymous direct"
+        );
+        sync.synced();
+        assert_eq!(
+            with_token(&f, "/api/stocks/x"),
+            "forward stocks as Visiteur direct"
+        );
+    }
+
+    #[test]
     fn account_endpoints_cors_and_the_direct_path_switch() {
         let f = fixture(true);
         let d = f.decide("POST", "/api/accounts/login/", &[]);
