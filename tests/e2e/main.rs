@@ -13,4 +13,5 @@ mod hardening;
 mod hardening_edge;
 mod operations;
 mod proxy;
+mod replicas;
 mod self_service;

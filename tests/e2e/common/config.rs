@@ -130,14 +130,39 @@ pub struct Admin {
 /// `store:`.
 #[derive(Debug, Default, Serialize)]
 pub struct Store {
+    pub kind: Option<StoreKind>,
     pub path: Option<PathBuf>,
+    /// postgres: the connection string (tests use `url:`, not a variable).
+    pub url: Option<String>,
     #[serde(serialize_with = "duration")]
     pub purge_interval: Option<Duration>,
+    #[serde(serialize_with = "duration")]
+    pub sync_interval: Option<Duration>,
+    #[serde(serialize_with = "duration")]
+    pub max_staleness: Option<Duration>,
 }
 
 setters!(Store {
     purge_interval: Duration,
+    sync_interval: Duration,
+    max_staleness: Duration,
 });
+
+impl Store {
+    /// `kind: postgres` on the database `url` names.
+    pub fn postgres(mut self, url: &str) -> Self {
+        self.kind = Some(StoreKind::Postgres);
+        self.url = Some(url.to_string());
+        self
+    }
+}
+
+/// `store.kind` other than the default (`redb`).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Postgres,
+}
 
 /// `tokens:`.
 #[derive(Debug, Default, Serialize)]

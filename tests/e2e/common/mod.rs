@@ -3,6 +3,10 @@
 //! `vigile-demo-upstream` processes, and talks HTTP to it.
 
 pub mod config;
+/// The test PostgreSQL server the store's own tests use.
+#[path = "../../../src/store/postgres/testing.rs"]
+pub mod pg;
+pub mod relay;
 pub mod scripted;
 
 use std::collections::BTreeMap;
