@@ -1,5 +1,5 @@
-//! The command line: `serve`, `check-config`, and the operator commands
-//! (`user ...`, `role ...`).
+//! The command line: `serve`, `check-config`, the operator commands
+//! (`user ...`, `role ...`), and `store copy` (a redb store into PostgreSQL).
 //!
 //! Operator commands open the store themselves when no gateway runs on it.
 //! When one does (one process at a time holds the store), they are sent to that
@@ -7,15 +7,16 @@
 //! so the change reaches its memory at once.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::accounts::{operator, AccountService, OperatorCommand, OperatorReply};
-use crate::config::{default_config_path, Config, LogFormat};
+use crate::config::{default_config_path, Config, LogFormat, StoreKind};
 use crate::revocation::RevocationList;
-use crate::store::StoreError;
+use crate::store::redb::RedbStore;
+use crate::store::{StoreBackend, StoreError};
 use crate::tokens::TokenKeys;
 
 #[derive(Parser, Debug)]
@@ -50,6 +51,26 @@ pub enum Command {
     /// Manage roles.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Move data between stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Copy a redb store (accounts with their ids and password hashes, roles,
+    /// sessions, revocations, reset tokens) into the configured PostgreSQL
+    /// store (store.kind: postgres). Can run again: equal rows are skipped,
+    /// changed ones updated, nothing is duplicated. Stop the gateway using
+    /// the redb file first.
+    #[command(
+        after_help = "Rows only the PostgreSQL store has are kept. Account ids are kept, and new accounts get ids after the highest one the redb store ever gave."
+    )]
+    Copy {
+        /// The redb file to copy from (a gateway's store.path).
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +163,63 @@ pub fn run(cli: Cli) -> i32 {
             operate(&config, OperatorCommand::CreateRole { name })
         }
         Command::Role(RoleCommand::List) => operate(&config, OperatorCommand::ListRoles),
+        Command::Store(StoreCommand::Copy { from }) => store_copy(&config, &path, &from),
+    }
+}
+
+/// `vigile store copy --from PATH`: the exit code (2: nothing could start).
+fn store_copy(config: &Config, config_path: &Path, from: &Path) -> i32 {
+    if config.store.kind != StoreKind::Postgres {
+        eprintln!(
+            "vigile: store copy writes into a PostgreSQL store, and {} configures store.kind: \
+             redb; set store.kind: postgres (and its URL) there first",
+            config_path.display()
+        );
+        return 2;
+    }
+    if !from.is_file() {
+        eprintln!("vigile: store copy: no redb store at {}", from.display());
+        return 2;
+    }
+    let window = config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs();
+    let source = match RedbStore::open(from, window) {
+        Ok(store) => store,
+        Err(StoreError::Locked) => {
+            eprintln!(
+                "vigile: store copy: {} is open in another process (a gateway?): stop it first",
+                from.display()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("vigile: store copy: {}: {e}", from.display());
+            return 1;
+        }
+    };
+    let target = match crate::store::open(&config.store, window) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("vigile: store copy: {}: {e}", config.store.describe());
+            return 1;
+        }
+    };
+    let outcome = crate::store::copy(&source, target.as_ref());
+    source.close();
+    target.close();
+    match outcome {
+        Ok(report) => {
+            println!(
+                "copied {} into {}:",
+                from.display(),
+                config.store.describe()
+            );
+            print!("{report}");
+            0
+        }
+        Err(e) => {
+            eprintln!("vigile: store copy: nothing was copied: {e}");
+            1
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 //! - A closure a method takes is called at most once, inside that
 //!   transaction, with the current record.
 
+mod copy;
 pub mod postgres;
 mod records;
 pub mod redb;
@@ -29,6 +30,7 @@ pub(crate) mod conformance;
 
 use std::sync::Arc;
 
+pub use copy::{copy, Copied, CopyReport, StoreContents};
 pub use records::{
     email_names, normalize_email, AccountRecord, ResetRecord, Revocation, SessionRecord,
     StoreCounts,
@@ -217,6 +219,24 @@ pub trait StoreBackend: Send + Sync {
         now: u64,
         password_hash: String,
     ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>>;
+
+    // --- copying a whole store (`vigile store copy`, `copy.rs`) ------------------
+
+    /// Everything the store holds, read in one transaction.
+    fn contents(&self) -> StoreResult<StoreContents>;
+
+    /// Writes `contents` into this store in one transaction, keeping keys
+    /// and ids: rows missing are added, rows that differ overwritten, equal
+    /// rows left alone; the next account id comes after
+    /// `contents.next_account_id - 1`. An account whose email another id
+    /// holds here fails the whole copy. A store that is no copy target
+    /// refuses (the default).
+    fn copy_in(&self, contents: &StoreContents) -> StoreResult<CopyReport> {
+        let _ = contents;
+        Err(StoreError::Db(
+            "this store kind cannot be copied into (only postgres can)".into(),
+        ))
+    }
 
     // --- housekeeping ------------------------------------------------------------
 

@@ -15,3 +15,4 @@ mod operations;
 mod proxy;
 mod replicas;
 mod self_service;
+mod store_copy;

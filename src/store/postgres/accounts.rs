@@ -122,6 +122,56 @@ async fn add(
     }
 }
 
+/// Writes `account` under its own id (`store copy`): `None` when the row
+/// there is the same already, else whether it was added (not updated). The
+/// row under that id is taken for the same account when it joined at the
+/// same time: another one (another `date_joined`) fails, as does an email
+/// another id holds; nothing of another account is overwritten.
+pub(super) async fn put_with_id(
+    txn: &Transaction<'_>,
+    account: &AccountRecord,
+) -> StoreResult<Option<bool>> {
+    let fields = Fields::of(account)?;
+    let id = int(account.id)?;
+    let mut params = fields.params().to_vec();
+    params.push(&id);
+    let excluded: Vec<String> = FIELDS
+        .split(", ")
+        .map(|f| format!("excluded.{f}"))
+        .collect();
+    let current: Vec<String> = FIELDS
+        .split(", ")
+        .map(|f| format!("accounts.{f}"))
+        .collect();
+    let (excluded, current) = (excluded.join(", "), current.join(", "));
+    let sql = format!(
+        "INSERT INTO accounts (id, {FIELDS}) \
+         VALUES ($12, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (id) DO UPDATE SET ({FIELDS}) = ROW({excluded}) \
+         WHERE accounts.date_joined = excluded.date_joined \
+         AND ROW({current}) IS DISTINCT FROM ROW({excluded}) \
+         RETURNING (xmax = 0) AS added"
+    );
+    let statement = txn.prepare_cached(&sql).await?;
+    match txn.query_opt(&statement, &params).await {
+        Ok(Some(row)) => Ok(Some(row.try_get("added")?)),
+        Ok(None) => match by_id(txn, account.id).await? {
+            Some(there) if there.date_joined != account.date_joined => {
+                Err(StoreError::Db(format!(
+                    "account {}: the target's account {} is another one ({}, joined at {})",
+                    account.id, there.id, there.email, there.date_joined
+                )))
+            }
+            _ => Ok(None),
+        },
+        Err(e) if email_taken(&e) => Err(StoreError::Db(format!(
+            "account {}: its email {} is another account's in the target",
+            account.id, account.email
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether `e` is the UNIQUE email index refusing a second account.
 fn email_taken(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)

@@ -41,6 +41,7 @@
 //! made, a lost one and a timeout give `StoreError::Unavailable`.
 
 mod accounts;
+mod copy;
 mod follow;
 mod housekeeping;
 mod migrations;
@@ -50,6 +51,8 @@ mod roles;
 mod sessions;
 mod tls;
 
+#[cfg(test)]
+mod copy_tests;
 #[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
@@ -68,9 +71,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{
-    AccountChange, AccountRecord, CreateAccountError, Follow, ResetRecord, Revocation,
-    SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreCounts, StoreError,
-    StoreResult,
+    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ResetRecord, Revocation,
+    SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts,
+    StoreError, StoreResult,
 };
 use crate::config::DatabaseUrl;
 use crate::tokens::SessionId;
@@ -475,6 +478,14 @@ impl StoreBackend for PgStore {
         self.write(async move |txn| {
             reset_tokens::use_token(txn, token_hash, now, &password_hash, self.access_window).await
         })
+    }
+
+    fn contents(&self) -> StoreResult<StoreContents> {
+        self.write(async |txn| copy::contents(txn).await)
+    }
+
+    fn copy_in(&self, contents: &StoreContents) -> StoreResult<CopyReport> {
+        self.write(async |txn| copy::copy_in(txn, contents).await)
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

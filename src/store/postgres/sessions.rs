@@ -5,8 +5,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use super::{
-    accounts, execute, id_bytes, id_of, int, opt_id_of, opt_uint, query, query_opt, revocations,
-    uint,
+    accounts, id_bytes, id_of, int, opt_id_of, opt_uint, query, query_opt, revocations, uint,
 };
 use crate::store::{Revocation, SessionChange, SessionRecord, StoreResult};
 use crate::tokens::SessionId;
@@ -27,17 +26,24 @@ fn record(row: &Row) -> StoreResult<SessionRecord> {
     })
 }
 
-/// Writes the session, whether it is new or not.
+/// Writes the session, whether it is new or not; with `changed_only`, an
+/// equal row is left alone. `None` when nothing was written, else whether
+/// the row was added (not updated).
 async fn save(
     c: &impl GenericClient,
     session: SessionId,
     record: &SessionRecord,
-) -> StoreResult<()> {
+    changed_only: bool,
+) -> StoreResult<Option<bool>> {
     let previous = record.previous_jti.map(id_bytes);
     let rotated_at_ms = record.rotated_at_ms.map(int).transpose()?;
     let revoked_at = record.revoked_at.map(int).transpose()?;
-    execute(
-        c,
+    let condition = if changed_only {
+        " WHERE ROW(sessions.*) IS DISTINCT FROM ROW(excluded.*)"
+    } else {
+        ""
+    };
+    let sql = format!(
         "INSERT INTO sessions (id, account_id, created_at, expires_at, refresh_jti, \
          previous_jti, rotated_at, rotated_at_ms, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -45,7 +51,11 @@ async fn save(
          created_at = excluded.created_at, expires_at = excluded.expires_at, \
          refresh_jti = excluded.refresh_jti, previous_jti = excluded.previous_jti, \
          rotated_at = excluded.rotated_at, rotated_at_ms = excluded.rotated_at_ms, \
-         revoked_at = excluded.revoked_at",
+         revoked_at = excluded.revoked_at{condition} RETURNING (xmax = 0) AS added"
+    );
+    let row = query_opt(
+        c,
+        &sql,
         &[
             &id_bytes(session.0).as_slice(),
             &int(record.account_id)?,
@@ -59,7 +69,27 @@ async fn save(
         ],
     )
     .await?;
-    Ok(())
+    Ok(row.map(|row| row.try_get("added")).transpose()?)
+}
+
+/// Writes the session as it is given (`store copy`): `None` when the row
+/// there is the same already, else whether it was added.
+pub(super) async fn put(
+    c: &impl GenericClient,
+    session: SessionId,
+    record: &SessionRecord,
+) -> StoreResult<Option<bool>> {
+    save(c, session, record, true).await
+}
+
+/// Every session, by id.
+pub(super) async fn all(c: &impl GenericClient) -> StoreResult<Vec<(SessionId, SessionRecord)>> {
+    let sql = format!("SELECT id, {COLUMNS} FROM sessions ORDER BY id");
+    query(c, &sql, &[])
+        .await?
+        .iter()
+        .map(|row| Ok((SessionId(id_of(row, "id")?), record(row)?)))
+        .collect()
 }
 
 /// Records a new session and sets its account's `last_login`.
@@ -68,7 +98,7 @@ pub(super) async fn create(
     session: SessionId,
     record: &SessionRecord,
 ) -> StoreResult<()> {
-    save(txn, session, record).await?;
+    save(txn, session, record, false).await?;
     accounts::set_last_login(txn, record.account_id, record.created_at).await
 }
 
@@ -100,7 +130,7 @@ pub(super) async fn update(
     let mut record = record(&row)?;
     let was_revoked = record.revoked_at.is_some();
     change(&mut record);
-    save(txn, session, &record).await?;
+    save(txn, session, &record, false).await?;
     let revocation = match record.revoked_at {
         Some(at) if !was_revoked => Some((session, at + access_window)),
         _ => None,

@@ -12,6 +12,11 @@ use crate::tokens::SessionId;
 
 const NEXT_ACCOUNT_ID: &str = "next_account_id";
 
+/// The id the next account gets.
+pub(super) fn next_id(meta: &impl ReadableTable<&'static str, u64>) -> StoreResult<u64> {
+    Ok(meta.get(NEXT_ACCOUNT_ID)?.map_or(1, |v| v.value()))
+}
+
 /// The tables new accounts go into, open in one write transaction, and the
 /// id the next one gets.
 struct NewAccounts<'t> {
@@ -24,7 +29,7 @@ struct NewAccounts<'t> {
 impl<'t> NewAccounts<'t> {
     fn open(txn: &'t WriteTransaction) -> StoreResult<NewAccounts<'t>> {
         let meta = txn.open_table(META)?;
-        let next_id = meta.get(NEXT_ACCOUNT_ID)?.map_or(1, |v| v.value());
+        let next_id = next_id(&meta)?;
         Ok(NewAccounts {
             meta,
             emails: txn.open_table(EMAILS)?,

@@ -9,6 +9,7 @@
 //! one writer at a time: a read-modify-write needs nothing more.
 
 mod accounts;
+mod copy;
 mod housekeeping;
 mod reset_tokens;
 mod revocations;
@@ -29,7 +30,7 @@ use serde::Serialize;
 
 use super::{
     AccountChange, AccountRecord, CreateAccountError, ResetRecord, Revocation, SessionChange,
-    SessionRecord, StoreBackend, StoreCounts, StoreError, StoreResult,
+    SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError, StoreResult,
 };
 use crate::tokens::SessionId;
 
@@ -289,6 +290,10 @@ impl StoreBackend for RedbStore {
         self.write(|txn| {
             reset_tokens::use_token(txn, token_hash, now, password_hash, self.access_window)
         })
+    }
+
+    fn contents(&self) -> StoreResult<StoreContents> {
+        self.read(copy::contents)
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

@@ -1,0 +1,85 @@
+//! `vigile store copy`: everything one store holds, read through the
+//! interface in one transaction (`StoreBackend::contents`), written into
+//! another with its keys and ids (`StoreBackend::copy_in`).
+//!
+//! A copy makes the target hold every row of the source as the source has
+//! it: a row missing is added, a row that differs is overwritten, an equal
+//! row is left alone (so a second copy changes nothing), and rows only the
+//! target has stay. Account ids are kept, and the target's next id comes
+//! after every id the source ever gave (deleted accounts' too).
+
+use std::fmt;
+
+use super::{AccountRecord, ResetRecord, Revocation, SessionRecord, StoreBackend, StoreResult};
+use crate::tokens::SessionId;
+
+/// Everything a store holds, each table in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreContents {
+    /// By increasing id.
+    pub accounts: Vec<AccountRecord>,
+    /// The id the next new account gets (ids are never reused).
+    pub next_account_id: u64,
+    /// Name and creation time, by name (byte order).
+    pub roles: Vec<(String, u64)>,
+    /// By session id.
+    pub sessions: Vec<(SessionId, SessionRecord)>,
+    /// Every revocation kept, expired or not, by session id.
+    pub revocations: Vec<Revocation>,
+    /// SHA-256 of the token and its record, by hash.
+    pub reset_tokens: Vec<(Vec<u8>, ResetRecord)>,
+}
+
+/// What a copy did to one table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Copied {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+impl Copied {
+    /// `total` rows given, of which `added` were new and `updated` differed.
+    pub fn of(total: usize, added: u64, updated: u64) -> Copied {
+        Copied {
+            added,
+            updated,
+            unchanged: (total as u64).saturating_sub(added + updated),
+        }
+    }
+}
+
+/// What a copy did, table by table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CopyReport {
+    pub accounts: Copied,
+    pub roles: Copied,
+    pub sessions: Copied,
+    pub revocations: Copied,
+    pub reset_tokens: Copied,
+}
+
+impl fmt::Display for CopyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tables = [
+            ("accounts", self.accounts),
+            ("roles", self.roles),
+            ("sessions", self.sessions),
+            ("revocations", self.revocations),
+            ("reset_tokens", self.reset_tokens),
+        ];
+        for (name, c) in tables {
+            writeln!(
+                f,
+                "{name:<13} {} added, {} updated, {} unchanged (skipped)",
+                c.added, c.updated, c.unchanged
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies everything `from` holds into `to`.
+pub fn copy(from: &dyn StoreBackend, to: &dyn StoreBackend) -> StoreResult<CopyReport> {
+    to.copy_in(&from.contents()?)
+}
