@@ -28,6 +28,7 @@ pub struct Metrics {
     pub header_timeouts: IntCounterVec,
     pub revocation_lag_seconds: Histogram,
     pub store_up: IntGauge,
+    pub store_errors: IntCounterVec,
 }
 
 fn counter(
@@ -167,6 +168,13 @@ impl Metrics {
         )?;
         store_up.set(1);
         registry.register(Box::new(store_up.clone()))?;
+        let store_errors = counter(
+            &registry,
+            "vigile_store_errors_total",
+            "Store calls that failed, by operation (the store method: account_by_email, \
+             create_session, ...)",
+            &["op"],
+        )?;
         Ok(Metrics {
             registry,
             requests,
@@ -187,6 +195,7 @@ impl Metrics {
             header_timeouts,
             revocation_lag_seconds,
             store_up,
+            store_errors,
         })
     }
 

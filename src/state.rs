@@ -93,6 +93,7 @@ impl Gateway {
             .map_err(|e| OpenError::Keys(e.into()))?;
         warn_if_key_is_local(&config, &data_dir);
         let metrics = Metrics::new().map_err(OpenError::Metrics)?;
+        let store = crate::store::Metered::wrap(store, metrics.store_errors.clone());
         let revocations = load_revocations(&config, &store, &metrics)?;
         let reset_queue = ResetWorker {
             store: store.clone(),

@@ -20,6 +20,7 @@
 //!   transaction, with the current record.
 
 mod copy;
+mod metered;
 pub mod postgres;
 mod records;
 pub mod redb;
@@ -31,6 +32,7 @@ pub(crate) mod conformance;
 use std::sync::Arc;
 
 pub use copy::{copy, Copied, CopyReport, StoreContents};
+pub use metered::Metered;
 pub use records::{
     email_names, normalize_email, AccountRecord, ResetRecord, Revocation, SessionRecord,
     StoreCounts,

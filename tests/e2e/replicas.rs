@@ -139,6 +139,11 @@ fn without_the_database_a_replica_answers_503_then_fails_closed_then_recovers() 
         cut.elapsed() < Duration::from_secs(10),
         "no hang past the store timeout"
     );
+    let metrics = gw.admin_get("/metrics").text;
+    assert!(
+        metrics.contains("vigile_store_errors_total{op=\"account_by_email\"} 1"),
+        "the failed call is counted by its operation: {metrics}"
+    );
     // From memory for a while, then fail closed.
     within("fail closed", Duration::from_secs(5), || {
         gw.get("/api/stocks/x", Some(access)).status == 503
