@@ -3,8 +3,11 @@
 # tests (these start the real binaries on loopback ports, and a PostgreSQL
 # server for the postgres store's suite), and one smoke run
 # of each benchmark; then the end-to-end tests once more with
-# `server.direct_path: false` (every request by Pingora's proxy path).
-# Ends with the total of both runs: "Summary: N passed, N failed".
+# `server.direct_path: false` (every request by Pingora's proxy path), and
+# once more on PostgreSQL (`VIGILE_TEST_STORE=postgres`: every gateway of
+# the suite on a fresh database of the test server; the few tests of the
+# redb file itself stay on redb).
+# Ends with the total of every run: "Summary: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -21,6 +24,9 @@ VIGILE_TEST_DIRECT_PATH=true cargo test --all-targets --locked 2>&1 | tee "$log"
 echo
 echo "The end-to-end tests again, with server.direct_path: false"
 VIGILE_TEST_DIRECT_PATH=false cargo test --locked --test e2e 2>&1 | tee -a "$log" || status=$?
+echo
+echo "The end-to-end tests again, on PostgreSQL (store.kind: postgres)"
+VIGILE_TEST_STORE=postgres cargo test --locked --test e2e 2>&1 | tee -a "$log" || status=$?
 totals=$(awk '/^test result: / { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed;/) p += $i; if ($(i + 1) ~ /^failed;/) f += $i } } END { printf "%d %d", p, f }' "$log")
 echo
 echo "Summary: ${totals% *} passed, ${totals#* } failed"

@@ -17,7 +17,8 @@ fn text(out: &std::process::Output) -> String {
 
 #[test]
 fn a_copied_store_serves_its_accounts_and_sessions_on_postgres() {
-    let mut old = Gateway::start();
+    // The source is a redb store, whatever VIGILE_TEST_STORE says.
+    let mut old = Gateway::start_with(Options::default().store(|s| s.redb()));
     let tokens = old.register_and_login("moved@example.com", "Correct-Horse-42");
     let refresh = tokens["refresh"].as_str().expect("refresh").to_string();
     let redb = old.dir.path().join("data/vigile.redb");

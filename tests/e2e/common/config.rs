@@ -155,12 +155,21 @@ impl Store {
         self.url = Some(url.to_string());
         self
     }
+
+    /// `kind: redb`, whatever `VIGILE_TEST_STORE` says: for a test of the
+    /// redb file itself (`Gateway::start_with` gives a store without a kind
+    /// the one `VIGILE_TEST_STORE` names).
+    pub fn redb(mut self) -> Self {
+        self.kind = Some(StoreKind::Redb);
+        self
+    }
 }
 
-/// `store.kind` other than the default (`redb`).
-#[derive(Debug, Clone, Copy, Serialize)]
+/// `store.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
+    Redb,
     Postgres,
 }
 

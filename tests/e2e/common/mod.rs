@@ -93,6 +93,17 @@ pub fn direct_path() -> bool {
     }
 }
 
+/// The store a gateway gets when its test names none: `VIGILE_TEST_STORE=
+/// postgres` runs the suite on the test PostgreSQL server (`pg`), a fresh
+/// database for each gateway; unset or `redb`, vigile's default.
+pub fn test_store() -> config::StoreKind {
+    match std::env::var("VIGILE_TEST_STORE").as_deref() {
+        Err(_) | Ok("redb") => config::StoreKind::Redb,
+        Ok("postgres") => config::StoreKind::Postgres,
+        Ok(other) => panic!("VIGILE_TEST_STORE={other}: redb or postgres"),
+    }
+}
+
 /// What a test may change in the gateway's configuration. The harness adds
 /// the listeners, the store, the secret file, the `stocks` and `jobs`
 /// routes and upstreams and, unless `mailer` says otherwise, the outbox.
@@ -235,7 +246,12 @@ impl Gateway {
             admin: Some(config::Admin { listen: admin }),
             store: Some(config::Store {
                 path: Some(dir.path().join("data/vigile.redb")),
-                ..options.store
+                ..match options.store.kind {
+                    None if test_store() == config::StoreKind::Postgres => {
+                        options.store.postgres(&pg::database())
+                    }
+                    _ => options.store,
+                }
             }),
             tokens: Some(config::Tokens {
                 secret_file: Some(dir.path().join("jwt.secret")),
