@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::scripted::{self, Scripted};
 use common::{Gateway, Options};
@@ -168,4 +169,349 @@ fn chunked_bodies_and_query_strings_stay_out_of_the_text_log() {
 fn chunked_bodies_and_query_strings_stay_out_of_the_json_log() {
     play_chunked_secrets("trace", "json");
     play_chunked_secrets("debug", "json");
+}
+
+// ---------------------------------------------------------------------------
+// 2 and 8. The open-file budget, and the admin listener's own cap.
+
+/// Raises this test process's soft open-file limit to its hard limit (the
+/// tests below hold hundreds of sockets) and returns it.
+fn raise_own_file_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
+/// A gateway process started on `gw`'s config under a hard and soft
+/// `RLIMIT_NOFILE` of `files` (through `prlimit` from util-linux, else the
+/// shell's `ulimit -n`); killed on drop.
+struct Limited {
+    child: std::process::Child,
+    gw: Gateway,
+}
+
+impl Limited {
+    fn start(mut gw: Gateway, files: u64) -> Limited {
+        gw.kill();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(gw.log_path())
+            .expect("log");
+        let vigile = env!("CARGO_BIN_EXE_vigile");
+        let config = gw.config_path();
+        let prlimit = std::process::Command::new("prlimit")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let mut command = if prlimit {
+            let mut c = std::process::Command::new("prlimit");
+            c.arg(format!("--nofile={files}:{files}"))
+                .arg(vigile)
+                .args(["serve", "--config"])
+                .arg(&config);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c")
+                .arg(format!(
+                    "ulimit -n {files} && exec \"$0\" serve --config \"$1\""
+                ))
+                .arg(vigile)
+                .arg(&config);
+            c
+        };
+        let child = command
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start vigile under a file limit");
+        let limited = Limited { child, gw };
+        for addr in [limited.gw.admin, limited.gw.addr] {
+            assert!(
+                eventually(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
+                "vigile listens on {addr}: {}",
+                limited.gw.log()
+            );
+        }
+        limited
+    }
+
+    /// Descriptors the gateway holds now.
+    fn files_open(&mut self) -> usize {
+        let pid = self.child.id();
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+    }
+
+    /// The cap the gateway settled on (its start-up warning).
+    fn cap(&self) -> usize {
+        let log = self.gw.log();
+        let (_, after) = log
+            .rsplit_once("connections are capped at ")
+            .unwrap_or_else(|| panic!("a lowered cap in the log: {log}"));
+        after
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("the cap")
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds or `within` has passed.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One series of a gateway's metrics, read on its admin listener.
+fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let answer = scripted::raw(admin, "GET", "/metrics", &[]);
+    let text = answer.text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+/// What each connection got, and whether it was closed, within `wait`.
+fn fates(conns: &mut [TcpStream], wait: Duration) -> Vec<(Vec<u8>, bool)> {
+    let mut fates = vec![(Vec::new(), false); conns.len()];
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline && fates.iter().any(|(_, closed)| !closed) {
+        for (conn, (bytes, closed)) in conns.iter_mut().zip(fates.iter_mut()) {
+            conn.set_nonblocking(true).expect("nonblocking");
+            let mut chunk = [0u8; 4096];
+            while !*closed {
+                match conn.read(&mut chunk) {
+                    Ok(0) => *closed = true,
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => *closed = true,
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fates
+}
+
+/// A refusal of the connection cap, as the client reads it.
+fn assert_refusal(bytes: &[u8]) {
+    let (answer, _) = scripted::split_answer(bytes);
+    assert_eq!(answer.status, 503, "{}", String::from_utf8_lossy(bytes));
+    assert_eq!(answer.code(), "too_many_connections");
+    assert_eq!(answer.header("connection"), Some("close"));
+}
+
+/// An upstream that holds requests to `/hold...` until `release` is set,
+/// and answers the others at once.
+fn holding_upstream(release: Arc<Mutex<bool>>) -> Scripted {
+    Scripted::start(move |head, conn| {
+        if scripted::path_of(head).contains("/hold") {
+            while !*release.lock().expect("lock") {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_ok()
+    })
+}
+
+#[test]
+fn under_a_low_file_limit_the_cap_is_met_before_the_descriptors_run_out() {
+    const FILES: u64 = 700;
+    raise_own_file_limit();
+    let release = Arc::new(Mutex::new(false));
+    let upstream = holding_upstream(release.clone());
+    let (extra_routes, extra_upstreams) =
+        open_route("up", upstream.addr, "    read_timeout: 30s\n");
+    let gw = Gateway::start_with(Options {
+        server_extra: "  header_timeout: 30s".to_string(),
+        extra_routes,
+        extra_upstreams,
+        ..Options::default()
+    });
+    let limited = Limited::start(gw, FILES);
+    let cap = limited.cap();
+    // Three descriptors a connection, 256 lingering refusals, 64 admin
+    // connections, 256 for the rest.
+    assert_eq!(
+        cap,
+        (FILES as usize - 256 - 64 - 256) / 3,
+        "{}",
+        limited.gw.log()
+    );
+    let addr = limited.gw.addr;
+    let admin = limited.gw.admin;
+
+    // An established keep-alive client.
+    let mut kept = TcpStream::connect(addr).expect("connect");
+    kept.write_all(b"GET /api/up/kept HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .expect("write");
+    let (first, _) = scripted::split_answer(&read_answer(&mut kept));
+    assert_eq!(first.status, 200);
+
+    // Every other place taken by a request held by the upstream, on both
+    // forwarding paths (GETs by the direct path, PUTs with a body by
+    // Pingora's): each holds a client and an upstream connection.
+    let held: Vec<TcpStream> = (0..cap - 1)
+        .map(|i| {
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            let request = if i % 2 == 0 {
+                format!("GET /api/up/hold{i} HTTP/1.1\r\nHost: gw\r\n\r\n")
+            } else {
+                format!("PUT /api/up/hold{i} HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\n\r\nx")
+            };
+            conn.write_all(request.as_bytes()).expect("write");
+            conn
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(20), || upstream.requests_to("") >= cap),
+        "the upstream holds {} of {} requests",
+        upstream.requests_to(""),
+        cap - 1
+    );
+
+    // A flood past the cap, kept open by its clients: refused, in JSON, or
+    // closed at once once 256 refusals linger; never a descriptor short.
+    let mut flood: Vec<TcpStream> = (0..400)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    let healthz = scripted::raw(admin, "GET", "/healthz", &[]);
+    assert_eq!(
+        healthz.status, 200,
+        "the admin listener answers: {healthz:?}"
+    );
+    // The established client's next request needs a new upstream connection.
+    kept.write_all(b"GET /api/up/kept-again HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let (again, _) = scripted::split_answer(&read_answer(&mut kept));
+    assert_eq!(again.status, 200, "{again:?}");
+
+    let fates = fates(&mut flood, Duration::from_secs(3));
+    assert!(
+        fates.iter().all(|(_, closed)| *closed),
+        "every connection past the cap is closed"
+    );
+    let refusals = fates.iter().filter(|(bytes, _)| !bytes.is_empty()).count();
+    for (bytes, _) in fates.iter().filter(|(bytes, _)| !bytes.is_empty()) {
+        assert_refusal(bytes);
+    }
+    assert!(
+        refusals >= 100,
+        "{refusals} of {} refused in JSON",
+        flood.len()
+    );
+    drop(flood);
+
+    // The held requests are answered, none lost for want of a descriptor.
+    *release.lock().expect("lock") = true;
+    for mut conn in held {
+        let (answer, _) = scripted::split_answer(&read_answer(&mut conn));
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    let log = limited.gw.log();
+    for sign in ["Too many open files", "os error 24"] {
+        assert!(!log.contains(sign), "{sign} in the log: {log}");
+    }
+    assert!(
+        metric(
+            admin,
+            "vigile_connections_refused_total{reason=\"max_connections\"}"
+        ) >= 1.0
+    );
+}
+
+/// Reads one answer (by its framing) off a keep-alive connection.
+fn read_answer(conn: &mut TcpStream) -> Vec<u8> {
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let (answer, _) = scripted::split_answer(&bytes);
+            let length = answer
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if bytes.len() >= end + 4 + length {
+                return bytes;
+            }
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return bytes,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+fn the_admin_listener_has_its_own_cap_counted_in_the_budget() {
+    const FILES: u64 = 700;
+    raise_own_file_limit();
+    let gw = Gateway::start_with(Options {
+        server_extra: "  header_timeout: 30s".to_string(),
+        ..Options::default()
+    });
+    let mut limited = Limited::start(gw, FILES);
+    let (addr, admin) = (limited.gw.addr, limited.gw.admin);
+    // A local process opens idle admin connections by the hundred: 64 are
+    // served (they wait for a head), the others refused at once.
+    let mut idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(admin).expect("the kernel accepts"))
+        .collect();
+    let fates = fates(&mut idle, Duration::from_secs(3));
+    let served = fates.iter().filter(|(_, closed)| !closed).count();
+    assert_eq!(served, 64, "connections served at once");
+    for (bytes, _) in fates.iter().filter(|(_, closed)| *closed) {
+        assert_refusal(bytes);
+    }
+    let files = limited.files_open();
+    assert!(files < 200, "{files} descriptors");
+    // The proxy goes on.
+    let answer = scripted::raw(addr, "GET", "/api/accounts/", &[]);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    // One place again: the admin listener answers.
+    let mut open: Vec<TcpStream> = idle
+        .into_iter()
+        .zip(&fates)
+        .filter(|(_, (_, closed))| !closed)
+        .map(|(conn, _)| conn)
+        .collect();
+    open.pop();
+    assert!(eventually(Duration::from_secs(5), || {
+        scripted::raw(admin, "GET", "/healthz", &[]).status == 200
+    }));
+    let refused_total = metric(
+        admin,
+        "vigile_connections_refused_total{reason=\"admin_max_connections\"}",
+    );
+    assert!(refused_total >= 236.0, "{refused_total}");
+    assert_eq!(
+        metric(
+            admin,
+            "vigile_connections_refused_total{reason=\"max_connections\"}"
+        ),
+        0.0
+    );
 }

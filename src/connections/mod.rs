@@ -39,7 +39,7 @@ use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 
 pub use answers::error_response;
-pub use limit::{raise_open_file_limit, ConnectionLimit};
+pub use limit::{raise_open_file_limit, ConnectionLimit, ADMIN_MAX_CONNECTIONS};
 use stream::EdgeStream;
 
 /// Keep-alive time Pingora gives a new connection (its own default); the

@@ -13,7 +13,7 @@
 //! sessions.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use http::{header, Method, Version};
@@ -67,7 +67,7 @@ pub async fn forward(
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
     answer: impl FnOnce(&ResponseHeader) -> Box<ResponseHeader>,
 ) -> Result<()> {
-    let (mut upstream, socket) = exchange(session, target, build).await?;
+    let (mut upstream, fd) = exchange(session, target, build).await?;
     let head = session.req_header().method == Method::HEAD;
     let http10 = session.req_header().version == Version::HTTP_10;
 
@@ -115,7 +115,7 @@ pub async fn forward(
         if let Some(stream) = upstream.reuse().await {
             target.idle.put(Pooled {
                 stream,
-                socket,
+                fd,
                 expires,
             });
         }
@@ -129,7 +129,7 @@ async fn exchange(
     session: &Session,
     target: &Target<'_>,
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
-) -> Result<(UpstreamSession, OwnedFd)> {
+) -> Result<(UpstreamSession, RawFd)> {
     if let Some(pooled) = target.idle.take(&target.events.stale) {
         let mut upstream = upstream_session(pooled.stream, target);
         let mut informational = 0;
@@ -143,7 +143,7 @@ async fn exchange(
         match sent {
             Ok(()) => {
                 target.events.reused.inc();
-                return Ok((upstream, pooled.socket));
+                return Ok((upstream, pooled.fd));
             }
             // Closed before it answered anything: the upstream restarted or
             // timed it out just now. The request (a GET or HEAD) goes once
@@ -155,13 +155,13 @@ async fn exchange(
             Err(e) => return Err(e.into_up()),
         }
     }
-    let (stream, socket) = connect(target).await?;
+    let (stream, fd) = connect(target).await?;
     target.events.opened.inc();
     let mut upstream = upstream_session(stream, target);
     send(&mut upstream, build(session)?, target.read_timeout, &mut 0)
         .await
         .map_err(|e| e.into_up())?;
-    Ok((upstream, socket))
+    Ok((upstream, fd))
 }
 
 /// Whether a reused connection failed before any byte of an answer came:
@@ -228,7 +228,10 @@ async fn send(
     }
 }
 
-async fn connect(target: &Target<'_>) -> Result<(Stream, OwnedFd)> {
+/// A new connection to the target, and the number of its socket (to peek
+/// at it while it is idle: the stream owns the socket, no duplicate is made,
+/// so a connection costs one descriptor).
+async fn connect(target: &Target<'_>) -> Result<(Stream, RawFd)> {
     let attempt = tokio::net::TcpStream::connect(target.addr);
     let tcp = match tokio::time::timeout(target.connect_timeout, attempt).await {
         Ok(Ok(tcp)) => tcp,
@@ -249,8 +252,6 @@ async fn connect(target: &Target<'_>) -> Result<(Stream, OwnedFd)> {
     // Requests are written whole: no reason to wait for more.
     tcp.set_nodelay(true)
         .map_err(|e| Error::because(ErrorType::ConnectError, "TCP_NODELAY", e).into_up())?;
-    let socket = tcp.as_fd().try_clone_to_owned().map_err(|e| {
-        Error::because(ErrorType::ConnectError, "duplicating the socket", e).into_up()
-    })?;
-    Ok((Box::new(L4Stream::from(tcp)), socket))
+    let fd = tcp.as_raw_fd();
+    Ok((Box::new(L4Stream::from(tcp)), fd))
 }
