@@ -515,3 +515,103 @@ fn the_admin_listener_has_its_own_cap_counted_in_the_budget() {
         0.0
     );
 }
+
+// ---------------------------------------------------------------------------
+// 3. One retry at most, within the request's one answer-head deadline.
+
+/// An upstream that answers `/warm` at once and keeps the connection; on a
+/// connection it already answered (a pooled one) it holds the request
+/// `hold` then closes without a byte; on a fresh one it trickles its head
+/// a byte every 200 ms.
+fn closing_when_reused(hold: Duration) -> Scripted {
+    let seen = Arc::new(Mutex::new(
+        std::collections::HashMap::<SocketAddr, usize>::new(),
+    ));
+    Scripted::start(move |head, conn| {
+        let peer = conn.peer_addr().expect("peer");
+        let n = {
+            let mut seen = seen.lock().expect("lock");
+            let n = seen.entry(peer).or_default();
+            *n += 1;
+            *n
+        };
+        if scripted::path_of(head).contains("/warm") {
+            return conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_ok();
+        }
+        if n >= 2 {
+            std::thread::sleep(hold);
+            return false;
+        }
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" {
+            if conn.write_all(&[*byte]).is_err() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        true
+    })
+}
+
+#[test]
+fn a_request_is_retried_once_at_most_within_its_one_deadline() {
+    let hold = Duration::from_millis(1800);
+    let upstream = closing_when_reused(hold);
+    for direct_path in [true, false] {
+        let (extra_routes, extra_upstreams) =
+            open_route("up", upstream.addr, "    read_timeout: 2s\n");
+        let gw = Gateway::start_with(Options {
+            server_extra: format!("  direct_path: {direct_path}"),
+            extra_routes,
+            extra_upstreams,
+            ..Options::default()
+        });
+        for (i, (method, retried)) in [
+            ("GET", true),
+            ("PUT", true),
+            ("DELETE", true),
+            ("POST", false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // A pooled connection of the path this method takes, on this
+            // client connection's thread.
+            let body = if method == "GET" || method == "DELETE" {
+                "\r\n"
+            } else {
+                "Content-Length: 1\r\n\r\nx"
+            };
+            let mut conn = TcpStream::connect(gw.addr).expect("connect");
+            let warm = format!("{method} /api/up/warm HTTP/1.1\r\nHost: gw\r\n{body}");
+            conn.write_all(warm.as_bytes()).expect("write");
+            let (warm, _) = scripted::split_answer(&read_answer(&mut conn));
+            assert_eq!(warm.status, 200);
+            let id = format!("/api/up/x{i}-{direct_path}");
+            let request =
+                format!("{method} {id} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n{body}");
+            let started = Instant::now();
+            conn.write_all(request.as_bytes()).expect("write");
+            let (answer, _) = scripted::split_answer(&read_answer(&mut conn));
+            let took = started.elapsed();
+            std::thread::sleep(Duration::from_millis(100));
+            let sent = upstream.requests_to(&id);
+            let case = format!("direct_path: {direct_path}, {method}: {took:?}, sent {sent} times");
+            if retried {
+                // Sent once more on another connection, where the head
+                // trickles: cut at the request's deadline, not a new one.
+                assert_eq!(sent, 2, "{case}");
+                assert_eq!(answer.status, 504, "{case}: {answer:?}");
+                assert_eq!(answer.code(), "upstream_timeout");
+                assert!(took >= Duration::from_millis(1900), "{case}");
+                assert!(took < Duration::from_millis(3000), "{case}");
+            } else {
+                // Not idempotent: never sent again.
+                assert_eq!(sent, 1, "{case}");
+                assert_eq!(answer.status, 502, "{case}: {answer:?}");
+                assert!(took < Duration::from_millis(3000), "{case}");
+            }
+        }
+    }
+}

@@ -10,11 +10,14 @@
 //! the connection down, Pingora's read fails, and the request answers 504
 //! `upstream_timeout` (not retried, the connection not reused).
 //!
+//! The deadline is the request's, not an attempt's: it is set once, and a
+//! retry (on another connection) gets what is left of it.
+//!
 //! The descriptor is only a number: the timer acts on it only while the
-//! request still holds the connection (it is disarmed when the head arrives
-//! or the request ends) and only if the socket still has the local and peer
-//! addresses it had when the timer started, so that a number reused by
-//! another connection is never touched.
+//! request still holds the connection (it is disarmed when the head arrives,
+//! the attempt fails or the request ends) and only if the socket still has
+//! the local and peer addresses it had when the timer started, so that a
+//! number reused by another connection is never touched.
 
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::socket::{getpeername, getsockname, shutdown, Shutdown, SockaddrStorage};
+use tokio::time::Instant;
 
 /// The connection a timer may shut down.
 struct Armed {
@@ -46,6 +50,8 @@ impl Armed {
     }
 }
 
+/// What one timer shares with the request: the connection it may shut down
+/// (taken away when the timer is disarmed), and whether it did.
 #[derive(Default)]
 struct Shared {
     armed: Mutex<Option<Armed>>,
@@ -57,20 +63,49 @@ struct Shared {
 pub struct HeadDeadline {
     /// The upstream connection of the current attempt.
     fd: Option<RawFd>,
+    /// When the answer head is due: set once, when the request first went
+    /// out whole.
+    until: Option<Instant>,
+    /// The timer of the current attempt.
     shared: Option<Arc<Shared>>,
     timer: Option<tokio::task::AbortHandle>,
+    /// A timer of an earlier attempt fired.
+    fired: bool,
 }
 
 impl HeadDeadline {
-    /// A connection to the upstream is in use (a retry replaces the previous one).
+    /// A connection to the upstream is in use. On a retry the deadline is
+    /// already running: it goes on, on this connection.
     pub fn connected(&mut self, fd: RawFd) {
         self.disarm();
         self.fd = Some(fd);
+        if self.until.is_some() {
+            self.arm();
+        }
     }
 
-    /// The request went out whole: the answer head must arrive within `limit`.
+    /// The request went out whole: the answer head must arrive within
+    /// `limit`, from the first time only (a retry sends it again within
+    /// what is left).
     pub fn start(&mut self, limit: Duration) {
+        if self.until.is_none() {
+            self.until = Some(Instant::now() + limit);
+        }
+        self.arm();
+    }
+
+    /// Time left before the deadline, once it is set.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
+    /// Starts the timer of the current connection, for what is left.
+    fn arm(&mut self) {
         self.disarm();
+        let Some(until) = self.until else {
+            return;
+        };
         let Some(armed) = self.fd.and_then(Armed::of) else {
             return;
         };
@@ -80,7 +115,7 @@ impl HeadDeadline {
         });
         let timer = Arc::clone(&shared);
         let task = tokio::spawn(async move {
-            tokio::time::sleep(limit).await;
+            tokio::time::sleep_until(until).await;
             let Ok(mut armed) = timer.armed.lock() else {
                 return;
             };
@@ -96,24 +131,27 @@ impl HeadDeadline {
         self.shared = Some(shared);
     }
 
-    /// The final answer head arrived, or the request ended: the timer may no
-    /// longer touch the connection.
+    /// The final answer head arrived, the attempt failed, or the request
+    /// ended: the timer may no longer touch the connection.
     pub fn disarm(&mut self) {
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.shared.take() {
             if let Ok(mut armed) = shared.armed.lock() {
                 armed.take();
             }
+            self.fired |= shared.fired.load(Ordering::Acquire);
         }
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
     }
 
-    /// Whether the deadline passed (the connection was shut down for it).
+    /// Whether the deadline passed (a connection was shut down for it).
     pub fn expired(&self) -> bool {
-        self.shared
-            .as_ref()
-            .is_some_and(|s| s.fired.load(Ordering::Acquire))
+        self.fired
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.fired.load(Ordering::Acquire))
     }
 }
 
@@ -183,5 +221,26 @@ mod tests {
         (&other).write_all(b"y").expect("write");
         let mut buf = [0u8; 1];
         assert_eq!(other_server.read(&mut buf).expect("read"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_gets_what_is_left_of_the_deadline() {
+        let (first, _first_server) = pair();
+        let mut deadline = HeadDeadline::default();
+        deadline.connected(first.as_raw_fd());
+        deadline.start(Duration::from_millis(400));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // The attempt fails; the retry's connection gets the rest.
+        deadline.disarm();
+        let (second, mut second_server) = pair();
+        deadline.connected(second.as_raw_fd());
+        deadline.start(Duration::from_millis(400));
+        assert!(deadline.remaining().expect("set") <= Duration::from_millis(150));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(deadline.expired(), "not a new 400 ms");
+        let mut buf = [0u8; 1];
+        assert_eq!(second_server.read(&mut buf).expect("read"), 0);
+        deadline.disarm();
+        assert!(deadline.expired(), "it stays expired");
     }
 }

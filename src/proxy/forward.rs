@@ -124,22 +124,18 @@ pub async fn forward(
 }
 
 /// Connects (or reuses a connection), writes the request and reads the
-/// answer's header.
+/// answer's header, all within `read_timeout` from the start (a retry gets
+/// what is left).
 async fn exchange(
     session: &Session,
     target: &Target<'_>,
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
 ) -> Result<(UpstreamSession, RawFd)> {
+    let deadline = tokio::time::Instant::now() + target.read_timeout;
     if let Some(pooled) = target.idle.take(&target.events.stale) {
         let mut upstream = upstream_session(pooled.stream, target);
         let mut informational = 0;
-        let sent = send(
-            &mut upstream,
-            build(session)?,
-            target.read_timeout,
-            &mut informational,
-        )
-        .await;
+        let sent = send(&mut upstream, build(session)?, deadline, &mut informational).await;
         match sent {
             Ok(()) => {
                 target.events.reused.inc();
@@ -147,10 +143,13 @@ async fn exchange(
             }
             // Closed before it answered anything: the upstream restarted or
             // timed it out just now. The request (a GET or HEAD) goes once
-            // more, on a new connection.
+            // more, on a new connection, within what is left of the time.
             Err(e) if informational == 0 && closed_before_answer(&e) => {
                 target.events.stale.inc();
                 target.idle.clear();
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(head_timeout().into_up());
+                }
             }
             Err(e) => return Err(e.into_up()),
         }
@@ -158,7 +157,7 @@ async fn exchange(
     let (stream, fd) = connect(target).await?;
     target.events.opened.inc();
     let mut upstream = upstream_session(stream, target);
-    send(&mut upstream, build(session)?, target.read_timeout, &mut 0)
+    send(&mut upstream, build(session)?, deadline, &mut 0)
         .await
         .map_err(|e| e.into_up())?;
     Ok((upstream, fd))
@@ -167,8 +166,9 @@ async fn exchange(
 /// Whether a reused connection failed before any byte of an answer came:
 /// the request could not be written, or the upstream closed (or reset) the
 /// connection with nothing read. A malformed or partial answer, or a
-/// timeout, is not that: the request may have been acted on.
-fn closed_before_answer(e: &Error) -> bool {
+/// timeout, is not that: the request may have been acted on. (Both paths'
+/// one retry depends on it.)
+pub fn closed_before_answer(e: &Error) -> bool {
     let nothing_read = || {
         e.context
             .as_ref()
@@ -188,14 +188,14 @@ fn upstream_session(stream: Stream, target: &Target<'_>) -> UpstreamSession {
     upstream
 }
 
-/// Writes the request and reads the final answer's head, all within
+/// Writes the request and reads the final answer's head, all before
 /// `deadline` (an upstream that trickles its head, or sends 1xx answers
 /// without end, is cut off), taking at most `MAX_INFORMATIONAL` 1xx
 /// (counted in `informational`).
 async fn send(
     upstream: &mut UpstreamSession,
     req: Box<RequestHeader>,
-    deadline: Duration,
+    deadline: tokio::time::Instant,
     informational: &mut usize,
 ) -> Result<()> {
     let exchange = async {
@@ -219,13 +219,17 @@ async fn send(
             "too many informational answers",
         ))
     };
-    match tokio::time::timeout(deadline, exchange).await {
+    match tokio::time::timeout_at(deadline, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(Error::explain(
-            ErrorType::ReadTimedout,
-            "the answer's head took longer than read_timeout",
-        )),
+        Err(_) => Err(head_timeout()),
     }
+}
+
+fn head_timeout() -> Box<Error> {
+    Error::explain(
+        ErrorType::ReadTimedout,
+        "the answer's head took longer than read_timeout",
+    )
 }
 
 /// A new connection to the target, and the number of its socket (to peek

@@ -108,6 +108,8 @@ pub struct RequestCtx {
     head_received: bool,
     /// Bounds the wait for that head (Pingora's path; `deadline.rs`).
     head_deadline: deadline::HeadDeadline,
+    /// The request was sent once more (Pingora's path): never a second time.
+    retried: bool,
     /// CORS headers for the response (empty without an allowed `Origin`).
     cors: Vec<(&'static str, String)>,
     /// Counts this request as in flight until the context is dropped.
@@ -238,6 +240,7 @@ impl ProxyHttp for Proxy {
             informational: 0,
             head_received: false,
             head_deadline: deadline::HeadDeadline::default(),
+            retried: false,
             cors: Vec::new(),
             _in_flight: self.in_flight.enter(),
         }
@@ -415,8 +418,14 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// Pingora's retry policy, except that a request whose answer head
-    /// came too late is not sent again.
+    /// The one retry, as on the direct path: an idempotent request, whose
+    /// body is still whole in the retry buffer, is sent once more, on another
+    /// connection, only when a reused connection was closed by the upstream
+    /// before any byte of an answer (the upstream restarted or timed it out
+    /// just as the request went), and only if time is left of the request's
+    /// answer-head deadline, which the retry does not renew. A timeout, a
+    /// malformed or partial answer, an informational answer, a fresh
+    /// connection or a second failure is never retried.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -426,15 +435,18 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         ctx.head_deadline.disarm();
+        let retry = client_reused
+            && !ctx.retried
+            && !ctx.head_received
+            && ctx.informational == 0
+            && !ctx.head_deadline.expired()
+            && ctx.head_deadline.remaining() != Some(std::time::Duration::ZERO)
+            && forward::closed_before_answer(&e)
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if ctx.head_deadline.expired()
-            || !session.req_header().method.is_idempotent()
-            || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
+        e.set_retry(retry);
+        ctx.retried |= retry;
         e
     }
 

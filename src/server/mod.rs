@@ -100,6 +100,9 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
     let conf = ServerConf {
         threads: cfg.server.threads,
         upstream_keepalive_pool_size: idle.pingora_per_thread,
+        // One retry at most, as on the direct path (`Proxy::error_while_proxy`
+        // decides when): Pingora's default is 16 attempts.
+        max_retries: 2,
         work_stealing: cfg.server.work_stealing,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace.max(1)),
