@@ -615,3 +615,179 @@ fn a_request_is_retried_once_at_most_within_its_one_deadline() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 4. A client that does not read its answer.
+
+/// How one upstream connection ended: when its writing failed, if it did,
+/// and how many body bytes it wrote.
+#[derive(Default, Debug)]
+struct Sent {
+    failed_at: Option<Instant>,
+    bytes: usize,
+}
+
+/// How each answer of `big_answers` ended, by request path.
+type Ends = Arc<Mutex<std::collections::HashMap<String, Sent>>>;
+
+/// An upstream that answers `size` bytes to every request (a quarter of it
+/// to paths holding `slow`), in 64 KiB writes, and records how each answer
+/// ended.
+fn big_answers(size: usize) -> (Scripted, Ends) {
+    let ends = Ends::default();
+    let record = ends.clone();
+    let upstream = Scripted::start(move |head, conn| {
+        let path = scripted::path_of(head).to_string();
+        let size = if path.contains("slow") {
+            size / 4
+        } else {
+            size
+        };
+        let mut sent = Sent::default();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut ok = conn.write_all(head.as_bytes()).is_ok();
+        while ok && sent.bytes < size {
+            let n = chunk.len().min(size - sent.bytes);
+            ok = conn.write_all(&chunk[..n]).is_ok();
+            if ok {
+                sent.bytes += n;
+            }
+        }
+        if !ok {
+            sent.failed_at = Some(Instant::now());
+        }
+        record.lock().expect("lock").insert(path, sent);
+        ok
+    });
+    (upstream, ends)
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_and_a_slow_reader_is_not() {
+    const BIG: usize = 64 * 1024 * 1024;
+    let (upstream, ends) = big_answers(BIG);
+    let (extra_routes, extra_upstreams) = open_route("big", upstream.addr, "");
+    let gw = Gateway::start_with(Options {
+        server_extra: "  write_timeout: 1s".to_string(),
+        extra_routes,
+        extra_upstreams,
+        ..Options::default()
+    });
+    // Clients that ask for 64 MiB and read nothing, on both forwarding paths.
+    let requests = [
+        "GET /api/big/direct HTTP/1.1\r\nHost: gw\r\n\r\n",
+        "POST /api/big/pingora HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\n\r\nx",
+    ];
+    let started = Instant::now();
+    let mut idle: Vec<TcpStream> = requests
+        .iter()
+        .map(|request| {
+            let mut conn = TcpStream::connect(gw.addr).expect("connect");
+            conn.write_all(request.as_bytes()).expect("write");
+            conn
+        })
+        .collect();
+    // Both upstream connections are closed by the gateway, soon after the
+    // buffers between them and the clients are full.
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let ends = ends.lock().expect("lock");
+            ["/api/big/direct", "/api/big/pingora"]
+                .iter()
+                .all(|p| ends.get(*p).is_some_and(|s| s.failed_at.is_some()))
+        }),
+        "the upstream sees its connections closed: {:?}",
+        ends.lock().expect("lock")
+    );
+    for (path, sent) in ends.lock().expect("lock").iter() {
+        let took = sent.failed_at.map(|t| t - started);
+        assert!(sent.bytes < BIG, "{path}: {sent:?}");
+        assert!(
+            took.is_some_and(|t| t < Duration::from_secs(12)),
+            "{path}: {took:?}"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || metric(
+            gw.admin,
+            "vigile_client_connections"
+        ) == 0.0),
+        "the client connections are closed"
+    );
+    // What the clients can still read ends early: the connection was closed.
+    for conn in &mut idle {
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut total = 0;
+        let mut chunk = vec![0u8; 1 << 20];
+        while let Ok(n) = conn.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert!(total < BIG, "{total} bytes");
+    }
+
+    // A slow but steady reader gets its whole answer, however long it takes.
+    let readers: Vec<_> = [
+        "GET /api/big/slow-direct HTTP/1.1",
+        "POST /api/big/slow-pingora HTTP/1.1",
+    ]
+    .into_iter()
+    .map(|line| {
+        let addr = gw.addr;
+        std::thread::spawn(move || {
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            let body = if line.starts_with("POST") {
+                "Content-Length: 1\r\n\r\nx"
+            } else {
+                "\r\n"
+            };
+            conn.write_all(format!("{line}\r\nHost: gw\r\nConnection: close\r\n{body}").as_bytes())
+                .expect("write");
+            conn.set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            let started = Instant::now();
+            let mut total = 0;
+            let mut chunk = vec![0u8; 512 * 1024];
+            // About 5 MB/s, in bursts.
+            while let Ok(n) = conn.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (total, started.elapsed())
+        })
+    })
+    .collect();
+    for reader in readers {
+        let (total, took) = reader.join().expect("reader");
+        assert!(
+            total > BIG / 4,
+            "the whole answer and its head: {total} bytes in {took:?}"
+        );
+        assert!(
+            took > Duration::from_secs(2),
+            "slower than the timeout: {took:?}"
+        );
+    }
+}
+
+#[test]
+fn check_config_refuses_a_write_timeout_under_a_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.yaml");
+    for (value, accepted) in [("500ms", false), ("0s", false), ("1s", true), ("2m", true)] {
+        std::fs::write(&path, format!("server:\n  write_timeout: {value}\n")).expect("write");
+        let out = common::cli(&path, &["check-config"], None);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.success(), accepted, "{value}: {text}");
+        if !accepted {
+            assert!(text.contains("server.write_timeout"), "{text}");
+        }
+    }
+}

@@ -12,8 +12,10 @@
 //! - wraps its stream in an [`EdgeStream`], which bounds the time from the
 //!   connection's start, or from the end of the previous request, to the end
 //!   of each request's head (`server.header_timeout`), whatever trickles in,
-//!   and turns Pingora's own bare refusals (a malformed head: 400; `CONNECT`:
-//!   405) into vigile's JSON errors;
+//!   bounds how long a write to the client may wait without progress
+//!   (`server.write_timeout`: every write, of either forwarding path, of a
+//!   head, a body or a flush), and turns Pingora's own bare refusals (a
+//!   malformed head: 400; `CONNECT`: 405) into vigile's JSON errors;
 //! - serves the connection's requests one after the other, pipelined ones
 //!   included, in order (Pingora's HTTP/1 pipelining, opted in per session).
 //!
@@ -54,6 +56,7 @@ const EXPIRED: u8 = 2;
 /// What the connections of one listener share (for the process's lifetime).
 pub struct Edge {
     header_timeout: Duration,
+    write_timeout: Duration,
     limit: Option<&'static ConnectionLimit>,
     /// `vigile_header_timeouts_total` of this listener.
     header_timeouts: IntCounter,
@@ -62,11 +65,13 @@ pub struct Edge {
 impl Edge {
     pub fn leak(
         header_timeout: Duration,
+        write_timeout: Duration,
         limit: Option<&'static ConnectionLimit>,
         header_timeouts: IntCounter,
     ) -> &'static Edge {
         Box::leak(Box::new(Edge {
             header_timeout,
+            write_timeout,
             limit,
             header_timeouts,
         }))

@@ -138,6 +138,7 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
     let header_timeouts = &gateway.metrics.header_timeouts;
     let proxy_edge = Edge::leak(
         cfg.server.header_timeout,
+        cfg.server.write_timeout,
         Some(gateway.connections),
         header_timeouts.with_label_values(&["proxy"]),
     );
@@ -163,6 +164,7 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
 
     let admin_edge = Edge::leak(
         cfg.server.header_timeout,
+        cfg.server.write_timeout,
         Some(gateway.admin_connections),
         header_timeouts.with_label_values(&["admin"]),
     );
