@@ -791,3 +791,63 @@ fn check_config_refuses_a_write_timeout_under_a_second() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 5. Quoted local parts and comments: the same mailbox, another account.
+
+#[test]
+fn addresses_naming_a_taken_mailbox_in_another_form_are_refused() {
+    let gw = Gateway::start();
+    let password = "Zq7!vLp2#rT9xW";
+    gw.register_and_login("kevin@example.com", password);
+    for email in [
+        r#""kevin"@example.com"#,
+        r#""k\evin"@example.com"#,
+        "kevin(x)@example.com",
+        r#""KEVIN"@example.com"#,
+        "kevin@(x)example.com",
+        "kevin@[127.0.0.1]",
+        "ke..vin@example.com",
+    ] {
+        let r = gw.post(
+            "/api/accounts/register/",
+            &json!({"email": email, "password": "Att4cker!Pass#1", "first_name": "A",
+                "last_name": "B"}),
+            None,
+        );
+        assert_eq!(r.status, 400, "{email}: {}", r.text);
+        assert_eq!(r.code(), "validation_error");
+        assert_eq!(
+            r.json["fields"]["email"],
+            json!(["Saisissez une adresse e-mail valide."]),
+            "{email}"
+        );
+        // Nor through the operator's command.
+        let out = gw.cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                email,
+                "--first-name",
+                "A",
+                "--last-name",
+                "B",
+                "--password-stdin",
+            ],
+            Some("Att4cker!Pass#1\n"),
+        );
+        assert!(!out.status.success(), "{email}: user create refused");
+    }
+    // Plain addresses, atext included, still register; Kevin still logs in.
+    for email in ["o'brien+tag@example.ie", "a.b-c_d@mail.example.fr"] {
+        let r = gw.post(
+            "/api/accounts/register/",
+            &json!({"email": email, "password": "Att4cker!Pass#1", "first_name": "A",
+                "last_name": "B"}),
+            None,
+        );
+        assert_eq!(r.status, 201, "{email}: {}", r.text);
+    }
+    gw.login("kevin@example.com", password);
+}
