@@ -851,3 +851,75 @@ fn addresses_naming_a_taken_mailbox_in_another_form_are_refused() {
     }
     gw.login("kevin@example.com", password);
 }
+
+// ---------------------------------------------------------------------------
+// 6. The final JSON error after forwarded `100 Continue` answers.
+
+/// The informational answers at the start of `bytes`, and the answer after.
+fn after_informational(bytes: &[u8]) -> (usize, scripted::RawAnswer) {
+    let mut rest = bytes;
+    let mut informational = 0;
+    while rest.starts_with(b"HTTP/1.1 1") && !rest.starts_with(b"HTTP/1.1 101") {
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            break;
+        };
+        rest = &rest[end + 4..];
+        informational += 1;
+    }
+    (informational, scripted::split_answer(rest).0)
+}
+
+#[test]
+fn after_forwarded_continues_the_client_still_gets_the_json_error() {
+    let upstream = Scripted::start(|head, conn| {
+        let path = scripted::path_of(head);
+        if path.contains("/endless") {
+            // 100 after 100, never a final answer.
+            for _ in 0..40 {
+                if conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        } else if path.contains("/many") {
+            // More than 8 at once.
+            let _ = conn.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n".repeat(12));
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        false
+    });
+    let (extra_routes, extra_upstreams) = open_route("up", upstream.addr, "    read_timeout: 2s\n");
+    let gw = Gateway::start_with(Options {
+        extra_routes,
+        extra_upstreams,
+        ..Options::default()
+    });
+    for (path, status, code) in [
+        ("/api/up/endless", 504, "upstream_timeout"),
+        ("/api/up/many", 502, "upstream_unavailable"),
+    ] {
+        for method in ["POST", "PUT"] {
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\n\
+                 Content-Length: 5\r\nConnection: close\r\n\r\nhello"
+            );
+            let started = Instant::now();
+            let (first, rest) = scripted::raw_exchange(gw.addr, request.as_bytes());
+            let took = started.elapsed();
+            let mut bytes = first.head.into_bytes();
+            bytes.extend_from_slice(&first.body);
+            bytes.extend_from_slice(&rest);
+            let (informational, answer) = after_informational(&bytes);
+            let case = format!("{method} {path}: {informational} 1xx then {answer:?} in {took:?}");
+            assert!(informational >= 1, "{case}");
+            assert_eq!(answer.status, status, "{case}");
+            assert_eq!(answer.code(), code, "{case}");
+            assert_eq!(
+                answer.header("content-type"),
+                Some("application/json"),
+                "{case}"
+            );
+            assert!(took < Duration::from_secs(5), "{case}");
+        }
+    }
+}

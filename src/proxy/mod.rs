@@ -491,8 +491,13 @@ impl ProxyHttp for Proxy {
                 .with_label_values(&[upstream, kind])
                 .inc();
         }
+        // Only informational answers (a `100 Continue` the client asked for)
+        // may have gone out: the final answer is still the gateway's to write.
+        let final_written = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational() || r.status.as_u16() == 101);
         let code = match api {
-            Some(api) if session.response_written().is_none() => {
+            Some(api) if !final_written => {
                 if respond::error(session, &api, ctx).await.is_err() {
                     0
                 } else {
