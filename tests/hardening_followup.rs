@@ -402,7 +402,7 @@ fn under_a_low_file_limit_the_cap_is_met_before_the_descriptors_run_out() {
         "the admin listener answers: {healthz:?}"
     );
     // The established client's next request needs a new upstream connection.
-    kept.write_all(b"GET /api/up/kept-again HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+    kept.write_all(b"GET /api/up/kept-again HTTP/1.1\r\nHost: gw\r\n\r\n")
         .expect("write");
     let (again, _) = scripted::split_answer(&read_answer(&mut kept));
     assert_eq!(again.status, 200, "{again:?}");
@@ -922,4 +922,179 @@ fn after_forwarded_continues_the_client_still_gets_the_json_error() {
             assert!(took < Duration::from_secs(5), "{case}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// 7. On Pingora's path, the head's deadline runs from when the upstream has
+// the whole request.
+
+/// An upstream that takes request bodies at about `rate` bytes a second
+/// (its socket's receive buffer is small) and answers at once when it has
+/// one whole; a path holding `/stall` gets its head read and nothing more;
+/// `/dribble` gets a head and 2 of 10 body bytes, then nothing. Returns the
+/// address and the paths whose whole body the upstream had.
+fn slow_reader_upstream(rate: usize) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("rcvbuf");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(64).expect("listen");
+    let listener: std::net::TcpListener = socket.into();
+    let addr = listener.local_addr().expect("addr");
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let record = done.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || serve_slowly(conn, rate, &record));
+        }
+    });
+    (addr, done)
+}
+
+fn serve_slowly(mut conn: TcpStream, rate: usize, record: &Mutex<Vec<String>>) {
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let end = loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let path = scripted::path_of(&head).to_string();
+    if path.contains("/stall") {
+        std::thread::sleep(Duration::from_secs(15));
+        return;
+    }
+    if path.contains("/dribble") {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab");
+        std::thread::sleep(Duration::from_secs(15));
+        return;
+    }
+    let length: usize = scripted::header_of(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut got = bytes.len() - end;
+    let pause = Duration::from_secs_f64(chunk.len() as f64 / rate as f64);
+    while got < length {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got += n,
+        }
+        std::thread::sleep(pause);
+    }
+    record.lock().expect("lock").push(path);
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+}
+
+#[test]
+fn a_slow_upload_is_answered_and_a_stalled_upstream_still_cut() {
+    const MIB: usize = 1024 * 1024;
+    let (addr, done) = slow_reader_upstream(MIB);
+    let (big, _ends) = big_answers(64 * MIB);
+    let (extra_routes, extra_upstreams) = open_route("up", addr, "    read_timeout: 1s\n");
+    let (big_route, big_upstream) = open_route("big", big.addr, "    read_timeout: 1s\n");
+    let gw = Gateway::start_with(Options {
+        extra_routes: extra_routes + &big_route,
+        extra_upstreams: extra_upstreams + &big_upstream,
+        ..Options::default()
+    });
+    let post = |path: &str, size: usize| {
+        let mut conn = TcpStream::connect(gw.addr).expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+        );
+        let started = Instant::now();
+        conn.write_all(head.as_bytes()).expect("write");
+        let body = vec![b'x'; size];
+        // The gateway may answer (and close) before taking it all.
+        let _ = conn.write_all(&body);
+        let sent = started.elapsed();
+        let bytes = read_answer(&mut conn);
+        (scripted::split_answer(&bytes).0, sent, started.elapsed())
+    };
+
+    // 3 MiB to an upstream that reads 1 MiB a second: it answers as soon as
+    // it has it all, some 2 s after the gateway has the body from the
+    // client (read_timeout: 1 s).
+    let (answer, sent, took) = post("/api/up/upload", 3 * MIB);
+    let had_it = done
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|p| p == "/api/up/upload");
+    assert_eq!(
+        answer.status, 200,
+        "{answer:?} after {took:?} (sent in {sent:?})"
+    );
+    assert!(had_it);
+    assert!(took > Duration::from_millis(2000), "really slow: {took:?}");
+
+    // An upstream that reads nothing of a body too big for the buffers is
+    // cut all the same: 504, within a few read_timeouts.
+    let (answer, _, took) = post("/api/up/stall", 8 * MIB);
+    assert_eq!(answer.status, 504, "{answer:?} after {took:?}");
+    assert_eq!(answer.code(), "upstream_timeout");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    // A small body it takes whole and never answers: 504 at read_timeout.
+    let (answer, _, took) = post("/api/up/stall-small", 1000);
+    assert_eq!(answer.status, 504, "{answer:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // A client that withholds its body for a `100` the upstream never sends
+    // is not left waiting either.
+    let mut conn = TcpStream::connect(gw.addr).expect("connect");
+    let started = Instant::now();
+    conn.write_all(
+        b"POST /api/up/stall-expect HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\n\
+          Content-Length: 5\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let (answer, _) = scripted::split_answer(&read_answer(&mut conn));
+    assert_eq!(answer.status, 504, "{answer:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // After the head, each wait for answer bytes is still bounded (Pingora's
+    // own per-read timeout is off for a request with a body)...
+    let (answer, _, took) = post("/api/up/dribble", 10);
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.len() < 10, "{answer:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "cut after about read_timeout: {took:?}"
+    );
+    // ...but a client slow to read a large answer is not taken for a slow
+    // upstream.
+    let mut conn = TcpStream::connect(gw.addr).expect("connect");
+    conn.write_all(
+        b"POST /api/big/slow HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    )
+    .expect("write");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut total = 0;
+    let mut chunk = vec![0u8; 512 * 1024];
+    while let Ok(n) = conn.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        total > 16 * MIB,
+        "the whole answer: {total} bytes in {:?}",
+        started.elapsed()
+    );
 }

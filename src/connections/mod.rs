@@ -28,7 +28,7 @@ mod answers;
 mod limit;
 mod stream;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -161,4 +161,13 @@ pub fn head_received(session: &ServerSession) {
     {
         edge.head_received();
     }
+}
+
+/// Whether a write to the client of `session` waits now (a client slow to
+/// read its answer), as a flag that follows the connection.
+pub fn client_writing(session: &ServerSession) -> Option<Arc<AtomicBool>> {
+    session
+        .stream()
+        .and_then(|s| (**s).as_any().downcast_ref::<EdgeStream>())
+        .map(EdgeStream::writing)
 }

@@ -45,6 +45,9 @@ pub struct EdgeStream {
     write_timer: Option<Pin<Box<Sleep>>>,
     /// When the write waiting now times out, if one waits.
     write_due: Option<Instant>,
+    /// Whether a write waits now, for whoever must tell a slow client from
+    /// a slow upstream (`proxy/deadline.rs`); set on each change only.
+    writing: Arc<AtomicBool>,
     _guard: Option<ConnectionGuard>,
 }
 
@@ -75,8 +78,14 @@ impl EdgeStream {
             refusal: None,
             write_timer: None,
             write_due: None,
+            writing: Arc::new(AtomicBool::new(false)),
             _guard: guard,
         }
+    }
+
+    /// The flag of a waiting write to the client.
+    pub(super) fn writing(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.writing)
     }
 
     /// The previous request is over: the next head's time starts now.
@@ -160,12 +169,15 @@ impl EdgeStream {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.write_due = None;
+            if self.write_due.take().is_some() {
+                self.writing.store(false, Ordering::Relaxed);
+            }
             return polled;
         }
-        let due = *self
-            .write_due
-            .get_or_insert_with(|| Instant::now() + self.edge.write_timeout);
+        let due = *self.write_due.get_or_insert_with(|| {
+            self.writing.store(true, Ordering::Relaxed);
+            Instant::now() + self.edge.write_timeout
+        });
         let timer = self
             .write_timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));

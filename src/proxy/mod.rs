@@ -12,6 +12,7 @@ mod mutate;
 pub mod plan;
 mod request;
 mod respond;
+mod send_queue;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -299,7 +300,7 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let (pool, picked) = self.select(ctx)?;
@@ -312,8 +313,24 @@ impl ProxyHttp for Proxy {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::deny_upgrades()
         };
         peer.options.connection_timeout = Some(pool.connect_timeout);
-        peer.options.read_timeout = Some(pool.read_timeout);
         peer.options.write_timeout = Some(pool.read_timeout);
+        // Pingora's per-read read_timeout of a request with a body runs from
+        // its last write to the upstream, when the kernel took the last
+        // bytes, not when the upstream had them: a slow upload would be cut
+        // although the upstream answers as soon as it has it all. Such a
+        // request's reads are bounded by its deadline instead (the head's
+        // from when the upstream has the request, then each wait for answer
+        // bytes): `deadline.rs`.
+        let with_body = !session.downstream_session.is_body_empty() && !session.is_upgrade_req();
+        if with_body {
+            peer.options.read_timeout = None;
+            ctx.head_deadline.watch_answer(
+                pool.read_timeout,
+                crate::connections::client_writing(session.as_downstream()),
+            );
+        } else {
+            peer.options.read_timeout = Some(pool.read_timeout);
+        }
         // No idle timeout: it would arm a timer on every release to the pool.
         // An idle connection the upstream closes leaves the pool at once.
         Ok(Box::new(peer))
@@ -337,10 +354,13 @@ impl ProxyHttp for Proxy {
     async fn request_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if body.as_ref().is_some_and(|b| !b.is_empty()) || end_of_stream {
+            ctx.head_deadline.body_arrives();
+        }
         if end_of_stream && !ctx.head_received {
             if let Some(limit) = self.pool_of(ctx).map(|p| p.read_timeout) {
                 ctx.head_deadline.start(limit);
@@ -370,7 +390,7 @@ impl ProxyHttp for Proxy {
         let status = upstream_response.status;
         if !status.is_informational() || status == http::StatusCode::SWITCHING_PROTOCOLS {
             ctx.head_received = true;
-            ctx.head_deadline.disarm();
+            ctx.head_deadline.head_arrived();
         }
         if status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A tunnel only where the route allows one and the client asked.
@@ -392,6 +412,19 @@ impl ProxyHttp for Proxy {
             }
         }
         Ok(())
+    }
+
+    /// Answer bytes from the upstream (Pingora's path): the answer watch
+    /// of a request with a body counts from them (`deadline.rs`).
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        ctx.head_deadline.answer_bytes(end_of_stream);
+        Ok(None)
     }
 
     async fn response_filter(
