@@ -663,6 +663,24 @@ fn big_answers(size: usize) -> (Scripted, Ends) {
     (upstream, ends)
 }
 
+/// Reads `conn` to its end slowly but steadily (at most 512 KiB every
+/// 100 ms, about 5 MB/s in bursts); how much came and how long it took.
+fn read_slowly(conn: &mut TcpStream) -> (usize, Duration) {
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut total = 0;
+    let mut chunk = vec![0u8; 512 * 1024];
+    while let Ok(n) = conn.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (total, started.elapsed())
+}
+
 #[test]
 fn a_client_that_stops_reading_is_cut_off_and_a_slow_reader_is_not() {
     const BIG: usize = 64 * 1024 * 1024;
@@ -747,20 +765,7 @@ fn a_client_that_stops_reading_is_cut_off_and_a_slow_reader_is_not() {
             };
             conn.write_all(format!("{line}\r\nHost: gw\r\nConnection: close\r\n{body}").as_bytes())
                 .expect("write");
-            conn.set_read_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
-            let started = Instant::now();
-            let mut total = 0;
-            let mut chunk = vec![0u8; 512 * 1024];
-            // About 5 MB/s, in bursts.
-            while let Ok(n) = conn.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                total += n;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            (total, started.elapsed())
+            read_slowly(&mut conn)
         })
     })
     .collect();
@@ -800,6 +805,14 @@ fn addresses_naming_a_taken_mailbox_in_another_form_are_refused() {
     let gw = Gateway::start();
     let password = "Zq7!vLp2#rT9xW";
     gw.register_and_login("kevin@example.com", password);
+    let register = |email: &str| {
+        gw.post(
+            "/api/accounts/register/",
+            &json!({"email": email, "password": "Att4cker!Pass#1", "first_name": "A",
+                "last_name": "B"}),
+            None,
+        )
+    };
     for email in [
         r#""kevin"@example.com"#,
         r#""k\evin"@example.com"#,
@@ -809,12 +822,7 @@ fn addresses_naming_a_taken_mailbox_in_another_form_are_refused() {
         "kevin@[127.0.0.1]",
         "ke..vin@example.com",
     ] {
-        let r = gw.post(
-            "/api/accounts/register/",
-            &json!({"email": email, "password": "Att4cker!Pass#1", "first_name": "A",
-                "last_name": "B"}),
-            None,
-        );
+        let r = register(email);
         assert_eq!(r.status, 400, "{email}: {}", r.text);
         assert_eq!(r.code(), "validation_error");
         assert_eq!(
@@ -841,12 +849,7 @@ fn addresses_naming_a_taken_mailbox_in_another_form_are_refused() {
     }
     // Plain addresses, atext included, still register; Kevin still logs in.
     for email in ["o'brien+tag@example.ie", "a.b-c_d@mail.example.fr"] {
-        let r = gw.post(
-            "/api/accounts/register/",
-            &json!({"email": email, "password": "Att4cker!Pass#1", "first_name": "A",
-                "last_name": "B"}),
-            None,
-        );
+        let r = register(email);
         assert_eq!(r.status, 201, "{email}: {}", r.text);
     }
     gw.login("kevin@example.com", password);
@@ -1080,21 +1083,9 @@ fn a_slow_upload_is_answered_and_a_stalled_upstream_still_cut() {
         b"POST /api/big/slow HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
     )
     .expect("write");
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let started = Instant::now();
-    let mut total = 0;
-    let mut chunk = vec![0u8; 512 * 1024];
-    while let Ok(n) = conn.read(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        total += n;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (total, took) = read_slowly(&mut conn);
     assert!(
         total > 16 * MIB,
-        "the whole answer: {total} bytes in {:?}",
-        started.elapsed()
+        "the whole answer: {total} bytes in {took:?}"
     );
 }
