@@ -32,7 +32,8 @@ pub struct AdminApp {
 }
 
 /// The admin listener's service: `AdminApp` under the edge's connection
-/// rules (`server.header_timeout`; its connections are not counted against
+/// rules (`server.header_timeout`; its connections have their own cap,
+/// `ADMIN_MAX_CONNECTIONS`, and are not counted against
 /// `server.max_connections`, so a flood of the proxy leaves it reachable).
 pub fn service(
     gateway: Arc<Gateway>,

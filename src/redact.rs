@@ -4,12 +4,18 @@
 //! libraries' do: Pingora logs through the `log` crate (bridged into
 //! `tracing`, target `log`) and, at one level or another, dumps raw request
 //! buffers (`buf: ...` in a refused head's error), request and response
-//! headers (`Authorization` included), and body bytes. Every line of an event
-//! that is not vigile's goes through [`redact`] before it is written:
-//! credential headers, bearer and basic credentials, JWTs, secret-named
-//! fields and parameters, raw buffers and byte strings are replaced by
-//! `<redacted>`. vigile's own lines (the access log) are written as they are,
-//! at no cost.
+//! headers (`Authorization` included), request targets with their query
+//! strings, and body bytes, in several forms: byte strings (`b"..."`), the
+//! chunked-body parser's `{:?}` of `str::EscapeDefault` (a list of quoted
+//! characters, `Chars(['{', '"', 'p', ...])`, one per body byte), lists of
+//! byte values. Every line of an event that is not vigile's goes through
+//! [`redact`] before it is written: body dumps in any of these forms become
+//! `[body redacted]`, to the end of the line, whatever they hold; the query
+//! string of a request target in a request head (`uri: /x?t=...`, `GET
+//! /x?t=..., Host: h`) becomes `?<redacted>`; credential headers, bearer and
+//! basic credentials, JWTs, secret-named fields and parameters, raw buffers
+//! and byte strings become `<redacted>`. vigile's own lines (the access log)
+//! are written as they are, at no cost.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -20,6 +26,8 @@ use tracing::Metadata;
 use tracing_subscriber::fmt::MakeWriter;
 
 const REDACTED: &str = "<redacted>";
+/// What replaces a dump of body content, whatever it held.
+const BODY_REDACTED: &str = "[body redacted]";
 
 /// Header names whose values are credentials.
 const SECRET_HEADERS: &str = "authorization|proxy-authorization|cookie|set-cookie|x-admin-token|\
@@ -30,6 +38,21 @@ const SECRET_NAMES: &str =
     r"[a-z_\-]*(?:password|passw|passwd|secret|token|refresh|access)[a-z_\-]*";
 
 struct Rules {
+    /// A body dumped through a `Debug` of a character iterator (Pingora's
+    /// chunk parser logs `{:?}` of `str::EscapeDefault`, which shows its
+    /// `Chars([...])`), or a list of quoted characters: the rest of the line.
+    char_dump: Regex,
+    /// A list of byte values (`[123, 34, 112, ...]`, a `Vec<u8>` in `Debug`
+    /// form).
+    byte_list: Regex,
+    /// The one or two body bytes quoted in a chunk-framing error (`xy was
+    /// not CRLF`).
+    framing_bytes: Regex,
+    /// The query string of a request head's target in `Debug` form (`uri:
+    /// /x?t=..., version: ...`).
+    uri_query: Regex,
+    /// The query string in Pingora's request summary (`GET /x?t=..., Host: h`).
+    summary_query: Regex,
     /// The rest of a raw buffer dump (`buf: ...`).
     buffer: Regex,
     /// A byte string in `Debug` form (`b"..."`): bodies, raw heads.
@@ -49,7 +72,21 @@ struct Rules {
 }
 
 static RULES: LazyLock<Option<Rules>> = LazyLock::new(|| {
+    // One character as `Debug` writes it: 'a', '\'', '\\', '\u{1f}'.
+    let char_literal = r"'(?:\\u\{[0-9A-Fa-f]{1,6}\}|\\.|[^'\\])'";
     Some(Rules {
+        char_dump: Regex::new(&format!(
+            r"(?:\b(?:EscapeDefault|EscapeDebug|EscapeUnicode|EscapeAscii|CharIndices|Chars|Utf8Chunks)\s*[{{(\[]|\[\s*{char_literal}\s*,).*"
+        ))
+        .ok()?,
+        byte_list: Regex::new(r"\[\s*\d{1,3}(?:\s*,\s*\d{1,3}){3,}\s*,?\s*(?:\]|$)").ok()?,
+        framing_bytes: Regex::new(r"(Invalid chunked encoding: ).{0,24}?( was not (?:CRLF|CR|LF))")
+            .ok()?,
+        uri_query: Regex::new(r"(?m)(\buri: [^\s?]*)\?\S*?(,?(?:\s|$))").ok()?,
+        summary_query: Regex::new(
+            r"(\b[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]* [^\s?]*)\?\S*?(, Host: )",
+        )
+        .ok()?,
         buffer: Regex::new(r"(?i)\bbuf: .*").ok()?,
         bytes: Regex::new(r#"\bb"(?:[^"\\]|\\.)*"?"#).ok()?,
         quoted_header: Regex::new(&format!(
@@ -74,7 +111,12 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(REDACTED);
     };
     let mut out = Cow::Borrowed(text);
-    let replacements: [(&Regex, &str); 8] = [
+    let replacements: [(&Regex, &str); 13] = [
+        (&rules.char_dump, BODY_REDACTED),
+        (&rules.byte_list, BODY_REDACTED),
+        (&rules.framing_bytes, "${1}[body redacted]${2}"),
+        (&rules.uri_query, "${1}?<redacted>${2}"),
+        (&rules.summary_query, "${1}?<redacted>${2}"),
         (&rules.buffer, "buf: <redacted>"),
         (&rules.bytes, "b\"<redacted>\""),
         (&rules.quoted_header, "\"$1\": \"<redacted>\""),
@@ -267,6 +309,99 @@ mod tests {
         // What is not secret stays.
         let plain =
             "ERROR Fail to proxy: Upstream ConnectRefused, status: 502, GET /api/stocks/1, Host: h";
+        assert_eq!(redact(plain), plain);
+    }
+
+    /// What Pingora's chunked-body parser writes (`{:?}` of
+    /// `str::EscapeDefault`), made here as Pingora makes it.
+    fn chunk_dump(body: &str) -> String {
+        format!(
+            "{:?}",
+            String::from_utf8_lossy(body.as_bytes()).escape_default()
+        )
+    }
+
+    /// `secret` as a list of quoted characters, as the dumps spread it.
+    fn spread(secret: &str) -> String {
+        secret
+            .chars()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    #[test]
+    fn body_dumps_never_reach_the_log_in_any_form() {
+        let body =
+            format!(r#"3f\r\n{{"email":"a@b.c","password":"hunter2hunter2","refresh":"{JWT}"}}"#);
+        let dump = chunk_dump(&body);
+        assert!(
+            dump.contains(&spread("hunter2")),
+            "the form Pingora writes: {dump}"
+        );
+        for line in [
+            format!("TRACE pingora_core::protocols::http::v1::body: Got size 63, payload_index: 4, chunk: {dump}"),
+            format!("DEBUG Invalid chunked encoding: InvalidChunkSize, {dump}"),
+            format!("TRACE Parsing chunk end for buf {dump}, resume at 3"),
+            format!("TRACE chars {:?}", body.chars().collect::<Vec<_>>()),
+            format!("TRACE raw {:?}", body.as_bytes().to_vec()),
+            format!("TRACE {:?}", body.chars()),
+        ] {
+            let out = redact(&line);
+            for secret in ["hunter2hunter2", JWT] {
+                assert!(!out.contains(secret), "{out}");
+                assert!(!out.contains(&spread(&secret[..8])), "{out}");
+            }
+            assert!(out.contains(BODY_REDACTED), "{out}");
+        }
+        // What comes before the dump stays readable.
+        let line = format!("DEBUG Invalid chunked encoding: InvalidChunkSize, {dump}");
+        let out = redact(&line);
+        assert_eq!(
+            out,
+            "DEBUG Invalid chunked encoding: InvalidChunkSize, [body redacted]"
+        );
+        // The bytes a framing error quotes.
+        let out =
+            redact("ERROR Fail to proxy: Invalid chunked encoding: hu was not CRLF, status: 400");
+        assert_eq!(
+            out,
+            "ERROR Fail to proxy: Invalid chunked encoding: [body redacted] was not CRLF, status: 400"
+        );
+        // In a JSON line too.
+        let line = serde_json::json!({"level": "DEBUG", "message": format!("Invalid chunked encoding: InvalidChunkSize, {dump}")}).to_string();
+        let out = redact_json_line(&line);
+        assert!(
+            !out.contains("hunter2") && !out.contains(&spread("hunter2")),
+            "{out}"
+        );
+        assert!(!out.contains(r#"'h', 'u'"#), "{out}");
+    }
+
+    #[test]
+    fn query_strings_of_request_heads_are_redacted() {
+        let token = "DeBqF2PlP_DMM3Ex0zCiIBusMkoeP9chZfEtWfla5HM";
+        let head = format!(
+            "TRACE pingora_proxy: Request header: Parts {{ method: GET, uri: /api/x/reset?t={token}&a=b,c, version: HTTP/1.1, headers: {{\"host\": \"h\"}} }}"
+        );
+        let out = redact(&head);
+        assert!(!out.contains(token), "{out}");
+        assert!(
+            out.contains("uri: /api/x/reset?<redacted>, version: HTTP/1.1"),
+            "{out}"
+        );
+        let upstream = format!("DEBUG Sending header to upstream RequestHeader {{ base: Parts {{ method: GET, uri: http://h/x?t={token}, version: HTTP/1.1 }}");
+        assert!(!redact(&upstream).contains(token));
+        let summary = format!("ERROR pingora_proxy: Fail to proxy: Upstream ConnectRefused, status: 502, tries: 1, retry: false, GET /api/dead/reset-password?t={token}, Host: 127.0.0.1:1");
+        let out = redact(&summary);
+        assert!(!out.contains(token), "{out}");
+        assert!(
+            out.ends_with("GET /api/dead/reset-password?<redacted>, Host: 127.0.0.1:1"),
+            "{out}"
+        );
+        // A path without a query is left as it is.
+        let plain =
+            "TRACE Request header: Parts { method: GET, uri: /api/stocks/1, version: HTTP/1.1 }";
         assert_eq!(redact(plain), plain);
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::accounts::password_reset::ResetWorker;
 use crate::accounts::AccountService;
 use crate::config::{Config, KeySource, StoreKind};
-use crate::connections::ConnectionLimit;
+use crate::connections::{ConnectionLimit, ADMIN_MAX_CONNECTIONS};
 use crate::mailer::{Mailer, MailerError};
 use crate::metrics::Metrics;
 use crate::passwords::pool::HashPool;
@@ -55,6 +55,8 @@ pub struct Gateway {
     pub admin_token: String,
     /// Client connections open on the proxy listener, and their cap.
     pub connections: &'static ConnectionLimit,
+    /// Connections open on the admin listener, and their cap.
+    pub admin_connections: &'static ConnectionLimit,
 }
 
 /// Opens the store of `config` and makes sure the default role exists.
@@ -126,9 +128,17 @@ impl Gateway {
         let hash_pool = HashPool::new(config.accounts.hash_workers, config.accounts.hash_queue);
         let connections = ConnectionLimit::leak(
             config.server.max_connections,
+            "server.max_connections",
             metrics
                 .connections_refused
                 .with_label_values(&["max_connections"]),
+        );
+        let admin_connections = ConnectionLimit::leak(
+            ADMIN_MAX_CONNECTIONS,
+            "the admin listener's connection cap",
+            metrics
+                .connections_refused
+                .with_label_values(&["admin_max_connections"]),
         );
         Ok(Gateway {
             config,
@@ -137,6 +147,7 @@ impl Gateway {
             hash_pool,
             admin_token,
             connections,
+            admin_connections,
         })
     }
 }

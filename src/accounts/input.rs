@@ -155,6 +155,49 @@ pub fn ascii_email(email: &str) -> bool {
     email.is_ascii()
 }
 
+/// The message of an address refused as invalid (Django's).
+pub const INVALID_EMAIL: &str = "Saisissez une adresse e-mail valide.";
+
+/// The rule for the form of a new account's address: a dot-atom local part
+/// (RFC 5322: ASCII letters, digits and ``!#$%&'*+/=?^_`{|}~-``, in atoms
+/// joined by single dots, none leading or trailing) and a plain domain
+/// (labels of ASCII letters, digits and inner hyphens, joined by dots). A
+/// quoted local part (`"kevin"@example.com`, `"k\evin"@example.com`), a
+/// comment (`kevin(x)@example.com`) or an address literal names the same
+/// mailbox as a plain address under RFC 5321, and a mailer delivers it
+/// there: accepting them would register a second account for one inbox.
+pub fn plain_email(email: &str) -> bool {
+    const ATEXT: &[u8] = b"!#$%&'*+/=?^_`{|}~-";
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let atom = |a: &str| {
+        !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || ATEXT.contains(&b))
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    local.split('.').all(atom) && domain.contains('.') && domain.split('.').all(label)
+}
+
+/// The checks of a new account's address (register, `vigile user create`):
+/// the syntax, ASCII only, the plain form; a fault is named on `field`.
+pub fn check_new_email(field: &str, email: &str, v: &mut Validator) {
+    if !valid_email(email) {
+        v.add(field, INVALID_EMAIL);
+    } else if !ascii_email(email) {
+        v.add(field, NOT_ASCII_EMAIL);
+    } else if !plain_email(email) {
+        v.add(field, INVALID_EMAIL);
+    }
+}
+
 pub const NOT_ASCII_EMAIL: &str = "Saisissez une adresse e-mail en caractères ASCII (sans accents ni caractères spéciaux ; un domaine internationalisé s'écrit sous sa forme « xn-- »).";
 
 /// Digits with optional `+`, spaces, dots, dashes and parentheses; 6 to 20 digits.
@@ -241,6 +284,35 @@ mod tests {
             "kevin\u{00AD}@example.com",
         ] {
             assert!(!ascii_email(look_alike), "{look_alike}");
+        }
+        for plain in [
+            "kevin@example.com",
+            "jean.dupont+tag@mail.example.fr",
+            "o'brien@example.ie",
+            "a!#$%&'*+/=?^_`{|}~-z@x-y.example.com",
+            "KEVIN@EXAMPLE.COM",
+        ] {
+            assert!(plain_email(plain), "{plain}");
+        }
+        for same_mailbox in [
+            "\"kevin\"@example.com",
+            "\"k\\evin\"@example.com",
+            "kevin(x)@example.com",
+            "(x)kevin@example.com",
+            "kevin@example.com(x)",
+            "kevin@(x)example.com",
+            ".kevin@example.com",
+            "kevin.@example.com",
+            "ke..vin@example.com",
+            "kevin@[127.0.0.1]",
+            "kevin@-example.com",
+            "kevin@example-.com",
+            "kevin@example",
+            "\"kevin@x\"@example.com",
+            "ke\\vin@example.com",
+            "kevin\"@example.com",
+        ] {
+            assert!(!plain_email(same_mailbox), "{same_mailbox}");
         }
         assert!(valid_phone("0612345678"));
         assert!(valid_phone("+33 6 12 34 56 78"));

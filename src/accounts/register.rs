@@ -33,11 +33,7 @@ pub fn from_object(obj: &Object, min_length: usize) -> Result<RegisterRequest, A
     let mut v = Validator::default();
     let email = input::required_string(obj, "email", &mut v, false);
     if let Some(e) = &email {
-        if !input::valid_email(e) {
-            v.add("email", "Saisissez une adresse e-mail valide.");
-        } else if !input::ascii_email(e) {
-            v.add("email", input::NOT_ASCII_EMAIL);
-        }
+        input::check_new_email("email", e, &mut v);
     }
     let password = input::required_secret(obj, "password", &mut v);
     let confirm = input::optional_secret(obj, "password_confirm", &mut v);
@@ -176,6 +172,57 @@ mod tests {
             .expect_err(email);
             assert_eq!(fields(e), ["email"], "{email}");
         }
+    }
+
+    #[test]
+    fn quoted_local_parts_and_comments_are_refused_as_invalid() {
+        let f = Fixture::new();
+        f.register("kevin@example.com");
+        for email in [
+            "\"kevin\"@example.com",
+            "\"k\\evin\"@example.com",
+            "kevin(x)@example.com",
+            "\"KEVIN\"@example.com",
+            "ke..vin@example.com",
+            "kevin@[127.0.0.1]",
+        ] {
+            let e = f
+                .call(
+                    Endpoint::Register,
+                    None,
+                    json!({"email": email, "password": "Att4cker!Pass#1", "first_name": "A",
+                        "last_name": "B"}),
+                )
+                .expect_err(email);
+            assert_eq!((e.status, e.code.as_str()), (400, "validation_error"));
+            assert_eq!(
+                fixture::messages(&e, "email"),
+                [input::INVALID_EMAIL],
+                "{email}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_account_stored_with_a_quoted_local_part_still_logs_in() {
+        // Stored before the rule: straight into the store.
+        let f = Fixture::new();
+        let stored = AccountRecord {
+            id: 0,
+            email: "\"kevin\"@example.com".to_string(),
+            password_hash: passwords::hash_password(PASSWORD).expect("hash"),
+            first_name: "Kevin".to_string(),
+            last_name: "Durand".to_string(),
+            gender: None,
+            phone: None,
+            role: "Visiteur".to_string(),
+            is_active: true,
+            date_joined: 0,
+            last_login: None,
+        };
+        f.service.store.create_account(stored).expect("stored");
+        f.login("\"kevin\"@example.com", PASSWORD);
+        f.login("\"KEVIN\"@example.com", PASSWORD);
     }
 
     #[test]

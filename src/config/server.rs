@@ -44,6 +44,10 @@ pub struct ServerConfig {
     /// connection, or from the end of the previous request).
     #[serde(deserialize_with = "duration::deserialize")]
     pub header_timeout: Duration,
+    /// Longest a write to a client may wait without progress (a client that
+    /// does not read its answer); past it, the connection is closed.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub write_timeout: Duration,
     /// Most client connections open at once; past that, new ones are refused.
     pub max_connections: usize,
     /// Bodiless HTTP/1 requests go by vigile's own forwarder (`proxy/forward.rs`)
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             underscore_headers: UnderscoreHeaders::Drop,
             header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             direct_path: true,
         }
@@ -76,6 +81,9 @@ impl ServerConfig {
         }
         if self.header_timeout < Duration::from_millis(100) {
             return err("server.header_timeout", "must be at least 100ms");
+        }
+        if self.write_timeout < Duration::from_secs(1) {
+            return err("server.write_timeout", "must be at least 1s");
         }
         if self.max_connections == 0 {
             return err("server.max_connections", "must be at least 1");

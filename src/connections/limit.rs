@@ -1,5 +1,6 @@
-//! The cap on open client connections (`server.max_connections`) and the
-//! open-file limit it needs.
+//! The caps on open client connections (`server.max_connections` on the
+//! proxy listener, [`ADMIN_MAX_CONNECTIONS`] on the admin listener) and the
+//! open-file limit they need.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,13 +16,23 @@ use super::answers::too_many_connections;
 /// sent, so that the close is a FIN after the 503 rather than a reset that
 /// could destroy it.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
-/// At most this many refused connections linger at once; past that they are
-/// closed at once without an answer.
-const MAX_LINGERING: usize = 256;
+/// At most this many refused connections linger at once, in the whole
+/// process (both listeners); past that they are closed at once without an
+/// answer.
+pub const MAX_LINGERING: usize = 256;
+/// Refused connections lingering now (both listeners).
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+/// Connections the admin listener serves at once; past that, the same 503.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Descriptors one client connection of the proxy accounts for: its socket,
+/// the upstream connection its request uses, and one idle upstream
+/// connection (the pools of both forwarding paths together keep at most
+/// `max_connections` idle connections: `server/mod.rs`).
+pub const FILES_PER_CONNECTION: u64 = 3;
 /// Seconds between two warnings that connections are being refused.
 const REFUSAL_WARNING_EVERY: u64 = 60;
-/// Most file descriptors kept aside for what is not a client or upstream
-/// connection (listeners, the store, logs...).
+/// Descriptors kept aside for what is not a client or upstream connection
+/// (listeners, the store, logs, the runtime's, health checks, mail...).
 const RESERVED_FILES: u64 = 256;
 
 /// The count of open client connections and its cap. It lives as long as
@@ -29,18 +40,24 @@ const RESERVED_FILES: u64 = 256;
 pub struct ConnectionLimit {
     open: AtomicUsize,
     max: usize,
-    lingering: AtomicUsize,
+    /// The setting named in the warning (`server.max_connections`...).
+    setting: &'static str,
     refused: IntCounter,
     last_warning: AtomicU64,
 }
 
 impl ConnectionLimit {
-    /// A limit of `max` connections; each refusal counts in `refused`.
-    pub fn leak(max: usize, refused: IntCounter) -> &'static ConnectionLimit {
+    /// A limit of `max` connections, which `setting` names; each refusal
+    /// counts in `refused`.
+    pub fn leak(
+        max: usize,
+        setting: &'static str,
+        refused: IntCounter,
+    ) -> &'static ConnectionLimit {
         Box::leak(Box::new(ConnectionLimit {
             open: AtomicUsize::new(0),
             max: max.max(1),
-            lingering: AtomicUsize::new(0),
+            setting,
             refused,
             last_warning: AtomicU64::new(0),
         }))
@@ -69,8 +86,8 @@ impl ConnectionLimit {
     pub(super) async fn refuse(&self, mut stream: Stream) {
         self.refused.inc();
         self.warn_refusal();
-        if self.lingering.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
-            self.lingering.fetch_sub(1, Ordering::Relaxed);
+        if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+            LINGERING.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         let answer = async {
@@ -88,7 +105,7 @@ impl ConnectionLimit {
             Ok::<_, io::Error>(())
         };
         let _ = tokio::time::timeout(REFUSAL_LINGER, answer).await;
-        self.lingering.fetch_sub(1, Ordering::Relaxed);
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn warn_refusal(&self) {
@@ -102,8 +119,9 @@ impl ConnectionLimit {
         {
             tracing::warn!(
                 max_connections = self.max,
-                "server.max_connections reached: new connections are refused \
-                 (vigile_connections_refused_total counts them)"
+                "{} reached: new connections are refused \
+                 (vigile_connections_refused_total counts them)",
+                self.setting
             );
         }
     }
@@ -118,11 +136,31 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Descriptors the gateway needs for `max_connections` client connections:
+/// [`FILES_PER_CONNECTION`] each, the refused connections that may linger,
+/// the admin listener's connections, and a reserve for the rest.
+pub fn files_needed(max_connections: usize) -> u64 {
+    (max_connections as u64)
+        .saturating_mul(FILES_PER_CONNECTION)
+        .saturating_add(fixed_files())
+}
+
+fn fixed_files() -> u64 {
+    MAX_LINGERING as u64 + ADMIN_MAX_CONNECTIONS as u64 + RESERVED_FILES
+}
+
+/// How many client connections fit in `limit` descriptors (at least one).
+fn connections_within(limit: u64) -> usize {
+    (limit.saturating_sub(fixed_files()) / FILES_PER_CONNECTION).max(1) as usize
+}
+
 /// Raises the soft limit of open files to the hard limit, logs the result,
 /// and returns how many client connections fit in it: `max_connections`, or
-/// fewer (with a warning) when the limit cannot hold a client and an upstream
-/// connection for each, plus a reserve. Without this, a flood of connections
-/// exhausts the descriptors and Pingora stops accepting for everyone.
+/// fewer (with a warning) when the limit cannot hold [`files_needed`].
+/// Without this, a flood of connections, or requests waiting on a slow
+/// upstream, exhausts the descriptors before the cap is reached: accept()
+/// and connect() fail (EMFILE) for everyone, the admin listener included,
+/// and no 503 is ever sent.
 pub fn raise_open_file_limit(max_connections: usize) -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
     let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
@@ -153,22 +191,27 @@ pub fn raise_open_file_limit(max_connections: usize) -> usize {
             return max_connections;
         }
     };
-    let needed = (max_connections as u64)
-        .saturating_mul(2)
-        .saturating_add(RESERVED_FILES);
+    let needed = files_needed(max_connections);
     if limit >= needed {
-        tracing::info!(open_files = limit, max_connections, "open-file limit");
+        tracing::info!(
+            open_files = limit,
+            max_connections,
+            needed,
+            "open-file limit"
+        );
         return max_connections;
     }
-    let fits = (limit.saturating_sub(RESERVED_FILES) / 2).max(1) as usize;
+    let fits = connections_within(limit);
     tracing::warn!(
         open_files = limit,
         max_connections,
         needed,
         lowered_to = fits,
-        "the open-file limit cannot hold server.max_connections (a client and an \
-         upstream connection each, plus {RESERVED_FILES}): connections are capped at \
-         {fits}; raise LimitNOFILE (systemd) or `ulimit -n`"
+        "the open-file limit cannot hold server.max_connections ({FILES_PER_CONNECTION} \
+         each: a client connection, the upstream connection it uses, an idle upstream \
+         connection; plus {MAX_LINGERING} refused connections lingering, \
+         {ADMIN_MAX_CONNECTIONS} admin connections and {RESERVED_FILES} for the rest): \
+         connections are capped at {fits}; raise LimitNOFILE (systemd) or `ulimit -n`"
     );
     fits
 }
@@ -180,7 +223,7 @@ mod tests {
     #[test]
     fn the_limit_counts_down_on_every_drop() {
         let refused = IntCounter::new("refused", "test").expect("counter");
-        let limit = ConnectionLimit::leak(2, refused);
+        let limit = ConnectionLimit::leak(2, "server.max_connections", refused);
         let a = limit.try_enter().expect("first");
         let b = limit.try_enter().expect("second");
         assert!(limit.try_enter().is_none(), "a third is over the cap");
@@ -191,5 +234,21 @@ mod tests {
         drop(b);
         drop(c);
         assert_eq!(limit.open(), 0);
+    }
+
+    #[test]
+    fn the_budget_holds_what_it_says() {
+        let fixed = MAX_LINGERING as u64 + ADMIN_MAX_CONNECTIONS as u64 + RESERVED_FILES;
+        assert_eq!(files_needed(100), 300 + fixed);
+        // What fits in a limit needs no more than the limit.
+        for limit in [700, 1024, 4096, 65_536] {
+            let fits = connections_within(limit);
+            assert!(files_needed(fits) <= limit, "{limit}: {fits}");
+            assert!(
+                files_needed(fits + 1) > limit,
+                "{limit}: {fits} is the most"
+            );
+        }
+        assert_eq!(connections_within(10), 1, "at least one");
     }
 }

@@ -12,8 +12,10 @@
 //! - wraps its stream in an [`EdgeStream`], which bounds the time from the
 //!   connection's start, or from the end of the previous request, to the end
 //!   of each request's head (`server.header_timeout`), whatever trickles in,
-//!   and turns Pingora's own bare refusals (a malformed head: 400; `CONNECT`:
-//!   405) into vigile's JSON errors;
+//!   bounds how long a write to the client may wait without progress
+//!   (`server.write_timeout`: every write, of either forwarding path, of a
+//!   head, a body or a flush), and turns Pingora's own bare refusals (a
+//!   malformed head: 400; `CONNECT`: 405) into vigile's JSON errors;
 //! - serves the connection's requests one after the other, pipelined ones
 //!   included, in order (Pingora's HTTP/1 pipelining, opted in per session).
 //!
@@ -26,7 +28,7 @@ mod answers;
 mod limit;
 mod stream;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -39,7 +41,7 @@ use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 
 pub use answers::error_response;
-pub use limit::{raise_open_file_limit, ConnectionLimit};
+pub use limit::{raise_open_file_limit, ConnectionLimit, ADMIN_MAX_CONNECTIONS};
 use stream::EdgeStream;
 
 /// Keep-alive time Pingora gives a new connection (its own default); the
@@ -54,6 +56,7 @@ const EXPIRED: u8 = 2;
 /// What the connections of one listener share (for the process's lifetime).
 pub struct Edge {
     header_timeout: Duration,
+    write_timeout: Duration,
     limit: Option<&'static ConnectionLimit>,
     /// `vigile_header_timeouts_total` of this listener.
     header_timeouts: IntCounter,
@@ -62,11 +65,13 @@ pub struct Edge {
 impl Edge {
     pub fn leak(
         header_timeout: Duration,
+        write_timeout: Duration,
         limit: Option<&'static ConnectionLimit>,
         header_timeouts: IntCounter,
     ) -> &'static Edge {
         Box::leak(Box::new(Edge {
             header_timeout,
+            write_timeout,
             limit,
             header_timeouts,
         }))
@@ -156,4 +161,13 @@ pub fn head_received(session: &ServerSession) {
     {
         edge.head_received();
     }
+}
+
+/// Whether a write to the client of `session` waits now (a client slow to
+/// read its answer), as a flag that follows the connection.
+pub fn client_writing(session: &ServerSession) -> Option<Arc<AtomicBool>> {
+    session
+        .stream()
+        .and_then(|s| (**s).as_any().downcast_ref::<EdgeStream>())
+        .map(EdgeStream::writing)
 }

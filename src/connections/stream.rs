@@ -1,5 +1,5 @@
 //! A client connection's stream under the edge's rules: the head deadline,
-//! and vigile's answers in place of Pingora's refusals.
+//! the write timeout, and vigile's answers in place of Pingora's refusals.
 
 use std::future::Future;
 use std::io;
@@ -40,6 +40,14 @@ pub struct EdgeStream {
     /// vigile's answer in place of a refusal of Pingora's, and how much of it
     /// is written.
     refusal: Option<(Vec<u8>, usize)>,
+    /// The timer of the write timeout, made when a write first waits; like
+    /// the head's, it is pushed back only when it fires early.
+    write_timer: Option<Pin<Box<Sleep>>>,
+    /// When the write waiting now times out, if one waits.
+    write_due: Option<Instant>,
+    /// Whether a write waits now, for whoever must tell a slow client from
+    /// a slow upstream (`proxy/deadline.rs`); set on each change only.
+    writing: Arc<AtomicBool>,
     _guard: Option<ConnectionGuard>,
 }
 
@@ -68,8 +76,16 @@ impl EdgeStream {
             head_bytes: 0,
             first_done: AtomicBool::new(false),
             refusal: None,
+            write_timer: None,
+            write_due: None,
+            writing: Arc::new(AtomicBool::new(false)),
             _guard: guard,
         }
+    }
+
+    /// The flag of a waiting write to the client.
+    pub(super) fn writing(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.writing)
     }
 
     /// The previous request is over: the next head's time starts now.
@@ -140,6 +156,50 @@ impl EdgeStream {
             && Instant::now() >= self.deadline_at
     }
 
+    /// What a write (or flush, or shutdown) of the client connection gives:
+    /// made progress or failed, the write timeout starts again; waits, the
+    /// write timeout runs from the first wait on (a client that does not
+    /// read its answer). Past `server.write_timeout` without progress, the
+    /// write fails (`TimedOut`): Pingora, or the direct path, gives the
+    /// request up, the client connection is closed and the upstream
+    /// connection is not pooled.
+    fn bound_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            if self.write_due.take().is_some() {
+                self.writing.store(false, Ordering::Relaxed);
+            }
+            return polled;
+        }
+        let due = *self.write_due.get_or_insert_with(|| {
+            self.writing.store(true, Ordering::Relaxed);
+            Instant::now() + self.edge.write_timeout
+        });
+        let timer = self
+            .write_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            match timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() < due => timer.as_mut().reset(due),
+                Poll::Ready(()) => {
+                    tracing::debug!(
+                        target: "vigile::edge",
+                        "the client read nothing of its answer within server.write_timeout: \
+                         connection closed"
+                    );
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client did not read its answer within server.write_timeout",
+                    )));
+                }
+            }
+        }
+    }
+
     /// Writes vigile's answer in place of Pingora's refusal `buf`, then
     /// takes Pingora's bytes as written.
     fn poll_refusal(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -199,9 +259,11 @@ impl AsyncWrite for EdgeStream {
         if this.refusal.is_some()
             || (this.phase.load(Ordering::Relaxed) == HEAD && buf.starts_with(b"HTTP/1."))
         {
-            return this.poll_refusal(cx, buf);
+            let polled = this.poll_refusal(cx, buf);
+            return this.bound_write(cx, polled);
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.bound_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -217,7 +279,8 @@ impl AsyncWrite for EdgeStream {
                 .map_or(&[][..], |b| &**b);
             return Pin::new(this).poll_write(cx, first);
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.bound_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -225,18 +288,24 @@ impl AsyncWrite for EdgeStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.bound_write(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.bound_write(cx, polled)
     }
 }
 
 #[async_trait]
 impl Shutdown for EdgeStream {
+    /// Flushes and shuts the write side down, within the write timeout (a
+    /// client that does not read could hold a pending flush forever).
     async fn shutdown(&mut self) {
-        Shutdown::shutdown(&mut *self.inner).await
+        if let Err(e) = tokio::io::AsyncWriteExt::shutdown(self).await {
+            tracing::debug!(target: "vigile::edge", error = %e, "shutting a client connection down");
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! sessions.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use http::{header, Method, Version};
@@ -67,7 +67,7 @@ pub async fn forward(
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
     answer: impl FnOnce(&ResponseHeader) -> Box<ResponseHeader>,
 ) -> Result<()> {
-    let (mut upstream, socket) = exchange(session, target, build).await?;
+    let (mut upstream, fd) = exchange(session, target, build).await?;
     let head = session.req_header().method == Method::HEAD;
     let http10 = session.req_header().version == Version::HTTP_10;
 
@@ -115,7 +115,7 @@ pub async fn forward(
         if let Some(stream) = upstream.reuse().await {
             target.idle.put(Pooled {
                 stream,
-                socket,
+                fd,
                 expires,
             });
         }
@@ -124,51 +124,51 @@ pub async fn forward(
 }
 
 /// Connects (or reuses a connection), writes the request and reads the
-/// answer's header.
+/// answer's header, all within `read_timeout` from the start (a retry gets
+/// what is left).
 async fn exchange(
     session: &Session,
     target: &Target<'_>,
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
-) -> Result<(UpstreamSession, OwnedFd)> {
+) -> Result<(UpstreamSession, RawFd)> {
+    let deadline = tokio::time::Instant::now() + target.read_timeout;
     if let Some(pooled) = target.idle.take(&target.events.stale) {
         let mut upstream = upstream_session(pooled.stream, target);
         let mut informational = 0;
-        let sent = send(
-            &mut upstream,
-            build(session)?,
-            target.read_timeout,
-            &mut informational,
-        )
-        .await;
+        let sent = send(&mut upstream, build(session)?, deadline, &mut informational).await;
         match sent {
             Ok(()) => {
                 target.events.reused.inc();
-                return Ok((upstream, pooled.socket));
+                return Ok((upstream, pooled.fd));
             }
             // Closed before it answered anything: the upstream restarted or
             // timed it out just now. The request (a GET or HEAD) goes once
-            // more, on a new connection.
+            // more, on a new connection, within what is left of the time.
             Err(e) if informational == 0 && closed_before_answer(&e) => {
                 target.events.stale.inc();
                 target.idle.clear();
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(head_timeout().into_up());
+                }
             }
             Err(e) => return Err(e.into_up()),
         }
     }
-    let (stream, socket) = connect(target).await?;
+    let (stream, fd) = connect(target).await?;
     target.events.opened.inc();
     let mut upstream = upstream_session(stream, target);
-    send(&mut upstream, build(session)?, target.read_timeout, &mut 0)
+    send(&mut upstream, build(session)?, deadline, &mut 0)
         .await
         .map_err(|e| e.into_up())?;
-    Ok((upstream, socket))
+    Ok((upstream, fd))
 }
 
 /// Whether a reused connection failed before any byte of an answer came:
 /// the request could not be written, or the upstream closed (or reset) the
 /// connection with nothing read. A malformed or partial answer, or a
-/// timeout, is not that: the request may have been acted on.
-fn closed_before_answer(e: &Error) -> bool {
+/// timeout, is not that: the request may have been acted on. (Both paths'
+/// one retry depends on it.)
+pub fn closed_before_answer(e: &Error) -> bool {
     let nothing_read = || {
         e.context
             .as_ref()
@@ -188,14 +188,14 @@ fn upstream_session(stream: Stream, target: &Target<'_>) -> UpstreamSession {
     upstream
 }
 
-/// Writes the request and reads the final answer's head, all within
+/// Writes the request and reads the final answer's head, all before
 /// `deadline` (an upstream that trickles its head, or sends 1xx answers
 /// without end, is cut off), taking at most `MAX_INFORMATIONAL` 1xx
 /// (counted in `informational`).
 async fn send(
     upstream: &mut UpstreamSession,
     req: Box<RequestHeader>,
-    deadline: Duration,
+    deadline: tokio::time::Instant,
     informational: &mut usize,
 ) -> Result<()> {
     let exchange = async {
@@ -219,16 +219,23 @@ async fn send(
             "too many informational answers",
         ))
     };
-    match tokio::time::timeout(deadline, exchange).await {
+    match tokio::time::timeout_at(deadline, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(Error::explain(
-            ErrorType::ReadTimedout,
-            "the answer's head took longer than read_timeout",
-        )),
+        Err(_) => Err(head_timeout()),
     }
 }
 
-async fn connect(target: &Target<'_>) -> Result<(Stream, OwnedFd)> {
+fn head_timeout() -> Box<Error> {
+    Error::explain(
+        ErrorType::ReadTimedout,
+        "the answer's head took longer than read_timeout",
+    )
+}
+
+/// A new connection to the target, and the number of its socket (to peek
+/// at it while it is idle: the stream owns the socket, no duplicate is made,
+/// so a connection costs one descriptor).
+async fn connect(target: &Target<'_>) -> Result<(Stream, RawFd)> {
     let attempt = tokio::net::TcpStream::connect(target.addr);
     let tcp = match tokio::time::timeout(target.connect_timeout, attempt).await {
         Ok(Ok(tcp)) => tcp,
@@ -249,8 +256,6 @@ async fn connect(target: &Target<'_>) -> Result<(Stream, OwnedFd)> {
     // Requests are written whole: no reason to wait for more.
     tcp.set_nodelay(true)
         .map_err(|e| Error::because(ErrorType::ConnectError, "TCP_NODELAY", e).into_up())?;
-    let socket = tcp.as_fd().try_clone_to_owned().map_err(|e| {
-        Error::because(ErrorType::ConnectError, "duplicating the socket", e).into_up()
-    })?;
-    Ok((Box::new(L4Stream::from(tcp)), socket))
+    let fd = tcp.as_raw_fd();
+    Ok((Box::new(L4Stream::from(tcp)), fd))
 }

@@ -12,6 +12,7 @@ mod mutate;
 pub mod plan;
 mod request;
 mod respond;
+mod send_queue;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,6 +109,8 @@ pub struct RequestCtx {
     head_received: bool,
     /// Bounds the wait for that head (Pingora's path; `deadline.rs`).
     head_deadline: deadline::HeadDeadline,
+    /// The request was sent once more (Pingora's path): never a second time.
+    retried: bool,
     /// CORS headers for the response (empty without an allowed `Origin`).
     cors: Vec<(&'static str, String)>,
     /// Counts this request as in flight until the context is dropped.
@@ -238,6 +241,7 @@ impl ProxyHttp for Proxy {
             informational: 0,
             head_received: false,
             head_deadline: deadline::HeadDeadline::default(),
+            retried: false,
             cors: Vec::new(),
             _in_flight: self.in_flight.enter(),
         }
@@ -296,7 +300,7 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let (pool, picked) = self.select(ctx)?;
@@ -309,8 +313,24 @@ impl ProxyHttp for Proxy {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::deny_upgrades()
         };
         peer.options.connection_timeout = Some(pool.connect_timeout);
-        peer.options.read_timeout = Some(pool.read_timeout);
         peer.options.write_timeout = Some(pool.read_timeout);
+        // Pingora's per-read read_timeout of a request with a body runs from
+        // its last write to the upstream, when the kernel took the last
+        // bytes, not when the upstream had them: a slow upload would be cut
+        // although the upstream answers as soon as it has it all. Such a
+        // request's reads are bounded by its deadline instead (the head's
+        // from when the upstream has the request, then each wait for answer
+        // bytes): `deadline.rs`.
+        let with_body = !session.downstream_session.is_body_empty() && !session.is_upgrade_req();
+        if with_body {
+            peer.options.read_timeout = None;
+            ctx.head_deadline.watch_answer(
+                pool.read_timeout,
+                crate::connections::client_writing(session.as_downstream()),
+            );
+        } else {
+            peer.options.read_timeout = Some(pool.read_timeout);
+        }
         // No idle timeout: it would arm a timer on every release to the pool.
         // An idle connection the upstream closes leaves the pool at once.
         Ok(Box::new(peer))
@@ -334,10 +354,13 @@ impl ProxyHttp for Proxy {
     async fn request_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if body.as_ref().is_some_and(|b| !b.is_empty()) || end_of_stream {
+            ctx.head_deadline.body_arrives();
+        }
         if end_of_stream && !ctx.head_received {
             if let Some(limit) = self.pool_of(ctx).map(|p| p.read_timeout) {
                 ctx.head_deadline.start(limit);
@@ -367,7 +390,7 @@ impl ProxyHttp for Proxy {
         let status = upstream_response.status;
         if !status.is_informational() || status == http::StatusCode::SWITCHING_PROTOCOLS {
             ctx.head_received = true;
-            ctx.head_deadline.disarm();
+            ctx.head_deadline.head_arrived();
         }
         if status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A tunnel only where the route allows one and the client asked.
@@ -389,6 +412,19 @@ impl ProxyHttp for Proxy {
             }
         }
         Ok(())
+    }
+
+    /// Answer bytes from the upstream (Pingora's path): the answer watch
+    /// of a request with a body counts from them (`deadline.rs`).
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        ctx.head_deadline.answer_bytes(end_of_stream);
+        Ok(None)
     }
 
     async fn response_filter(
@@ -415,8 +451,14 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// Pingora's retry policy, except that a request whose answer head
-    /// came too late is not sent again.
+    /// The one retry, as on the direct path: an idempotent request, whose
+    /// body is still whole in the retry buffer, is sent once more, on another
+    /// connection, only when a reused connection was closed by the upstream
+    /// before any byte of an answer (the upstream restarted or timed it out
+    /// just as the request went), and only if time is left of the request's
+    /// answer-head deadline, which the retry does not renew. A timeout, a
+    /// malformed or partial answer, an informational answer, a fresh
+    /// connection or a second failure is never retried.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -426,18 +468,18 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         ctx.head_deadline.disarm();
+        let retry = client_reused
+            && !ctx.retried
+            && !ctx.head_received
+            && ctx.informational == 0
+            && !ctx.head_deadline.expired()
+            && ctx.head_deadline.remaining() != Some(std::time::Duration::ZERO)
+            && forward::closed_before_answer(&e)
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
         let mut e = e.more_context(format!("Peer: {peer}"));
-        // Sent again only if the upstream closed a reused connection before
-        // sending anything, not even a 1xx.
-        if ctx.head_deadline.expired()
-            || ctx.informational > 0
-            || !session.req_header().method.is_idempotent()
-            || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
+        e.set_retry(retry);
+        ctx.retried |= retry;
         e
     }
 
@@ -482,8 +524,13 @@ impl ProxyHttp for Proxy {
                 .with_label_values(&[upstream, kind])
                 .inc();
         }
+        // Only informational answers (a `100 Continue` the client asked for)
+        // may have gone out: the final answer is still the gateway's to write.
+        let final_written = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational() || r.status.as_u16() == 101);
         let code = match api {
-            Some(api) if session.response_written().is_none() => {
+            Some(api) if !final_written => {
                 if respond::error(session, &api, ctx).await.is_err() {
                     0
                 } else {

@@ -40,6 +40,33 @@ pub enum ServeError {
     Upstream(#[from] UpstreamError),
 }
 
+/// How the idle upstream connections the open-file budget allows are shared
+/// between Pingora's pools (one per proxy service, of
+/// `upstream_keepalive_pool_size` per thread) and the direct path's.
+#[derive(Debug, PartialEq)]
+struct IdleShare {
+    pingora_per_thread: usize,
+    direct: usize,
+}
+
+impl IdleShare {
+    /// Pingora's own default per pool and thread.
+    const PINGORA_DEFAULT: usize = 128;
+
+    /// `total` idle connections for `services` proxy services of Pingora,
+    /// each with a pool of `threads` times its size: at most half of them
+    /// to Pingora's pools (at least one place each), the rest to the direct
+    /// path.
+    fn of(total: usize, services: usize, threads: usize) -> IdleShare {
+        let places = services.max(1) * threads.max(1);
+        let pingora_per_thread = (total / 2 / places).clamp(1, Self::PINGORA_DEFAULT);
+        IdleShare {
+            pingora_per_thread,
+            direct: total.saturating_sub(pingora_per_thread * places),
+        }
+    }
+}
+
 /// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
 /// SIGINT (at once).
 pub fn serve(mut config: Config) -> Result<(), ServeError> {
@@ -62,8 +89,20 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
     let cfg = &gateway.config;
     let data_dir = cfg.store.data_dir();
     let grace = cfg.server.grace_period.as_secs();
+    // The open-file budget counts one idle upstream connection per client
+    // connection: the pools of both paths together keep no more.
+    let idle = IdleShare::of(
+        cfg.server.max_connections,
+        proxy_listeners(cfg).len(),
+        cfg.server.threads,
+    );
+    crate::upstream::set_idle_limit(idle.direct);
     let conf = ServerConf {
         threads: cfg.server.threads,
+        upstream_keepalive_pool_size: idle.pingora_per_thread,
+        // One retry at most, as on the direct path (`Proxy::error_while_proxy`
+        // decides when): Pingora's default is 16 attempts.
+        max_retries: 2,
         work_stealing: cfg.server.work_stealing,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace.max(1)),
@@ -99,6 +138,7 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
     let header_timeouts = &gateway.metrics.header_timeouts;
     let proxy_edge = Edge::leak(
         cfg.server.header_timeout,
+        cfg.server.write_timeout,
         Some(gateway.connections),
         header_timeouts.with_label_values(&["proxy"]),
     );
@@ -124,7 +164,8 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
 
     let admin_edge = Edge::leak(
         cfg.server.header_timeout,
-        None,
+        cfg.server.write_timeout,
+        Some(gateway.admin_connections),
         header_timeouts.with_label_values(&["admin"]),
     );
     let mut admin_service = admin::service(gateway.clone(), pools.clone(), admin_edge);
@@ -156,4 +197,32 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
     });
     gateway.accounts.store.close();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdleShare;
+
+    #[test]
+    fn idle_connections_share_the_budget() {
+        // The default: Pingora keeps its own default, the direct path the rest.
+        assert_eq!(
+            IdleShare::of(10_000, 2, 2),
+            IdleShare {
+                pingora_per_thread: 128,
+                direct: 10_000 - 512
+            }
+        );
+        // A small budget: together, never more than the total (but for
+        // Pingora's one place per pool).
+        for (total, services, threads) in [(40, 2, 2), (149, 2, 2), (1, 1, 1), (500, 8, 8)] {
+            let share = IdleShare::of(total, services, threads);
+            let pingora = share.pingora_per_thread * services * threads;
+            assert!(share.pingora_per_thread >= 1);
+            assert!(
+                pingora + share.direct <= total.max(services * threads),
+                "{total} {services} {threads}: {share:?}"
+            );
+        }
+    }
 }

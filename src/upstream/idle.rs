@@ -1,19 +1,24 @@
 //! Idle connections of the direct path (`proxy/forward.rs`), per target
-//! and per thread, and their counters.
+//! and per thread, their count across the process, and their counters.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recv, MsgFlags};
 
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::Stream;
 use prometheus::{IntCounter, IntCounterVec};
 
-/// Most idle connections kept per target.
+/// Most idle connections kept per target and thread.
 const MAX_IDLE: usize = 128;
+/// Idle connections open now in the whole process, and how many may be
+/// (`set_process_limit`, from the open-file budget; unlimited until set).
+static IDLE_OPEN: AtomicUsize = AtomicUsize::new(0);
+static IDLE_LIMIT_TOTAL: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Longest a connection stays idle in the pool, unless the upstream's
 /// `Keep-Alive: timeout=N` says less.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
@@ -49,27 +54,61 @@ pub struct IdleConnections {
     id: usize,
 }
 
-/// An idle connection: Pingora's stream, a duplicate of its socket (to
-/// look at it without reading), and when it expires.
+/// An idle connection: Pingora's stream, the number of its socket (to look
+/// at it without reading; the stream owns the socket, so the number names
+/// it as long as the stream lives), and when it expires.
 pub struct Pooled {
     pub stream: Stream,
-    pub socket: OwnedFd,
+    pub fd: RawFd,
     pub expires: Instant,
 }
 
-type Idle = VecDeque<Pooled>;
+/// A pooled connection, counted in `IDLE_OPEN` until it leaves the pool.
+struct Entry {
+    pooled: Pooled,
+    _slot: IdleSlot,
+}
+
+struct IdleSlot;
+
+impl IdleSlot {
+    fn take() -> Option<IdleSlot> {
+        let limit = IDLE_LIMIT_TOTAL.load(Ordering::Relaxed);
+        IDLE_OPEN
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| IdleSlot)
+    }
+}
+
+impl Drop for IdleSlot {
+    fn drop(&mut self) {
+        IDLE_OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sets how many idle connections the direct path may keep in the whole
+/// process (all targets and threads): they hold descriptors that no client
+/// connection accounts for, so the open-file budget counts them.
+pub fn set_process_limit(limit: usize) {
+    IDLE_LIMIT_TOTAL.store(limit, Ordering::Relaxed);
+}
+
+type Idle = VecDeque<Entry>;
 
 /// Whether nothing waits on an idle connection: no unsolicited byte (a
 /// late answer, a body after a HEAD answer, bytes past a Content-Length),
 /// no end of stream, no error. Anything read from it now could only be
 /// taken for the next request's answer, so such a connection is closed.
-/// One `recv(MSG_PEEK)` on the non-blocking socket.
-fn is_quiet(socket: &OwnedFd) -> bool {
-    let mut byte = [MaybeUninit::<u8>::uninit()];
-    match socket2::SockRef::from(socket).peek(&mut byte) {
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-        Ok(_) => false,
-    }
+/// One `recv(MSG_PEEK | MSG_DONTWAIT)` on the socket.
+fn is_quiet(fd: RawFd) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+        Err(nix::errno::Errno::EAGAIN)
+    )
 }
 
 thread_local! {
@@ -108,20 +147,20 @@ impl IdleConnections {
         let now = Instant::now();
         let mut closed = Vec::new();
         let found = self.with(|idle| {
-            while let Some(pooled) = idle.pop_back() {
-                if pooled.expires <= now {
+            while let Some(entry) = idle.pop_back() {
+                if entry.pooled.expires <= now {
                     // The others are older still (expiry times come in
                     // order unless the upstream changes its keep-alive
                     // timeout).
-                    closed.push(pooled);
+                    closed.push(entry);
                     closed.extend(std::mem::take(idle));
                     return None;
                 }
-                if is_quiet(&pooled.socket) {
-                    return Some(pooled);
+                if is_quiet(entry.pooled.fd) {
+                    return Some(entry.pooled);
                 }
                 stale.inc();
-                closed.push(pooled);
+                closed.push(entry);
             }
             None
         });
@@ -129,17 +168,26 @@ impl IdleConnections {
         found
     }
 
+    /// Keeps `pooled` for a later request; closes it instead when the
+    /// process already keeps as many idle connections as it may.
     pub fn put(&self, pooled: Pooled) {
+        let Some(slot) = IdleSlot::take() else {
+            return;
+        };
+        let entry = Entry {
+            pooled,
+            _slot: slot,
+        };
         let now = Instant::now();
         let _evicted = self.with(|idle| {
             let mut evicted = Vec::new();
             while idle
                 .front()
-                .is_some_and(|p| p.expires <= now || idle.len() >= MAX_IDLE)
+                .is_some_and(|e| e.pooled.expires <= now || idle.len() >= MAX_IDLE)
             {
                 evicted.extend(idle.pop_front());
             }
-            idle.push_back(pooled);
+            idle.push_back(entry);
             evicted
         });
     }

@@ -16,7 +16,9 @@ use pingora::lb::{Backend, LoadBalancer};
 use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
 
-pub use idle::{idle_time, ConnectionEvents, IdleConnections, Pooled};
+pub use idle::{
+    idle_time, set_process_limit as set_idle_limit, ConnectionEvents, IdleConnections, Pooled,
+};
 
 /// A target picked for one request: its address and, for the direct
 /// path, its idle connections.

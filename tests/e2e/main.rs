@@ -11,6 +11,7 @@ mod cli;
 mod forwarding;
 mod hardening;
 mod hardening_edge;
+mod hardening_followup;
 mod operations;
 mod proxy;
 mod replicas;

@@ -96,6 +96,8 @@ pub struct Server {
     pub header_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
     pub direct_path: Option<bool>,
+    #[serde(serialize_with = "duration")]
+    pub write_timeout: Option<Duration>,
 }
 
 setters!(Server {
@@ -105,6 +107,7 @@ setters!(Server {
     header_timeout: Duration,
     max_connections: usize,
     direct_path: bool,
+    write_timeout: Duration,
 });
 
 #[derive(Debug, Clone, Copy, Serialize)]
