@@ -363,26 +363,9 @@ fn a_flood_past_max_connections_is_refused_without_disturbing_the_others() {
         .collect();
     // The refused ones are answered and closed at once; the others wait
     // for a head.
-    let mut received: Vec<(Vec<u8>, bool)> = vec![(Vec::new(), false); flood.len()];
-    let polling = Instant::now();
-    while received.iter().filter(|(_, closed)| *closed).count() < 60 - 19
-        && polling.elapsed() < Duration::from_secs(3)
-    {
-        for (conn, (bytes, closed)) in flood.iter().zip(received.iter_mut()) {
-            conn.set_nonblocking(true).expect("nonblocking");
-            let mut c = conn;
-            let mut chunk = [0u8; 1024];
-            while !*closed {
-                match c.read(&mut chunk) {
-                    Ok(0) => *closed = true,
-                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => *closed = true,
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let received = common::scripted::fates(&flood, Duration::from_secs(3), |fates| {
+        fates.iter().filter(|(_, closed)| *closed).count() >= 60 - 19
+    });
     let refusals: Vec<String> = received
         .iter()
         .filter(|(bytes, _)| !bytes.is_empty())

@@ -5,7 +5,7 @@
 //! the admin listener's connections. Each test plays the attack against the
 //! real binary on loopback; times are checked with generous bounds only.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -298,26 +298,9 @@ fn metric(admin: SocketAddr, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
 }
 
-/// What each connection got, and whether it was closed, within `wait`.
-fn fates(conns: &mut [TcpStream], wait: Duration) -> Vec<(Vec<u8>, bool)> {
-    let mut fates = vec![(Vec::new(), false); conns.len()];
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline && fates.iter().any(|(_, closed)| !closed) {
-        for (conn, (bytes, closed)) in conns.iter_mut().zip(fates.iter_mut()) {
-            conn.set_nonblocking(true).expect("nonblocking");
-            let mut chunk = [0u8; 4096];
-            while !*closed {
-                match conn.read(&mut chunk) {
-                    Ok(0) => *closed = true,
-                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => *closed = true,
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    fates
+/// Every connection was closed.
+fn all_closed(fates: &[(Vec<u8>, bool)]) -> bool {
+    fates.iter().all(|(_, closed)| *closed)
 }
 
 /// A refusal of the connection cap, as the client reads it.
@@ -398,7 +381,7 @@ fn under_a_low_file_limit_the_cap_is_met_before_the_descriptors_run_out() {
 
     // A flood past the cap, kept open by its clients: refused, in JSON, or
     // closed at once once 256 refusals linger; never a descriptor short.
-    let mut flood: Vec<TcpStream> = (0..400)
+    let flood: Vec<TcpStream> = (0..400)
         .filter_map(|_| TcpStream::connect(addr).ok())
         .collect();
     let healthz = scripted::raw(admin, "GET", "/healthz", &[]);
@@ -412,7 +395,7 @@ fn under_a_low_file_limit_the_cap_is_met_before_the_descriptors_run_out() {
     let (again, _) = scripted::split_answer(&read_answer(&mut kept));
     assert_eq!(again.status, 200, "{again:?}");
 
-    let fates = fates(&mut flood, Duration::from_secs(3));
+    let fates = scripted::fates(&flood, Duration::from_secs(3), all_closed);
     assert!(
         fates.iter().all(|(_, closed)| *closed),
         "every connection past the cap is closed"
@@ -481,10 +464,10 @@ fn the_admin_listener_has_its_own_cap_counted_in_the_budget() {
     let (addr, admin) = (limited.gw.addr, limited.gw.admin);
     // A local process opens idle admin connections by the hundred: 64 are
     // served (they wait for a head), the others refused at once.
-    let mut idle: Vec<TcpStream> = (0..300)
+    let idle: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(admin).expect("the kernel accepts"))
         .collect();
-    let fates = fates(&mut idle, Duration::from_secs(3));
+    let fates = scripted::fates(&idle, Duration::from_secs(3), all_closed);
     let served = fates.iter().filter(|(_, closed)| !closed).count();
     assert_eq!(served, 64, "connections served at once");
     for (bytes, _) in fates.iter().filter(|(_, closed)| *closed) {

@@ -241,3 +241,30 @@ pub fn split_answer(bytes: &[u8]) -> (RawAnswer, Vec<u8>) {
     };
     (RawAnswer { status, head, body }, after)
 }
+
+/// What each connection got, and whether it was closed, read without
+/// blocking until `enough` says so or `wait` has passed.
+pub fn fates(
+    conns: &[TcpStream],
+    wait: Duration,
+    enough: impl Fn(&[(Vec<u8>, bool)]) -> bool,
+) -> Vec<(Vec<u8>, bool)> {
+    let mut fates = vec![(Vec::new(), false); conns.len()];
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline && !enough(&fates) {
+        for (mut conn, (bytes, closed)) in conns.iter().zip(fates.iter_mut()) {
+            conn.set_nonblocking(true).expect("nonblocking");
+            let mut chunk = [0u8; 4096];
+            while !*closed {
+                match conn.read(&mut chunk) {
+                    Ok(0) => *closed = true,
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => *closed = true,
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fates
+}
