@@ -170,7 +170,7 @@ const MAX_NOMINATED: usize = 16;
 /// Headers a client may not name in `Connection` (the request is refused,
 /// as Pingora's own path does): removing them would send the upstream a
 /// request without its `Host`, or hide the gateway's own headers.
-const PROTECTED: [HeaderName; 6] = [
+pub(super) const PROTECTED: [HeaderName; 6] = [
     HOST,
     FORWARDED_FOR,
     FORWARDED_HOST,

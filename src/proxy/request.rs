@@ -4,7 +4,7 @@
 //! endpoints and the route table see, and what the upstream receives.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{AUTHORIZATION, HOST};
+use http::header::{HeaderName, AUTHORIZATION, CONNECTION, HOST};
 use http::Version;
 use pingora::http::RequestHeader;
 
@@ -28,6 +28,7 @@ pub fn check(req: &RequestHeader) -> Result<Checked, ApiError> {
         return Err(ApiError::multiple_authorization());
     }
     check_host(req)?;
+    check_connection(req)?;
     if !req.raw_path_is_utf8() {
         return Err(ApiError::invalid_path());
     }
@@ -71,6 +72,24 @@ pub fn route_path(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// HTTP/1.1 needs exactly one `Host`, a valid authority without user
 /// information; HTTP/1.0 may go without (but not with two).
+/// A `Connection` may not name a header the gateway sets for the upstream:
+/// the upstream would get the client's word for it, or none. Checked here,
+/// for both forwarding paths (Pingora's removes nominated headers before
+/// vigile's filters see them).
+fn check_connection(req: &RequestHeader) -> Result<(), ApiError> {
+    let protected = req
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+        .any(|name| super::mutate::PROTECTED.contains(&name));
+    if protected {
+        return Err(ApiError::bad_request(400));
+    }
+    Ok(())
+}
+
 fn check_host(req: &RequestHeader) -> Result<(), ApiError> {
     let mut hosts = req.headers.get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {

@@ -589,6 +589,37 @@ fn echo_head() -> Scripted {
     })
 }
 
+/// A `Connection` naming a header the gateway sets for the upstream (so
+/// that the upstream would get the client's word, or nothing) is refused
+/// the same way on both forwarding paths, and nothing reaches the upstream.
+#[test]
+fn a_connection_naming_a_forwarding_header_is_refused_on_both_paths() {
+    let upstream = echo_head();
+    let gw = gateway_before(&upstream, Options::default());
+    for name in [
+        "Host",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Forwarded-Proto",
+        "X-Real-IP",
+        "x-real-ip",
+        "Forwarded",
+    ] {
+        // A GET takes the direct path (unless it is off), a POST Pingora's.
+        for method in ["GET", "POST"] {
+            let r = raw(
+                gw.addr,
+                method,
+                "/api/raw/nominated",
+                &[("Connection", &format!("close, {name}")), (name, "6.6.6.6")],
+            );
+            assert_eq!(r.status, 400, "{method} Connection: {name}: {}", r.text());
+            assert_eq!(r.code(), "bad_request", "{method} Connection: {name}");
+        }
+    }
+    assert_eq!(upstream.requests_to("/nominated"), 0);
+}
+
 /// A servlet container (Tomcat, Jetty, Spring) drops `;x` from a segment
 /// and serves `/api/stocks/admin;x/x` as `/api/stocks/admin/x`: routes are
 /// matched the same way.
