@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod fixture;
 mod input;
+mod limit;
 mod login;
 mod logout;
 pub mod operator;
@@ -33,8 +34,9 @@ use crate::revocation::RevocationList;
 use crate::store::{AccountRecord, Revocation, Store, StoreError};
 use crate::tokens::{Identity, SessionId, Subject, TokenKeys};
 
+pub use limit::{Attempts, Limit, Refusal};
 pub use operator::{OperatorCommand, OperatorReply};
-pub use throttle::{Attempts, Throttle};
+pub use throttle::Throttle;
 
 /// Largest body the gateway's own endpoints read (accounts, operator commands).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -201,13 +203,15 @@ pub struct AccountService {
     /// `tokens.reuse_grace`, in milliseconds.
     reuse_grace_ms: u64,
     /// Failed password checks (login, password change) per (account, client
-    /// address), per address, per account.
-    login_throttle_pair: Throttle,
-    login_throttle_ip: Throttle,
-    login_throttle_account: Throttle,
-    /// Reset requests per email and per client address.
-    reset_throttle_email: Throttle,
-    reset_throttle_ip: Throttle,
+    /// address), per address, per account. The one per account is shared by
+    /// the replicas when the store is (see `limit`).
+    login_throttle_pair: Limit,
+    login_throttle_ip: Limit,
+    login_throttle_account: Limit,
+    /// Reset requests per email (shared like the one per account) and per
+    /// client address.
+    reset_throttle_email: Limit,
+    reset_throttle_ip: Limit,
     /// Feeds the reset worker; `None` outside a running gateway.
     reset_queue: Option<password_reset::ResetQueue>,
     dummy_hash: String,
@@ -226,18 +230,28 @@ impl AccountService {
         let login = &config.accounts.login_throttle;
         let reset = &config.accounts.reset_throttle;
         AccountService {
-            store,
+            store: store.clone(),
             tokens,
             revocations,
             default_role: config.accounts.default_role.to_string(),
             password_min_length: config.accounts.password_min_length,
             reuse_grace_ms: u64::try_from(config.tokens.reuse_grace.as_millis())
                 .unwrap_or(u64::MAX),
-            login_throttle_pair: Throttle::new(login.max_failures, login.window),
-            login_throttle_ip: Throttle::new(login.max_failures_per_ip, login.window),
-            login_throttle_account: Throttle::new(login.max_failures_per_account, login.window),
-            reset_throttle_email: Throttle::new(reset.max_requests, reset.window),
-            reset_throttle_ip: Throttle::new(reset.max_requests_per_ip, reset.window),
+            login_throttle_pair: Limit::Local(Throttle::new(login.max_failures, login.window)),
+            login_throttle_ip: Limit::Local(Throttle::new(login.max_failures_per_ip, login.window)),
+            login_throttle_account: Limit::new(
+                &store,
+                "login_account",
+                login.max_failures_per_account,
+                login.window,
+            ),
+            reset_throttle_email: Limit::new(
+                &store,
+                "reset_email",
+                reset.max_requests,
+                reset.window,
+            ),
+            reset_throttle_ip: Limit::Local(Throttle::new(reset.max_requests_per_ip, reset.window)),
             reset_queue,
             dummy_hash: crate::passwords::dummy_hash(),
             hash_seconds,
@@ -268,7 +282,7 @@ impl AccountService {
             (&self.login_throttle_ip, &ip),
             (&self.login_throttle_account, account_key),
         ])
-        .map_err(ApiError::too_many_attempts)
+        .map_err(refused)
     }
 
     /// Runs one endpoint. Blocks: call it from the blocking pool.
@@ -409,6 +423,15 @@ pub(crate) fn store_failed(e: StoreError) -> ApiError {
             ApiError::store_unavailable()
         }
         other => internal(other),
+    }
+}
+
+/// A refused attempt: 429 `too_many_attempts` with the seconds to wait, or
+/// the store's failure when a shared limit could not be counted.
+pub(crate) fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Wait(wait) => ApiError::too_many_attempts(wait),
+        Refusal::Store(e) => store_failed(e),
     }
 }
 

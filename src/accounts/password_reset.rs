@@ -177,16 +177,18 @@ pub fn forgotten(
     let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     // Every request counts, reserved at once so that parallel ones cannot
     // pass the limit together.
+    // The address first: a refusal there costs no call to a shared store.
     match super::Attempts::reserve(&[
-        (&service.reset_throttle_email, &key),
         (&service.reset_throttle_ip, &ip),
+        (&service.reset_throttle_email, &key),
     ]) {
         Ok(attempts) => attempts.failure(),
-        Err(wait) => {
+        Err(super::Refusal::Wait(wait)) => {
             let mut e = ApiError::too_many_attempts(wait);
             e.message = "Trop de demandes de réinitialisation, réessayez plus tard".into();
             return Err(e);
         }
+        Err(super::Refusal::Store(e)) => return Err(super::store_failed(e)),
     }
     let mut reply = Reply::json(202, json!({ "message": FORGOTTEN_MESSAGE }))?;
     // Queued once the 202 is written: a known email must not make its own

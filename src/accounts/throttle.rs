@@ -131,42 +131,6 @@ impl Drop for Attempt<'_> {
     }
 }
 
-/// Attempts reserved on several throttles at once: all of them, or none.
-/// Dropped unsettled, they all count as failures.
-pub struct Attempts<'a> {
-    held: Vec<Attempt<'a>>,
-}
-
-impl<'a> Attempts<'a> {
-    /// Reserves each `(throttle, key)` in turn; on the first refusal, gives
-    /// back what was taken and returns the seconds to wait.
-    pub fn reserve(keys: &[(&'a Throttle, &str)]) -> Result<Attempts<'a>, u64> {
-        let mut held = Vec::with_capacity(keys.len());
-        for (throttle, key) in keys {
-            match throttle.reserve(key) {
-                Ok(attempt) => held.push(attempt),
-                Err(wait) => {
-                    held.into_iter().for_each(Attempt::release);
-                    return Err(wait);
-                }
-            }
-        }
-        Ok(Attempts { held })
-    }
-
-    /// The check failed: counted on every throttle.
-    pub fn failure(self) {}
-
-    /// The check passed: every attempt is given back, and the failures of the
-    /// first throttle (the narrowest key: one account from one address) are
-    /// forgotten.
-    pub fn success(self) {
-        for (i, attempt) in self.held.into_iter().enumerate() {
-            attempt.success(i == 0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,30 +187,5 @@ mod tests {
             thread.join().expect("thread");
         }
         assert_eq!(checks.load(Ordering::SeqCst), 5);
-    }
-
-    #[test]
-    fn a_refusal_on_one_key_gives_the_others_back() {
-        let pair = Throttle::new(5, Duration::from_secs(60));
-        let ip = Throttle::new(1, Duration::from_secs(60));
-        let first = Attempts::reserve(&[(&pair, "a|ip"), (&ip, "ip")]).expect("first");
-        assert!(Attempts::reserve(&[(&pair, "a|ip"), (&ip, "ip")]).is_err());
-        first.failure();
-        // The refused attempt was not counted on the pair: 4 slots remain.
-        for _ in 0..4 {
-            pair.reserve("a|ip").expect("slot").failure();
-        }
-        assert!(pair.reserve("a|ip").is_err());
-    }
-
-    #[test]
-    fn an_attempt_dropped_on_an_error_path_counts_and_does_not_stay_in_flight() {
-        let t = Throttle::new(2, Duration::from_millis(100));
-        let attempts = Attempts::reserve(&[(&t, "k")]).expect("slot");
-        drop(attempts);
-        t.reserve("k").expect("second").failure();
-        assert!(t.reserve("k").is_err());
-        std::thread::sleep(Duration::from_millis(150));
-        assert!(t.reserve("k").is_ok(), "nothing left in flight");
     }
 }

@@ -165,6 +165,30 @@ impl StoreBackend for Metered {
         self.count("follow", self.inner.follow(follow))
     }
 
+    fn shares_attempts(&self) -> bool {
+        self.inner.shares_attempts()
+    }
+
+    fn take_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> StoreResult<Option<u64>> {
+        self.count(
+            "take_attempt",
+            self.inner.take_attempt(scope, key, limit, window),
+        )
+    }
+
+    fn give_back_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
+        self.count(
+            "give_back_attempt",
+            self.inner.give_back_attempt(scope, key),
+        )
+    }
+
     fn create_reset_token(&self, token_hash: &[u8], record: &ResetRecord) -> StoreResult<()> {
         let out = self.inner.create_reset_token(token_hash, record);
         self.count("create_reset_token", out)

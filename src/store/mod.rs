@@ -203,6 +203,36 @@ pub trait StoreBackend: Send + Sync {
         Ok(())
     }
 
+    // --- throttles shared by replicas ---------------------------------------------
+
+    /// Whether this store counts throttled attempts for every process that
+    /// uses it (`take_attempt`, `give_back_attempt`). A single-process store
+    /// does not: the gateway counts them in memory.
+    fn shares_attempts(&self) -> bool {
+        false
+    }
+
+    /// Counts one attempt of `key` under the throttle `scope` at once:
+    /// `None` when taken, or the seconds to wait when `limit` attempts are
+    /// counted in the key's window already. A window opens at a key's first
+    /// attempt and lasts `window`, on one clock for every process.
+    fn take_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> StoreResult<Option<u64>> {
+        let _ = (scope, key, limit, window);
+        Err(StoreError::Db("this store shares no throttles".into()))
+    }
+
+    /// Gives back an attempt `take_attempt` took (its check passed).
+    fn give_back_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
+        let _ = (scope, key);
+        Err(StoreError::Db("this store shares no throttles".into()))
+    }
+
     // --- password-reset tokens ---------------------------------------------------
 
     /// Stores a reset token by the SHA-256 of the token (never the token).

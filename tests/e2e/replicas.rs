@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::config::{Auth, Route};
+use crate::common::config::{Auth, ResetThrottle, Route, Throttle};
 use crate::common::relay::Relay;
 use crate::common::{pg, Gateway, Options};
 
@@ -103,6 +103,70 @@ fn one_email_registered_on_two_replicas_at_once_makes_one_account() {
         assert_ne!(statuses[1], 201, "round {round}: {statuses:?}");
         assert!(statuses[1] < 500, "round {round}: {statuses:?}");
     }
+}
+
+#[test]
+fn the_login_limit_per_account_and_the_reset_limit_per_email_hold_across_replicas() {
+    let url = pg::database();
+    // Only the limits per account and per email can bite here: the pair
+    // and per-address limits are far above what the test sends.
+    let limits = |o: Options| {
+        o.accounts(|a| {
+            a.login_throttle(
+                Throttle::default()
+                    .max_failures(50)
+                    .max_failures_per_ip(50)
+                    .max_failures_per_account(4),
+            )
+            .reset_throttle(
+                ResetThrottle::default()
+                    .max_requests(3)
+                    .max_requests_per_ip(50),
+            )
+        })
+    };
+    let (a, b) = (replica(&url, limits), replica(&url, limits));
+    a.register_and_login("target@example.com", "Correct-Horse-42");
+    let wrong = json!({"email": "target@example.com", "password": "pas-le-bon"});
+    for (i, gw) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let r = gw.post("/api/accounts/login/", &wrong, None);
+        assert_eq!(r.code(), "invalid_credentials", "attempt {i}: {}", r.text);
+    }
+    // Four failures spread over two replicas: the account's limit is
+    // reached on both, for the right password too.
+    let right = json!({"email": "TARGET@example.com", "password": "Correct-Horse-42"});
+    for gw in [&a, &b] {
+        for body in [&wrong, &right] {
+            let r = gw.post("/api/accounts/login/", body, None);
+            assert_eq!(
+                (r.status, r.code()),
+                (429, "too_many_attempts"),
+                "{}",
+                r.text
+            );
+            let wait: u64 = r
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After in seconds");
+            assert!((1..=900).contains(&wait), "{wait}");
+        }
+    }
+    // Another account is not touched.
+    a.register_and_login("other@example.com", "Correct-Horse-42");
+
+    let forgotten = json!({"email": "target@example.com"});
+    for gw in [&a, &b, &b] {
+        let r = gw.post("/api/accounts/password-forgotten/", &forgotten, None);
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+    let r = a.post("/api/accounts/password-forgotten/", &forgotten, None);
+    assert_eq!((r.status, r.code()), (429, "too_many_attempts"));
+    let r = b.post(
+        "/api/accounts/password-forgotten/",
+        &json!({"email": "other@example.com"}),
+        None,
+    );
+    assert_eq!(r.status, 202, "another email is not touched");
 }
 
 #[test]

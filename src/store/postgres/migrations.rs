@@ -17,11 +17,18 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "attempts",
+        sql: include_str!("migrations/0002_attempts.sql"),
+    },
+];
 
 /// The advisory lock taken while migrating ("vigile" in ASCII).
 const LOCK: i64 = 0x7669_6769_6c65;

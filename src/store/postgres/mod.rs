@@ -41,6 +41,7 @@
 //! made, a lost one and a timeout give `StoreError::Unavailable`.
 
 mod accounts;
+mod attempts;
 mod copy;
 mod follow;
 mod housekeeping;
@@ -461,6 +462,24 @@ impl StoreBackend for PgStore {
         Ok(())
     }
 
+    fn shares_attempts(&self) -> bool {
+        true
+    }
+
+    fn take_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<Option<u64>> {
+        self.read(async |c| attempts::take(c, scope, key, limit, window).await)
+    }
+
+    fn give_back_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
+        self.read(async |c| attempts::give_back(c, scope, key).await)
+    }
+
     fn create_reset_token(&self, token_hash: &[u8], record: &ResetRecord) -> StoreResult<()> {
         self.write(async |txn| reset_tokens::create(txn, token_hash, record).await)
     }
@@ -493,7 +512,10 @@ impl StoreBackend for PgStore {
     }
 
     fn purge_expired(&self, now: u64) -> StoreResult<(usize, usize, usize)> {
-        self.write(async |txn| housekeeping::purge_expired(txn, now).await)
+        self.write(async |txn| {
+            attempts::purge(txn).await?;
+            housekeeping::purge_expired(txn, now).await
+        })
     }
 
     fn close(&self) {

@@ -152,3 +152,79 @@ fn a_follower_goes_stale_without_the_database_and_catches_up_when_it_returns() {
     assert!(status.is_up() && !status.is_stale());
     b.close();
 }
+
+#[test]
+fn two_replicas_taking_attempts_at_once_never_pass_the_limit() {
+    let url = DatabaseUrl::new(testing::database());
+    let replicas = [Arc::new(open(&url)), Arc::new(open(&url))];
+    let window = Duration::from_secs(60);
+    let start = Arc::new(std::sync::Barrier::new(16));
+    let takers: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, start) = (replicas[i % 2].clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                store.take_attempt("login_account", "victim@example.com", 5, window)
+            })
+        })
+        .collect();
+    let outcomes: Vec<Option<u64>> = takers
+        .into_iter()
+        .map(|t| t.join().expect("thread").expect("take"))
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 5);
+    for wait in outcomes.iter().flatten() {
+        assert!((1..=60).contains(wait), "{wait}");
+    }
+    // Scopes and keys count apart.
+    let other = |i: usize, scope, key| replicas[i].take_attempt(scope, key, 5, window);
+    assert_eq!(
+        other(0, "reset_email", "victim@example.com").expect("take"),
+        None
+    );
+    assert_eq!(
+        other(1, "login_account", "other@example.com").expect("take"),
+        None
+    );
+    // One given back on B: one more taken on A, then full again.
+    replicas[1]
+        .give_back_attempt("login_account", "victim@example.com")
+        .expect("give back");
+    let take = |i: usize| {
+        replicas[i]
+            .take_attempt("login_account", "victim@example.com", 5, window)
+            .expect("take")
+    };
+    assert_eq!(take(0), None);
+    assert!(take(1).is_some());
+}
+
+#[test]
+fn an_attempt_window_ends_on_the_database_clock() {
+    let url = DatabaseUrl::new(testing::database());
+    let (a, b) = (open(&url), open(&url));
+    let window = Duration::from_millis(300);
+    assert_eq!(
+        a.take_attempt("login_account", "k", 1, window)
+            .expect("take"),
+        None
+    );
+    assert_eq!(
+        b.take_attempt("login_account", "k", 1, window)
+            .expect("take"),
+        Some(1)
+    );
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(
+        b.take_attempt("login_account", "k", 1, window)
+            .expect("take"),
+        None
+    );
+    // Ended windows are purged with the rest.
+    std::thread::sleep(Duration::from_millis(350));
+    a.purge_expired(crate::unix_now()).expect("purge");
+    let rows = a
+        .read(async |c| housekeeping::rows(c, "attempts").await)
+        .expect("rows");
+    assert_eq!(rows, 0);
+}

@@ -206,6 +206,7 @@ pub enum Algorithm {
 #[derive(Debug, Default, Serialize)]
 pub struct Accounts {
     pub login_throttle: Option<Throttle>,
+    pub reset_throttle: Option<ResetThrottle>,
     #[serde(serialize_with = "duration")]
     pub reset_ttl: Option<Duration>,
     pub hash_workers: Option<usize>,
@@ -213,6 +214,8 @@ pub struct Accounts {
 }
 
 setters!(Accounts {
+    login_throttle: Throttle,
+    reset_throttle: ResetThrottle,
     reset_ttl: Duration,
     hash_workers: usize,
     hash_queue: usize,
@@ -236,7 +239,30 @@ pub struct Throttle {
     pub max_failures: Option<u32>,
     #[serde(serialize_with = "duration")]
     pub window: Option<Duration>,
+    pub max_failures_per_ip: Option<u32>,
+    pub max_failures_per_account: Option<u32>,
 }
+
+setters!(Throttle {
+    max_failures: u32,
+    window: Duration,
+    max_failures_per_ip: u32,
+    max_failures_per_account: u32,
+});
+
+/// `accounts.reset_throttle`.
+#[derive(Debug, Default, Serialize)]
+pub struct ResetThrottle {
+    pub max_requests: Option<u32>,
+    pub max_requests_per_ip: Option<u32>,
+    #[serde(serialize_with = "duration")]
+    pub window: Option<Duration>,
+}
+
+setters!(ResetThrottle {
+    max_requests: u32,
+    max_requests_per_ip: u32,
+});
 
 /// `mailer:`.
 #[derive(Debug, Default, Serialize)]

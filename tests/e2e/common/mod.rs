@@ -141,10 +141,11 @@ impl Default for Options {
             .access_ttl(Duration::from_secs(300))
             .reuse_grace(Duration::from_secs(2)),
             accounts: config::Accounts {
-                login_throttle: Some(config::Throttle {
-                    max_failures: Some(5),
-                    window: Some(Duration::from_secs(15 * 60)),
-                }),
+                login_throttle: Some(
+                    config::Throttle::default()
+                        .max_failures(5)
+                        .window(Duration::from_secs(15 * 60)),
+                ),
                 ..config::Accounts::default()
             },
             mailer: None,
