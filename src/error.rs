@@ -67,6 +67,8 @@ error_codes! {
     AccountNotFound = "account_not_found",
     UnknownRole = "unknown_role",
     InvalidRole = "invalid_role",
+    /// `vigile reload`: the file is invalid or changes a key bound at start.
+    ReloadRefused = "reload_refused",
     // --- server side
     TooManyConnections = "too_many_connections",
     Overloaded = "overloaded",

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub header_timeouts: IntCounterVec,
     pub revocation_lag_seconds: Histogram,
     pub store_up: IntGauge,
+    /// `vigile_config_reloads_total{result}`: reloads by outcome.
+    pub config_reloads: IntCounterVec,
+    /// `vigile_config_info{sha256}`: 1 for the file in force.
+    pub config_info: IntGaugeVec,
     pub store_errors: IntCounterVec,
 }
 
@@ -175,6 +179,23 @@ impl Metrics {
              create_session, ...)",
             &["op"],
         )?;
+        let config_reloads = counter(
+            &registry,
+            "vigile_config_reloads_total",
+            "Configuration reloads (SIGHUP, vigile reload), by result: ok or error",
+            &["result"],
+        )?;
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "vigile_config_info",
+                "1, labelled with the SHA-256 of the configuration file in force",
+            ),
+            &["sha256"],
+        )?;
+        registry.register(Box::new(config_info.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -196,7 +217,15 @@ impl Metrics {
             revocation_lag_seconds,
             store_up,
             store_errors,
+            config_reloads,
+            config_info,
         })
+    }
+
+    /// `vigile_config_info{sha256}`: this file is in force (and no other).
+    pub fn config_in_force(&self, sha256: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[sha256]).set(1);
     }
 
     /// The Prometheus text exposition of every metric.
