@@ -40,13 +40,23 @@ fn a_refresh_token_reused_on_another_replica_ends_the_session_on_every_replica()
     let rotated = refresh(&a, &refresh0);
     let rotated_at = Instant::now();
     assert_eq!(rotated.status, 200, "rotation on A: {}", rotated.text);
-    let (access1, refresh1) = (text(&rotated.json, "access"), text(&rotated.json, "refresh"));
+    let (access1, refresh1) = (
+        text(&rotated.json, "access"),
+        text(&rotated.json, "refresh"),
+    );
 
     // Within the window (a client that raced its own rotation): B answers
     // the retired token for the same session, with its current refresh token.
     let raced = refresh(&b, &refresh0);
-    assert!(rotated_at.elapsed() < grace, "the check ran inside the window");
-    assert_eq!(raced.status, 200, "inside the grace window on B: {}", raced.text);
+    assert!(
+        rotated_at.elapsed() < grace,
+        "the check ran inside the window"
+    );
+    assert_eq!(
+        raced.status, 200,
+        "inside the grace window on B: {}",
+        raced.text
+    );
     let (access2, refresh2) = (text(&raced.json, "access"), text(&raced.json, "refresh"));
     assert_eq!(
         claims(&refresh2)["jti"],
@@ -81,7 +91,10 @@ fn a_refresh_token_reused_on_another_replica_ends_the_session_on_every_replica()
             },
         );
         for access in accesses {
-            assert_eq!(gw.get("/api/stocks/x", Some(access)).code(), "token_revoked");
+            assert_eq!(
+                gw.get("/api/stocks/x", Some(access)).code(),
+                "token_revoked"
+            );
         }
         let newest = refresh(gw, &refresh1);
         assert_eq!(
@@ -98,7 +111,10 @@ fn a_replica_restarted_after_sigkill_refuses_every_revoked_token_from_its_first_
     let url = pg::database();
     let a = replica(&url, |o| o);
     let mut b = replica(&url, |o| o);
-    let kept = text(&a.register_and_login("many@example.com", PASSWORD), "access");
+    let kept = text(
+        &a.register_and_login("many@example.com", PASSWORD),
+        "access",
+    );
     // 50 sessions, logged in on A by two clients at once.
     let accesses: Vec<String> = std::thread::scope(|scope| {
         let logins: Vec<_> = (0..2)
@@ -116,7 +132,11 @@ fn a_replica_restarted_after_sigkill_refuses_every_revoked_token_from_its_first_
             .collect()
     });
     for access in &accesses {
-        assert_eq!(b.get("/api/stocks/x", Some(access)).status, 200, "B accepts them");
+        assert_eq!(
+            b.get("/api/stocks/x", Some(access)).status,
+            200,
+            "B accepts them"
+        );
     }
     let logout = |access: &String| {
         let r = a.post("/api/accounts/logout/", &json!({}), Some(access));
@@ -202,7 +222,9 @@ fn register_load(addr: SocketAddr, name: &str, acked: &AtomicUsize, out: &Mutex<
                 out.registered.push(email);
                 acked.fetch_add(1, Ordering::SeqCst);
             }
-            _ => out.failures.push(format!("register {email}: {status} {answer}")),
+            _ => out
+                .failures
+                .push(format!("register {email}: {status} {answer}")),
         }
     }
 }
@@ -222,9 +244,13 @@ fn logout_load(addr: SocketAddr, email: &str, acked: &AtomicUsize, out: &Mutex<A
             out.lock().expect("lock").failures.push(failure);
             continue;
         };
-        let Some((status, answer)) =
-            try_post(&agent, addr, "/api/accounts/logout/", &json!({}), Some(access))
-        else {
+        let Some((status, answer)) = try_post(
+            &agent,
+            addr,
+            "/api/accounts/logout/",
+            &json!({}),
+            Some(access),
+        ) else {
             return;
         };
         let mut out = out.lock().expect("lock");
@@ -233,7 +259,9 @@ fn logout_load(addr: SocketAddr, email: &str, acked: &AtomicUsize, out: &Mutex<A
                 out.logged_out.push(access.to_string());
                 acked.fetch_add(1, Ordering::SeqCst);
             }
-            _ => out.failures.push(format!("logout {email}: {status} {answer}")),
+            _ => out
+                .failures
+                .push(format!("logout {email}: {status} {answer}")),
         }
     }
 }
@@ -264,7 +292,7 @@ fn a_replica_killed_during_write_load_loses_no_acknowledged_write() {
             // Killed while the load runs: after a few acknowledged writes,
             // with others in flight.
             within("writes acknowledged", Duration::from_secs(15), || {
-                acked.load(Ordering::SeqCst) >= 6
+                acked.load(Ordering::SeqCst) >= 10
             });
             a.kill();
         });
@@ -276,7 +304,11 @@ fn a_replica_killed_during_write_load_loses_no_acknowledged_write() {
                 &json!({"email": email, "password": PASSWORD}),
                 None,
             );
-            assert_eq!(r.status, 200, "trial {trial}: acknowledged {email}: {}", r.text);
+            assert_eq!(
+                r.status, 200,
+                "trial {trial}: acknowledged {email}: {}",
+                r.text
+            );
         }
         for access in &out.logged_out {
             within(
@@ -291,7 +323,7 @@ fn a_replica_killed_during_write_load_loses_no_acknowledged_write() {
             out.logged_out.len()
         );
     }
-    assert!(started.elapsed() < Duration::from_secs(60), "bounded");
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
 }
 
 /// Runs `left` and `right` at once (one barrier, two threads).
@@ -374,9 +406,19 @@ fn concurrent_writes_never_answer_5xx(url: &str) {
                     Some(&y_access),
                 )
             },
-            || b.post("/api/accounts/logout/", &json!({"all": true}), Some(&z_access)),
+            || {
+                b.post(
+                    "/api/accounts/logout/",
+                    &json!({"all": true}),
+                    Some(&z_access),
+                )
+            },
         );
-        check(&format!("round {round}: password change on A"), &p, &[200, 401]);
+        check(
+            &format!("round {round}: password change on A"),
+            &p,
+            &[200, 401],
+        );
         check(&format!("round {round}: logout all on B"), &l, &[200, 401]);
         if p.status == 200 {
             current = next;
