@@ -15,5 +15,6 @@ mod hardening_followup;
 mod operations;
 mod proxy;
 mod replicas;
+mod replicas_faults;
 mod self_service;
 mod store_copy;
