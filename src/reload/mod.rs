@@ -62,15 +62,16 @@ pub struct Reloader {
 
 impl Reloader {
     /// Builds the first `Live` from the configuration the gateway opened
-    /// with (read from `path`, whose bytes hash to `sha256`).
+    /// with, as read from `path` (whose bytes hash to `sha256`).
     pub fn start(
         gateway: Arc<Gateway>,
+        loaded: Config,
         path: PathBuf,
         sha256: String,
         verified: Arc<TokenCache>,
         health: HealthSender,
     ) -> Result<Reloader, crate::upstream::UpstreamError> {
-        let config = Arc::new(gateway.config.clone());
+        let config = Arc::new(loaded);
         let (live, _) = Live::build(config, &gateway, verified.clone(), None, &health)?;
         gateway.metrics.config_in_force(&sha256);
         Ok(Reloader {

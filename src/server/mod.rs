@@ -106,6 +106,8 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
             source,
         })?;
     }
+    // What reloads compare with: the file as read (before the adjustments).
+    let loaded = config.clone();
     // A flood of connections must meet server.max_connections, not the
     // open-file limit (past which Pingora stops accepting for everyone).
     config.server.max_connections =
@@ -148,6 +150,7 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
     server.add_service(background_service("health checks", health_checks));
     let reloader = Arc::new(Reloader::start(
         gateway.clone(),
+        loaded,
         config_path,
         sha256,
         verified,

@@ -14,6 +14,7 @@ mod hardening_edge;
 mod hardening_followup;
 mod operations;
 mod proxy;
+mod reload;
 mod replicas;
 mod replicas_faults;
 mod self_service;
