@@ -228,11 +228,11 @@ def call(conn, method, path, body=None, token=None):
         return r.status, None
 
 
-def register(replica, email):
+def register(replica, email, password=PASSWORD):
     c = replica.conn()
     try:
-        return call(c, "POST", "/api/accounts/register/", {"email": email, "password": PASSWORD,
-                                                             "password_confirm": PASSWORD,
+        return call(c, "POST", "/api/accounts/register/", {"email": email, "password": password,
+                                                             "password_confirm": password,
                                                              "first_name": "Jean", "last_name": "Dupont"})[0]
     finally:
         c.close()
@@ -432,7 +432,8 @@ def run_logins(work, contenders, results):
             replica = contenders[name]
             replica.start(cpu=PROXY_CPU)
             if r < 2:  # first start of each: the storm's account
-                register(replica, "storm@bench.example.com")
+                # load.py's LOGIN_SCRIPT logs in with this address and password.
+                register(replica, "storm@bench.example.com", "Bench-storm-2026")
             out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c16", f"-d{DURATION}s", "-s", script,
                                   f"http://127.0.0.1:{replica.port}/api/accounts/login/"],
                                  capture_output=True, text=True, check=True).stdout
