@@ -10,6 +10,8 @@ Parts (no argument: all of them, in this order):
            alternated rounds (wrk, nginx upstream, pre-issued tokens, as
            benches/load.py does)
   logins   logins/s on PostgreSQL vs redb, alternated rounds
+  instructions  (only when asked) callgrind instructions per proxied
+           request, PostgreSQL vs redb: deterministic
   startup  start-up of a replica (until /readyz answers 200) with 1M
            revocations in PostgreSQL, and with an empty database
   crash    kill -9 of replica A during registrations and logouts, TRIALS
@@ -141,6 +143,22 @@ class Work:
         version = self.sql("postgres", "SHOW server_version")
         log(f"PostgreSQL {version} on 127.0.0.1:{self.pg_port} (fsync {self.sql('postgres', 'SHOW fsync')})")
         return version
+
+    def pin_pg(self, cpus):
+        """Sets the CPU affinity of the cluster's processes (the postmaster,
+        by its pid file, and its children)."""
+        with open(self.path("pg", "data", "postmaster.pid")) as f:
+            master = f.readline().strip()
+        pids = [master]
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == master:
+                        pids.append(entry)
+            except (OSError, IndexError):
+                continue
+        for pid in pids:
+            subprocess.run(["taskset", "-p", "-c", cpus, pid], capture_output=True)
 
     def sql(self, db, statement):
         out = subprocess.run([f"{self.pg_bin}/psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
@@ -408,7 +426,7 @@ def run_proxy(work, contenders, results):
     ratios = [p["rps"] / d["rps"] for p, d in zip(runs["postgres"], runs["redb"])]
     results["proxy"] = {"runs": runs, "ratios": ratios}
     print(f"\n## Proxied req/s, one replica on PostgreSQL vs redb ({ROUNDS} rounds x {DURATION} s, "
-          f"{CONNECTIONS} connections, 1 worker thread on CPU 1, wrk and nginx on CPU 0, medians)\n")
+          f"{CONNECTIONS} connections, 1 worker thread on CPU 1, wrk, nginx and PostgreSQL on CPU 0, medians)\n")
     print("| store | req/s | p50 (us) | p99 (us) | CPU us/req | RSS MiB | non-200 |")
     print("|---|---|---|---|---|---|---|")
     for name, rs in runs.items():
@@ -445,7 +463,7 @@ def run_logins(work, contenders, results):
             log(f"logins round {r + 1} {name:8} {rate:6.1f} logins/s ({v['ok']} of {v['requests']} answered 200)")
     ratios = [p["rate"] / d["rate"] for p, d in zip(runs["postgres"], runs["redb"])]
     results["logins"] = {"runs": runs, "ratios": ratios}
-    print(f"\n## Logins/s, PostgreSQL vs redb ({ROUNDS} rounds x {DURATION} s, wrk -c16 on CPU 0, the gateway on "
+    print(f"\n## Logins/s, PostgreSQL vs redb ({ROUNDS} rounds x {DURATION} s, wrk -c16 and PostgreSQL on CPU 0, the gateway on "
           f"CPU 1, medians)\n")
     print("| store | logins/s | logins answered 200 / sent |")
     print("|---|---|---|")
@@ -455,6 +473,51 @@ def run_logins(work, contenders, results):
     med = statistics.median(x["rate"] for x in runs["postgres"]) / statistics.median(x["rate"] for x in runs["redb"])
     print(f"\npostgres / redb: {med:.2f} (ratio of medians); paired {statistics.median(ratios):.2f} "
           f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+
+
+def run_instructions(work, contenders, results):
+    """Instructions per proxied request under callgrind, redb vs postgres
+    (deterministic, unlike time on a shared machine), as load.py's
+    `instructions` mode: 1,000 keep-alive requests with tokens seen before,
+    after 1,000 of warm-up. Whatever the store's own threads do meanwhile
+    (postgres: the follower's catch-up every sync_interval) is counted too."""
+    with open(work.path("tokens.txt")) as f:
+        tokens = f.read().split()
+    n = 1000
+
+    def drive(port):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for i in range(n):
+            status, _ = call(c, "GET", "/api/stocks/", token=tokens[i % len(tokens)])
+            assert status == 200, status
+        c.close()
+
+    rows = []
+    for name, replica in contenders.items():
+        out = work.path(f"callgrind-{name}.out")
+        replica.proc = work.spawn(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", VIGILE, "serve",
+                                   "--config", replica.config], replica.name + "-callgrind")
+        load.wait_port(replica.port, timeout=120)
+        t = time.perf_counter()
+        drive(replica.port)  # warm-up
+        subprocess.run(["callgrind_control", "-z", str(replica.proc.pid)], capture_output=True)
+        t = time.perf_counter()
+        drive(replica.port)
+        seconds = time.perf_counter() - t
+        subprocess.run(["callgrind_control", "-d", str(replica.proc.pid)], capture_output=True)
+        time.sleep(1)
+        replica.stop()
+        dump = sorted(glob.glob(out + ".*"), key=os.path.getmtime)[-1]
+        totals = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+        total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
+        rows.append((name, total / n, seconds))
+        log(f"instructions {name}: {total / n:,.0f} per request ({seconds:.1f} s under callgrind)")
+    results["instructions"] = rows
+    print(f"\n## Instructions per proxied request (callgrind, {n} keep-alive requests, tokens seen before)\n")
+    print("| store | instructions/request | vs redb | measured over (s) |")
+    print("|---|---|---|---|")
+    for name, per, seconds in rows:
+        print(f"| {name} | {per:,.0f} | {per / rows[0][1]:.3f} | {seconds:.1f} |")
 
 
 def revoked_in_memory(replica):
@@ -622,8 +685,8 @@ def run_crash(work, upstream_port, results):
 def main():
     parts = sys.argv[1:] or ["lag", "proxy", "logins", "startup", "crash"]
     for part in parts:
-        if part not in ("lag", "proxy", "logins", "startup", "crash"):
-            sys.exit(f"unknown part {part}: lag | proxy | logins | startup | crash")
+        if part not in ("lag", "proxy", "logins", "instructions", "startup", "crash"):
+            sys.exit(f"unknown part {part}: lag | proxy | logins | instructions | startup | crash")
     for tool in (VIGILE, SETUP):
         if not os.path.exists(tool):
             sys.exit(f"{tool} is missing: run benches/replicas.sh (it builds it)")
@@ -645,12 +708,18 @@ def main():
         upstream = load.PORTS["upstream"]
         if "lag" in parts:
             run_lag(work, upstream, results)
-        if "proxy" in parts or "logins" in parts:
+        if "proxy" in parts or "logins" in parts or "instructions" in parts:
             contenders = proxy_contenders(work, upstream)
+            # The database (idle on the proxy path, busy on logins) runs
+            # with wrk and nginx, off the gateway's CPU.
+            work.pin_pg(LOAD_CPU)
             if "proxy" in parts:
                 run_proxy(work, contenders, results)
             if "logins" in parts:
                 run_logins(work, contenders, results)
+            if "instructions" in parts:
+                run_instructions(work, contenders, results)
+            work.pin_pg("0-" + str(os.cpu_count() - 1))
         if "startup" in parts:
             run_startup(work, upstream, results)
         if "crash" in parts:

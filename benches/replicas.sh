@@ -3,6 +3,7 @@
 #
 #   bash benches/replicas.sh                 # every part: lag proxy logins startup crash
 #   bash benches/replicas.sh lag crash       # some parts only
+#   bash benches/replicas.sh instructions    # callgrind, redb vs postgres (only when asked)
 #   ROUNDS=5 DURATION=5 LAG_LOGOUTS=300 TRIALS=20 REVOCATIONS=1000000 bash benches/replicas.sh
 #
 # Needs Debian's postgresql (run from a temporary cluster, as the `postgres`
@@ -21,6 +22,9 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+case " $* " in
+  *" instructions "*) command -v valgrind >/dev/null 2>&1 || missing+=(valgrind) ;;
+esac
 install_missing "${missing[@]}"
 
 cargo build --release --bins --examples
