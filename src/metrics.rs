@@ -158,8 +158,9 @@ impl Metrics {
         let revocation_lag_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "vigile_revocation_lag_seconds",
-                "Time from a revocation's commit on the replica that wrote it (the database's \
-                 clock) to its application here, for revocations another replica wrote",
+                "Time from a revocation's write on the replica that wrote it (its row's time on \
+                 the database's clock, just before the commit) to its application here, for \
+                 revocations another replica wrote",
             )
             .buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0,
