@@ -26,6 +26,9 @@ use crate::state::Gateway;
 
 pub const COMMAND_PATH: &str = "/admin/v1/command";
 
+/// The longest `/readyz` waits for the store.
+const READY_STORE_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct AdminApp {
     gateway: Arc<Gateway>,
     reloader: Arc<Reloader>,
@@ -72,9 +75,12 @@ impl AdminApp {
     async fn ready(&self) -> Response<Vec<u8>> {
         // A store call blocks (a database round trip): off the async task.
         let store = self.gateway.accounts.store.clone();
-        let store_ok = tokio::task::spawn_blocking(move || store.account_count().is_ok())
-            .await
-            .unwrap_or(false);
+        // A probe must answer quickly, even while the database hangs.
+        let store_ok = tokio::task::spawn_blocking(move || {
+            crate::store::within(READY_STORE_BUDGET, || store.account_count().is_ok())
+        })
+        .await
+        .unwrap_or(false);
         let live = self.reloader.lives().load_full();
         let unhealthy: Vec<&str> = live
             .pools

@@ -212,6 +212,9 @@ impl Policy {
     }
 }
 
+/// The longest the store calls of one account request may take together.
+pub const STORE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything the account handlers share.
 pub struct AccountService {
     pub store: Arc<Store>,
@@ -326,8 +329,14 @@ impl AccountService {
         .map_err(refused)
     }
 
-    /// Runs one endpoint. Blocks: call it from the blocking pool.
+    /// Runs one endpoint. Blocks: call it from the blocking pool. Its
+    /// store calls together take at most `STORE_BUDGET`: a database that
+    /// hangs costs the client that long, then 503 `store_unavailable`.
     pub fn handle(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
+        crate::store::within(STORE_BUDGET, || self.endpoint(req))
+    }
+
+    fn endpoint(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
         match req.endpoint {
             Endpoint::Register => register::apply(
                 self,

@@ -287,6 +287,38 @@ pub trait StoreBackend: Send + Sync {
 /// The store, whatever its backend.
 pub type Store = dyn StoreBackend;
 
+thread_local! {
+    /// When the store calls of the work running on this thread must end
+    /// (`within`).
+    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f`, all of whose store calls together may take at most `limit`
+/// (besides each call's own bound): a request that makes several calls to
+/// a database that hangs answers within `limit`, not within that many
+/// times the bound of one call. Nested, the earlier deadline holds.
+pub fn within<R>(limit: std::time::Duration, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<std::time::Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEADLINE.set(self.0);
+        }
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let previous = DEADLINE.get();
+    let _restore = Restore(previous);
+    DEADLINE.set(Some(previous.map_or(deadline, |p| p.min(deadline))));
+    f()
+}
+
+/// What is left of the deadline `within` set on this thread, if any.
+pub(crate) fn time_left() -> Option<std::time::Duration> {
+    DEADLINE
+        .get()
+        .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+}
+
 impl<'s> dyn StoreBackend + 's {
     /// `update_account_dyn` with any closure.
     pub fn update_account(

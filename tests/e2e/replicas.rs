@@ -238,6 +238,78 @@ fn without_the_database_a_replica_answers_503_then_fails_closed_then_recovers() 
     assert_eq!(gw.admin_get("/readyz").status, 200);
 }
 
+#[test]
+fn a_database_that_hangs_costs_a_request_ten_seconds_at_most() {
+    let server = pg::server();
+    let name = pg::database().rsplit('/').next().expect("name").to_string();
+    let relay = Relay::start(([127, 0, 0, 1], server.port()).into());
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", relay.port);
+    let gw = Arc::new(replica(&url, |o| o));
+    gw.register_and_login("hang@example.com", "Correct-Horse-42");
+
+    relay.freeze();
+    let frozen = Instant::now();
+    // Several store calls each (a throttle slot, the account, the session,
+    // ...): together they get the budget of one request.
+    let bodies = [
+        (
+            "/api/accounts/register/",
+            json!({"email": "new@example.com",
+            "password": "Correct-Horse-42", "first_name": "Jean", "last_name": "Dupont"}),
+        ),
+        (
+            "/api/accounts/login/",
+            json!({"email": "hang@example.com",
+            "password": "pas-le-bon"}),
+        ),
+        (
+            "/api/accounts/login/",
+            json!({"email": "hang@example.com",
+            "password": "Correct-Horse-42"}),
+        ),
+    ];
+    let calls: Vec<_> = bodies
+        .into_iter()
+        .map(|(path, body)| {
+            let gw = gw.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let r = gw.post(path, &body, None);
+                (path, r.status, r.code().to_string(), start.elapsed())
+            })
+        })
+        .collect();
+    let ready_start = Instant::now();
+    let ready = gw.admin_get("/readyz");
+    let ready_took = ready_start.elapsed();
+    for call in calls {
+        let (path, status, code, took) = call.join().expect("thread");
+        assert_eq!(
+            (status, code.as_str()),
+            (503, "store_unavailable"),
+            "{path}"
+        );
+        assert!(took < Duration::from_secs(13), "{path} took {took:?}");
+    }
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert!(
+        ready_took < Duration::from_secs(3),
+        "/readyz took {ready_took:?}"
+    );
+    assert!(frozen.elapsed() < Duration::from_secs(14));
+
+    relay.thaw();
+    within("writes again", Duration::from_secs(15), || {
+        gw.post(
+            "/api/accounts/login/",
+            &json!({"email": "hang@example.com", "password": "Correct-Horse-42"}),
+            None,
+        )
+        .status
+            == 200
+    });
+}
+
 fn pg_unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

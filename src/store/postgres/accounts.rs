@@ -210,6 +210,11 @@ pub(super) async fn by_email(
     c: &impl GenericClient,
     email: &str,
 ) -> StoreResult<Option<AccountRecord>> {
+    // PostgreSQL's text holds no NUL (the query would fail): no account's
+    // address has one.
+    if email.contains('\0') {
+        return Ok(None);
+    }
     let sql = format!("SELECT {COLUMNS} FROM accounts WHERE email_key = $1");
     let account = one(c, &sql, &[&normalize_email(email)]).await?;
     Ok(account.filter(|a| email_names(email, &a.email)))

@@ -221,11 +221,19 @@ impl Driver {
         let Some(runtime) = &self.0 else {
             return Err(StoreError::Closed.into());
         };
+        // The call's own bound, or what is left of the caller's (`within`).
+        let limit = crate::store::time_left().map_or(CALL_TIMEOUT, |left| left.min(CALL_TIMEOUT));
+        if limit.is_zero() {
+            return Err(StoreError::Unavailable(
+                "no time left for another call to PostgreSQL".into(),
+            )
+            .into());
+        }
         runtime.handle().block_on(async {
-            match tokio::time::timeout(CALL_TIMEOUT, work).await {
+            match tokio::time::timeout(limit, work).await {
                 Ok(out) => out,
                 Err(_) => Err(StoreError::Unavailable(format!(
-                    "no answer from PostgreSQL within {CALL_TIMEOUT:?}"
+                    "no answer from PostgreSQL within {limit:?}"
                 ))
                 .into()),
             }

@@ -25,6 +25,10 @@ pub(super) async fn list(c: &impl GenericClient) -> StoreResult<Vec<String>> {
 }
 
 pub(super) async fn exists(c: &impl GenericClient, name: &str) -> StoreResult<bool> {
+    // PostgreSQL's text holds no NUL: no role can be named with one.
+    if name.contains('\0') {
+        return Ok(false);
+    }
     Ok(
         query_opt(c, "SELECT 1 FROM roles WHERE name = $1", &[&name])
             .await?

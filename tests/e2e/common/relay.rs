@@ -1,6 +1,8 @@
 //! A TCP relay on a fixed loopback port in front of another address, that a
 //! test can cut (the port refuses connections and every relayed connection
-//! is closed, as when a database server stops) and restore.
+//! is closed, as when a database server stops) and restore, or freeze (new
+//! connections are accepted and bytes are taken, but nothing passes either
+//! way, as when a database server hangs) and thaw.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -13,6 +15,7 @@ pub struct Relay {
     to: SocketAddr,
     running: Option<Arc<AtomicBool>>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    frozen: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -22,6 +25,7 @@ impl Relay {
             to,
             running: None,
             open: Arc::default(),
+            frozen: Arc::default(),
         };
         relay.restore();
         relay
@@ -33,7 +37,7 @@ impl Relay {
         listener.set_nonblocking(true).expect("nonblocking");
         let running = Arc::new(AtomicBool::new(true));
         self.running = Some(running.clone());
-        let (to, open) = (self.to, self.open.clone());
+        let (to, open, frozen) = (self.to, self.open.clone(), self.frozen.clone());
         std::thread::spawn(move || {
             while running.load(Ordering::Acquire) {
                 let Ok((client, _)) = listener.accept() else {
@@ -41,22 +45,40 @@ impl Relay {
                     continue;
                 };
                 let _ = client.set_nonblocking(false);
-                let Ok(server) = TcpStream::connect(to) else {
-                    continue;
-                };
-                for stream in [&client, &server] {
-                    if let Ok(s) = stream.try_clone() {
-                        open.lock().expect("lock").push(s);
+                let (open, frozen) = (open.clone(), frozen.clone());
+                // Connected once thawed, on a thread of its own.
+                std::thread::spawn(move || {
+                    while frozen.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(5));
                     }
-                }
-                pipe(&client, &server);
-                pipe(&server, &client);
+                    let Ok(server) = TcpStream::connect(to) else {
+                        return;
+                    };
+                    for stream in [&client, &server] {
+                        if let Ok(s) = stream.try_clone() {
+                            open.lock().expect("lock").push(s);
+                        }
+                    }
+                    pipe(&client, &server, &frozen);
+                    pipe(&server, &client, &frozen);
+                });
             }
         });
     }
 
+    /// Nothing passes any more, and no connection is closed.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::Release);
+    }
+
+    /// What was held passes, and what comes next.
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::Release);
+    }
+
     /// Refuses new connections and closes every relayed one.
     pub fn cut(&mut self) {
+        self.thaw();
         if let Some(running) = self.running.take() {
             running.store(false, Ordering::Release);
         }
@@ -74,14 +96,19 @@ impl Drop for Relay {
     }
 }
 
-/// Copies what `from` sends to `to`, on a thread of its own.
-fn pipe(from: &TcpStream, to: &TcpStream) {
+/// Copies what `from` sends to `to`, on a thread of its own; while
+/// `frozen`, holds it.
+fn pipe(from: &TcpStream, to: &TcpStream, frozen: &Arc<AtomicBool>) {
     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
         return;
     };
+    let frozen = frozen.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         while let Ok(n) = from.read(&mut buf) {
+            while frozen.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             if n == 0 || to.write_all(&buf[..n]).is_err() {
                 break;
             }
