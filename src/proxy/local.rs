@@ -63,12 +63,18 @@ impl Proxy {
             .map(|v| v.as_bytes().to_vec());
         let client_ip = client_ip(session);
         let accounts = self.gateway.accounts.clone();
+        // The store budget runs from now: time spent waiting for a hashing
+        // thread counts (they may all be held by calls to a database that
+        // hangs).
+        let deadline = std::time::Instant::now() + crate::accounts::STORE_BUDGET;
         let job = move || {
-            accounts.handle(&AccountRequest {
-                endpoint,
-                authorization: authorization.as_deref(),
-                body: &body,
-                client_ip,
+            crate::store::until(deadline, || {
+                accounts.handle(&AccountRequest {
+                    endpoint,
+                    authorization: authorization.as_deref(),
+                    body: &body,
+                    client_ip,
+                })
             })
         };
         if endpoint.hashes() {

@@ -299,13 +299,17 @@ thread_local! {
 /// a database that hangs answers within `limit`, not within that many
 /// times the bound of one call. Nested, the earlier deadline holds.
 pub fn within<R>(limit: std::time::Duration, f: impl FnOnce() -> R) -> R {
+    until(std::time::Instant::now() + limit, f)
+}
+
+/// `within`, with the deadline given as an instant.
+pub fn until<R>(deadline: std::time::Instant, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<std::time::Instant>);
     impl Drop for Restore {
         fn drop(&mut self) {
             DEADLINE.set(self.0);
         }
     }
-    let deadline = std::time::Instant::now() + limit;
     let previous = DEADLINE.get();
     let _restore = Restore(previous);
     DEADLINE.set(Some(previous.map_or(deadline, |p| p.min(deadline))));

@@ -267,6 +267,17 @@ fn a_database_that_hangs_costs_a_request_ten_seconds_at_most() {
             json!({"email": "hang@example.com",
             "password": "Correct-Horse-42"}),
         ),
+        // More than there are hashing threads: the last ones wait for one,
+        // and that wait counts in their budget.
+        (
+            "/api/accounts/login/",
+            json!({"email": "other@example.com", "password": "pas-le-bon"}),
+        ),
+        (
+            "/api/accounts/register/",
+            json!({"email": "new2@example.com", "password": "Correct-Horse-42",
+                "first_name": "Jean", "last_name": "Dupont"}),
+        ),
     ];
     let calls: Vec<_> = bodies
         .into_iter()
