@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod fixture;
 mod input;
+pub mod keys;
 mod limit;
 mod login;
 mod logout;
