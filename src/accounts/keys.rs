@@ -177,11 +177,16 @@ fn retire_row(k: &mut StoredKey, now: u64) {
 /// Retires the verify-only keys no token of which can still be valid: they
 /// stopped signing more than the refresh lifetime plus the leeway ago. The
 /// kids retired (none without a store call when none is due).
-pub fn retire_expired(tokens: &TokenKeys, store: &Store, now: u64) -> Result<Vec<String>, SyncError> {
+pub fn retire_expired(
+    tokens: &TokenKeys,
+    store: &Store,
+    now: u64,
+) -> Result<Vec<String>, SyncError> {
     let horizon = tokens.refresh_ttl() + tokens.leeway();
     let due = |k: &StoredKey| {
         k.state == KeyState::VerifyOnly
-            && k.deactivated_at.is_some_and(|t| t.saturating_add(horizon) < now)
+            && k.deactivated_at
+                .is_some_and(|t| t.saturating_add(horizon) < now)
     };
     if !tokens.stored().iter().any(due) {
         return Ok(Vec::new());

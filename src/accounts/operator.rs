@@ -195,8 +195,6 @@ pub fn execute(
         )),
         OperatorCommand::ListKeys => super::keys::list(service),
         OperatorCommand::RotateKey => super::keys::rotate(service, crate::unix_now()),
-        OperatorCommand::RetireKey { kid } => {
-            super::keys::retire(service, &kid, crate::unix_now())
-        }
+        OperatorCommand::RetireKey { kid } => super::keys::retire(service, &kid, crate::unix_now()),
     }
 }
