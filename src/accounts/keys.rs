@@ -8,13 +8,10 @@
 //! (`update_signing_keys`), so rotations on two replicas at once leave one
 //! active key.
 
-use serde_json::Value;
-
-use super::operator::OperatorReply;
-use super::{internal, store_failed, AccountService};
+use super::{store_failed, AccountService};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Store, StoreError};
-use crate::tokens::{generate_stored_key, KeyError, KeyState, StoredKey, TokenKeys};
+use crate::tokens::{generate_stored_key, KeyError, KeyInfo, KeyState, StoredKey, TokenKeys};
 
 /// Why the stored keys could not be reloaded.
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +33,16 @@ fn algorithm_name(tokens: &TokenKeys) -> String {
 }
 
 /// The keys as `vigile keys list` prints them (fresh from the store).
-pub fn list(service: &AccountService) -> Result<OperatorReply, ApiError> {
+pub fn list(service: &AccountService) -> Result<Vec<KeyInfo>, ApiError> {
     sync(&service.tokens, service.store.as_ref()).map_err(sync_failed)?;
-    let keys = service
-        .tokens
-        .describe()
-        .into_iter()
-        .map(|k| serde_json::to_value(k).map_err(internal))
-        .collect::<Result<Vec<Value>, _>>()?;
-    Ok(OperatorReply::Keys(keys))
+    Ok(service.tokens.describe())
 }
 
 /// A new key of the configured algorithm becomes the active one; the one
 /// that signed until now (the configuration's key on the first rotation)
 /// verifies only.
-pub fn rotate(service: &AccountService, now: u64) -> Result<OperatorReply, ApiError> {
+/// What to tell the operator.
+pub fn rotate(service: &AccountService, now: u64) -> Result<String, ApiError> {
     let tokens = &service.tokens;
     let new = generate_stored_key(tokens.algorithm(), now).map_err(|e| {
         ApiError::new(
@@ -100,7 +92,7 @@ pub fn rotate(service: &AccountService, now: u64) -> Result<OperatorReply, ApiEr
     tokens.set_stored(keys).map_err(sync_failed)?;
     tracing::info!(kid = %new.kid, previous = ?previous, "signing key rotated");
     let until = now + tokens.refresh_ttl() + tokens.leeway();
-    Ok(OperatorReply::Done(format!(
+    Ok(format!(
         "key {} ({algorithm}) active; {} verify_only until {} at the latest, then retired",
         new.kid,
         if previous.is_empty() {
@@ -109,7 +101,7 @@ pub fn rotate(service: &AccountService, now: u64) -> Result<OperatorReply, ApiEr
             previous.join(", ")
         },
         crate::rfc3339(until)
-    )))
+    ))
 }
 
 enum Retire {
@@ -120,7 +112,8 @@ enum Retire {
 }
 
 /// Key `kid` verifies nothing from now on; its private part is erased.
-pub fn retire(service: &AccountService, kid: &str, now: u64) -> Result<OperatorReply, ApiError> {
+/// What to tell the operator.
+pub fn retire(service: &AccountService, kid: &str, now: u64) -> Result<String, ApiError> {
     let tokens = &service.tokens;
     let config_kid = tokens.config_kid();
     let (keys, outcome) = service
@@ -157,13 +150,13 @@ pub fn retire(service: &AccountService, kid: &str, now: u64) -> Result<OperatorR
                  puis retirez-la"
             ),
         )),
-        Retire::Already => Ok(OperatorReply::Done(format!("key {shown} already retired"))),
+        Retire::Already => Ok(format!("key {shown} already retired")),
         Retire::Done => {
             tokens.set_stored(keys).map_err(sync_failed)?;
             tracing::info!(kid = %shown, "signing key retired");
-            Ok(OperatorReply::Done(format!(
+            Ok(format!(
                 "key {shown} retired: its tokens are refused from now on"
-            )))
+            ))
         }
     }
 }

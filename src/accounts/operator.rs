@@ -193,8 +193,20 @@ pub fn execute(
         OperatorCommand::ListRoles => Ok(OperatorReply::Roles(
             service.store.roles().map_err(store_failed)?,
         )),
-        OperatorCommand::ListKeys => super::keys::list(service),
-        OperatorCommand::RotateKey => super::keys::rotate(service, crate::unix_now()),
-        OperatorCommand::RetireKey { kid } => super::keys::retire(service, &kid, crate::unix_now()),
+        OperatorCommand::ListKeys => Ok(OperatorReply::Keys(
+            super::keys::list(service)?
+                .into_iter()
+                .map(|k| serde_json::to_value(k).map_err(internal))
+                .collect::<Result<_, _>>()?,
+        )),
+        OperatorCommand::RotateKey => Ok(OperatorReply::Done(super::keys::rotate(
+            service,
+            crate::unix_now(),
+        )?)),
+        OperatorCommand::RetireKey { kid } => Ok(OperatorReply::Done(super::keys::retire(
+            service,
+            &kid,
+            crate::unix_now(),
+        )?)),
     }
 }
