@@ -21,14 +21,14 @@ use subtle::ConstantTimeEq;
 use crate::accounts::OperatorCommand;
 use crate::connections::{Edge, EdgeApp};
 use crate::error::{ApiError, ErrorCode};
+use crate::reload::{Reloader, RELOAD_PATH};
 use crate::state::Gateway;
-use crate::upstream::UpstreamPool;
 
 pub const COMMAND_PATH: &str = "/admin/v1/command";
 
 pub struct AdminApp {
     gateway: Arc<Gateway>,
-    pools: Arc<Vec<UpstreamPool>>,
+    reloader: Arc<Reloader>,
 }
 
 /// The admin listener's service: `AdminApp` under the edge's connection
@@ -37,12 +37,12 @@ pub struct AdminApp {
 /// `server.max_connections`, so a flood of the proxy leaves it reachable).
 pub fn service(
     gateway: Arc<Gateway>,
-    pools: Arc<Vec<UpstreamPool>>,
+    reloader: Arc<Reloader>,
     edge: &'static Edge,
 ) -> Service<EdgeApp<AdminApp>> {
     Service::new(
         "admin".to_string(),
-        EdgeApp::new(AdminApp { gateway, pools }, edge),
+        EdgeApp::new(AdminApp { gateway, reloader }, edge),
     )
 }
 
@@ -75,7 +75,8 @@ impl AdminApp {
         let store_ok = tokio::task::spawn_blocking(move || store.account_count().is_ok())
             .await
             .unwrap_or(false);
-        let unhealthy: Vec<&str> = self
+        let live = self.reloader.lives().load_full();
+        let unhealthy: Vec<&str> = live
             .pools
             .iter()
             .filter(|p| p.healthy_targets() == 0)
@@ -122,7 +123,8 @@ impl AdminApp {
         sent.len() == expected.len() && bool::from(sent.as_bytes().ct_eq(expected))
     }
 
-    async fn command(&self, session: &mut ServerSession) -> Result<serde_json::Value, ApiError> {
+    /// The body of an operator's request, once its token is checked.
+    async fn operator_body(&self, session: &mut ServerSession) -> Result<Vec<u8>, ApiError> {
         if !self.authorized(session) {
             return Err(ApiError::new(
                 401,
@@ -141,6 +143,28 @@ impl AdminApp {
             }
             body.extend_from_slice(&chunk);
         }
+        Ok(body)
+    }
+
+    /// `vigile reload`: 200 with what is in force now, or 422
+    /// `reload_refused` with the reason (the running configuration stays).
+    async fn reload(&self, session: &mut ServerSession) -> Result<serde_json::Value, ApiError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Request {
+            config: Option<std::path::PathBuf>,
+        }
+        let body = self.operator_body(session).await?;
+        let request: Request =
+            serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
+        match self.reloader.reload(request.config).await {
+            Ok(done) => Ok(json!({"reloaded": true, "config": done.path, "sha256": done.sha256})),
+            Err(message) => Err(ApiError::new(422, ErrorCode::ReloadRefused, message)),
+        }
+    }
+
+    async fn command(&self, session: &mut ServerSession) -> Result<serde_json::Value, ApiError> {
+        let body = self.operator_body(session).await?;
         let command: OperatorCommand =
             serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
         let accounts = self.gateway.accounts.clone();
@@ -216,7 +240,8 @@ impl AdminApp {
             ("GET", "/healthz") => json_reply(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => self.ready().await,
             ("GET", "/metrics") => {
-                self.gateway.refresh_gauges(&self.pools);
+                self.gateway
+                    .refresh_gauges(&self.reloader.lives().load().pools);
                 reply(
                     200,
                     "text/plain; version=0.0.4",
@@ -227,10 +252,14 @@ impl AdminApp {
                 Ok(value) => json_reply(200, &value),
                 Err(e) => error_reply(&e),
             },
+            ("POST", RELOAD_PATH) => match self.reload(session).await {
+                Ok(value) => json_reply(200, &value),
+                Err(e) => error_reply(&e),
+            },
             (_, "/healthz" | "/readyz" | "/metrics") => {
                 error_reply(&ApiError::method_not_allowed("GET"))
             }
-            (_, COMMAND_PATH) => error_reply(&ApiError::method_not_allowed("POST")),
+            (_, COMMAND_PATH | RELOAD_PATH) => error_reply(&ApiError::method_not_allowed("POST")),
             _ => error_reply(&ApiError::not_found()),
         }
     }

@@ -46,6 +46,12 @@ pub enum Command {
     },
     /// Check the configuration and exit (non-zero, naming the key, if it is wrong).
     CheckConfig,
+    /// Make the gateway running with this configuration file re-read it
+    /// (as SIGHUP does): routes, upstreams, CORS, identity headers, account
+    /// policy and throttles, mailer, token lifetimes and keys, log level and
+    /// format change live; listeners, threads, store and the other keys
+    /// bound at start are refused by name. Non-zero when refused.
+    Reload,
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -152,6 +158,10 @@ pub enum RoleCommand {
 /// Runs the command line; the returned value is the process exit code.
 pub fn run(cli: Cli) -> i32 {
     let path = cli.config.clone().unwrap_or_else(default_config_path);
+    if let Command::Reload = cli.command {
+        // An invalid file is still shown to the gateway: it refuses it too.
+        return crate::reload::reload_command(&path);
+    }
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -160,6 +170,7 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     match cli.command {
+        Command::Reload => crate::reload::reload_command(&path),
         Command::CheckConfig => {
             println!(
                 "{}: OK ({} routes, {} upstreams)",
@@ -170,9 +181,12 @@ pub fn run(cli: Cli) -> i32 {
             0
         }
         Command::Serve { log_format } => {
-            let format = log_format.unwrap_or(config.server.log_format);
-            init_logging(format);
-            match crate::server::serve(config) {
+            crate::logging::init(
+                log_format,
+                config.server.log_format,
+                &config.server.log_level,
+            );
+            match crate::server::serve(path) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -255,23 +269,6 @@ fn store_copy(config: &Config, config_path: &Path, from: &Path) -> i32 {
             1
         }
     }
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`). The libraries'
-/// events (Pingora's, through the `log` bridge) are redacted before they are
-/// written, at every level: they may quote raw requests and headers
-/// (`redact.rs`).
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(crate::redact::LogWriter::new(format == LogFormat::Json));
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 /// Why an operator command did not reach the account layer.

@@ -71,6 +71,8 @@ error_codes! {
     KeyNotFound = "key_not_found",
     /// `vigile keys retire`: the key signs; rotate first.
     KeyActive = "key_active",
+    /// `vigile reload`: the file is invalid or changes a key bound at start.
+    ReloadRefused = "reload_refused",
     // --- server side
     TooManyConnections = "too_many_connections",
     Overloaded = "overloaded",

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub header_timeouts: IntCounterVec,
     pub revocation_lag_seconds: Histogram,
     pub store_up: IntGauge,
+    /// `vigile_config_reloads_total{result}`: reloads by outcome.
+    pub config_reloads: IntCounterVec,
+    /// `vigile_config_info{sha256}`: 1 for the file in force.
+    pub config_info: IntGaugeVec,
     pub store_errors: IntCounterVec,
 }
 
@@ -154,8 +158,9 @@ impl Metrics {
         let revocation_lag_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "vigile_revocation_lag_seconds",
-                "Time from a revocation's commit on the replica that wrote it (the database's \
-                 clock) to its application here, for revocations another replica wrote",
+                "Time from a revocation's write on the replica that wrote it (its row's time on \
+                 the database's clock, just before the commit) to its application here, for \
+                 revocations another replica wrote",
             )
             .buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0,
@@ -175,6 +180,23 @@ impl Metrics {
              create_session, ...)",
             &["op"],
         )?;
+        let config_reloads = counter(
+            &registry,
+            "vigile_config_reloads_total",
+            "Configuration reloads (SIGHUP, vigile reload), by result: ok or error",
+            &["result"],
+        )?;
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "vigile_config_info",
+                "1, labelled with the SHA-256 of the configuration file in force",
+            ),
+            &["sha256"],
+        )?;
+        registry.register(Box::new(config_info.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -196,7 +218,15 @@ impl Metrics {
             revocation_lag_seconds,
             store_up,
             store_errors,
+            config_reloads,
+            config_info,
         })
+    }
+
+    /// `vigile_config_info{sha256}`: this file is in force (and no other).
+    pub fn config_in_force(&self, sha256: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[sha256]).set(1);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::accounts::password_reset::ResetWorker;
+use crate::accounts::password_reset::{MailSettings, ResetWorker};
 use crate::accounts::AccountService;
 use crate::config::{Config, KeySource, StoreKind};
 use crate::connections::{ConnectionLimit, ADMIN_MAX_CONNECTIONS};
-use crate::mailer::{Mailer, MailerError};
+use crate::mailer::MailerError;
 use crate::metrics::Metrics;
 use crate::passwords::pool::HashPool;
 use crate::revocation::RevocationList;
@@ -102,9 +102,7 @@ impl Gateway {
         let revocations = load_revocations(&config, &store, &metrics)?;
         let reset_queue = ResetWorker {
             store: store.clone(),
-            mailer: Mailer::from_config(&config.mailer)?,
-            reset_url: config.mailer.reset_url.clone(),
-            ttl: config.accounts.reset_ttl.as_secs(),
+            mail: MailSettings::of(&config)?,
             outcomes: metrics.reset_mails.clone(),
         }
         .start();
@@ -222,7 +220,7 @@ impl Gateway {
     /// Sets the gauges that are read from state: revocations held in memory,
     /// open client connections, healthy targets per upstream. Called at each
     /// scrape and by housekeeping.
-    pub fn refresh_gauges(&self, pools: &[UpstreamPool]) {
+    pub fn refresh_gauges(&self, pools: &[Arc<UpstreamPool>]) {
         let m = &self.metrics;
         m.revoked_sessions
             .set(self.accounts.revocations.len() as i64);

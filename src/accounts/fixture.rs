@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::password_reset::ResetWorker;
+use super::password_reset::{MailSettings, ResetWorker};
 use super::{AccountRequest, AccountService, Endpoint, Reply};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::mailer::Mailer;
 use crate::revocation::RevocationList;
 use crate::store::{AccountRecord, SessionRecord};
 use crate::tokens::{SessionId, TokenKeys};
@@ -64,9 +63,7 @@ impl Fixture {
         let reset_queue = reset_worker.then(|| {
             ResetWorker {
                 store: store.clone(),
-                mailer: Mailer::from_config(&config.mailer).expect("mailer"),
-                reset_url: config.mailer.reset_url.clone(),
-                ttl: config.accounts.reset_ttl.as_secs(),
+                mail: MailSettings::of(&config).expect("mailer"),
                 outcomes: metrics.reset_mails.clone(),
             }
             .start()

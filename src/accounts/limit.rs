@@ -8,6 +8,7 @@
 //!
 //! `Attempts` reserves one attempt on several limits at once, all or none.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,10 @@ pub struct Shared {
     store: Arc<Store>,
     /// The limit's name in the store (`login_account`, `reset_email`).
     scope: &'static str,
-    max: u32,
-    window: Duration,
+    /// Changed by a reload (`Limit::set`).
+    max: AtomicU32,
+    /// In milliseconds.
+    window_ms: AtomicU64,
 }
 
 /// Why an attempt was not taken.
@@ -46,11 +49,22 @@ impl Limit {
             Limit::Shared(Shared {
                 store: store.clone(),
                 scope,
-                max,
-                window,
+                max: AtomicU32::new(max),
+                window_ms: AtomicU64::new(millis(window)),
             })
         } else {
             Limit::Local(Throttle::new(max, window))
+        }
+    }
+
+    /// New limits (a reload): what is counted so far stays counted.
+    pub fn set(&self, max: u32, window: Duration) {
+        match self {
+            Limit::Local(throttle) => throttle.set(max, window),
+            Limit::Shared(shared) => {
+                shared.max.store(max, Ordering::Relaxed);
+                shared.window_ms.store(millis(window), Ordering::Relaxed);
+            }
         }
     }
 
@@ -61,10 +75,9 @@ impl Limit {
                 .map(Held::Local)
                 .map_err(Refusal::Wait),
             Limit::Shared(shared) => {
-                match shared
-                    .store
-                    .take_attempt(shared.scope, key, shared.max, shared.window)
-                {
+                let max = shared.max.load(Ordering::Relaxed);
+                let window = Duration::from_millis(shared.window_ms.load(Ordering::Relaxed));
+                match shared.store.take_attempt(shared.scope, key, max, window) {
                     Ok(None) => Ok(Held::Shared {
                         shared,
                         key: key.to_string(),
@@ -75,6 +88,10 @@ impl Limit {
             }
         }
     }
+}
+
+fn millis(window: Duration) -> u64 {
+    u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One attempt taken on one limit.

@@ -194,15 +194,32 @@ impl From<&AccountRecord> for AccountView {
     }
 }
 
+/// The account rules of the configuration in force.
+pub struct Policy {
+    pub default_role: String,
+    pub password_min_length: usize,
+    /// `tokens.reuse_grace`, in milliseconds.
+    pub reuse_grace_ms: u64,
+}
+
+impl Policy {
+    fn of(config: &Config) -> Policy {
+        Policy {
+            default_role: config.accounts.default_role.to_string(),
+            password_min_length: config.accounts.password_min_length,
+            reuse_grace_ms: u64::try_from(config.tokens.reuse_grace.as_millis())
+                .unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// Everything the account handlers share.
 pub struct AccountService {
     pub store: Arc<Store>,
     pub tokens: Arc<TokenKeys>,
     pub revocations: Arc<RevocationList>,
-    default_role: String,
-    password_min_length: usize,
-    /// `tokens.reuse_grace`, in milliseconds.
-    reuse_grace_ms: u64,
+    /// What a reload can change (`reconfigure`).
+    policy: arc_swap::ArcSwap<Policy>,
     /// Failed password checks (login, password change) per (account, client
     /// address), per address, per account. The one per account is shared by
     /// the replicas when the store is (see `limit`).
@@ -234,10 +251,7 @@ impl AccountService {
             store: store.clone(),
             tokens,
             revocations,
-            default_role: config.accounts.default_role.to_string(),
-            password_min_length: config.accounts.password_min_length,
-            reuse_grace_ms: u64::try_from(config.tokens.reuse_grace.as_millis())
-                .unwrap_or(u64::MAX),
+            policy: arc_swap::ArcSwap::from_pointee(Policy::of(config)),
             login_throttle_pair: Limit::Local(Throttle::new(login.max_failures, login.window)),
             login_throttle_ip: Limit::Local(Throttle::new(login.max_failures_per_ip, login.window)),
             login_throttle_account: Limit::new(
@@ -256,6 +270,33 @@ impl AccountService {
             reset_queue,
             dummy_hash: crate::passwords::dummy_hash(),
             hash_seconds,
+        }
+    }
+
+    /// The account rules in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// A reload: the account policy, the throttles' limits (their counts
+    /// are kept) and the reset mail settings of `config` apply from the
+    /// next request on. The caller has made sure the default role exists.
+    pub fn reconfigure(&self, config: &Config, mail: Option<password_reset::MailSettings>) {
+        self.policy.store(Arc::new(Policy::of(config)));
+        let login = &config.accounts.login_throttle;
+        let reset = &config.accounts.reset_throttle;
+        self.login_throttle_pair
+            .set(login.max_failures, login.window);
+        self.login_throttle_ip
+            .set(login.max_failures_per_ip, login.window);
+        self.login_throttle_account
+            .set(login.max_failures_per_account, login.window);
+        self.reset_throttle_email
+            .set(reset.max_requests, reset.window);
+        self.reset_throttle_ip
+            .set(reset.max_requests_per_ip, reset.window);
+        if let (Some(queue), Some(mail)) = (&self.reset_queue, mail) {
+            queue.reconfigure(mail);
         }
     }
 
@@ -289,9 +330,10 @@ impl AccountService {
     /// Runs one endpoint. Blocks: call it from the blocking pool.
     pub fn handle(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
         match req.endpoint {
-            Endpoint::Register => {
-                register::apply(self, register::parse(req.body, self.password_min_length)?)
-            }
+            Endpoint::Register => register::apply(
+                self,
+                register::parse(req.body, self.policy().password_min_length)?,
+            ),
             Endpoint::Login => login::apply(self, login::parse(req.body)?, req.client_ip),
             Endpoint::Refresh => refresh::apply(self, refresh::parse(req.body)?),
             Endpoint::Logout => {
@@ -398,9 +440,11 @@ impl AccountService {
             first_name: &account.first_name,
             last_name: &account.last_name,
         };
-        for message in
-            crate::passwords::policy_violations(password, self.password_min_length, &personal)
-        {
+        for message in crate::passwords::policy_violations(
+            password,
+            self.policy().password_min_length,
+            &personal,
+        ) {
             v.add(field, message);
         }
     }

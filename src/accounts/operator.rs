@@ -74,7 +74,9 @@ fn no_such_account(email: &str) -> ApiError {
 }
 
 fn check_role(service: &AccountService, role: &str) -> Result<(), ApiError> {
-    if role == service.default_role || service.store.role_exists(role).map_err(store_failed)? {
+    if role == service.policy().default_role
+        || service.store.role_exists(role).map_err(store_failed)?
+    {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -128,7 +130,7 @@ pub fn execute(
             let Value::Object(body) = body else {
                 return Err(ApiError::internal());
             };
-            let reg = register::from_object(&body, service.password_min_length)?;
+            let reg = register::from_object(&body, service.policy().password_min_length)?;
             if let Some(r) = &role {
                 check_role(service, r)?;
             }

@@ -37,6 +37,8 @@ pub const FORGOTTEN_MESSAGE: &str =
 pub struct ResetQueue {
     jobs: SyncSender<String>,
     outcomes: prometheus::IntCounterVec,
+    /// The worker's mail settings, replaced by a reload.
+    mail: Arc<arc_swap::ArcSwap<MailSettings>>,
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {
@@ -58,12 +60,28 @@ enum ResetMailError {
     Mail(#[from] MailerError),
 }
 
+/// How reset links are sent: the mailer, the link, its lifetime.
+pub struct MailSettings {
+    pub mailer: Mailer,
+    pub reset_url: String,
+    /// Seconds a link stays valid.
+    pub ttl: u64,
+}
+
+impl MailSettings {
+    pub fn of(config: &crate::config::Config) -> Result<MailSettings, MailerError> {
+        Ok(MailSettings {
+            mailer: Mailer::from_config(&config.mailer)?,
+            reset_url: config.mailer.reset_url.clone(),
+            ttl: config.accounts.reset_ttl.as_secs(),
+        })
+    }
+}
+
 /// What the worker needs.
 pub struct ResetWorker {
     pub store: Arc<Store>,
-    pub mailer: Mailer,
-    pub reset_url: String,
-    pub ttl: u64,
+    pub mail: MailSettings,
     /// `vigile_password_reset_mails_total{result}`.
     pub outcomes: prometheus::IntCounterVec,
 }
@@ -72,36 +90,50 @@ impl ResetWorker {
     /// Starts the worker thread; returns the queue feeding it.
     pub fn start(self) -> ResetQueue {
         let (jobs, rx) = sync_channel(QUEUE);
-        let outcomes = self.outcomes.clone();
+        let mail = Arc::new(arc_swap::ArcSwap::from_pointee(self.mail));
+        let queue = ResetQueue {
+            jobs,
+            outcomes: self.outcomes.clone(),
+            mail: mail.clone(),
+        };
+        let (store, outcomes) = (self.store, self.outcomes);
         std::thread::Builder::new()
             .name("vigile-reset".into())
-            .spawn(move || self.run(rx))
+            .spawn(move || run(&store, &mail, &outcomes, rx))
             .map_err(|e| tracing::error!(error = %e, "cannot start the reset worker"))
             .ok();
-        ResetQueue { jobs, outcomes }
+        queue
     }
+}
 
-    fn run(self, rx: Receiver<String>) {
-        // Behind the requests being answered: a known email must not make
-        // its own 202 slower than an unknown one's.
-        crate::lower_thread_priority();
-        while let Ok(email) = rx.recv() {
-            let result = self.handle(&email);
-            let label = match &result {
-                Ok(true) => "sent",
-                Ok(false) => "no_account",
-                Err(e) => {
-                    tracing::warn!(error = %e, "password-reset mail not sent");
-                    "failed"
-                }
-            };
-            self.outcomes.with_label_values(&[label]).inc();
-        }
+fn run(
+    store: &Arc<Store>,
+    mail: &arc_swap::ArcSwap<MailSettings>,
+    outcomes: &prometheus::IntCounterVec,
+    rx: Receiver<String>,
+) {
+    // Behind the requests being answered: a known email must not make
+    // its own 202 slower than an unknown one's.
+    crate::lower_thread_priority();
+    while let Ok(email) = rx.recv() {
+        // The settings in force when the request is handled.
+        let result = mail.load().handle(store.as_ref(), &email);
+        let label = match &result {
+            Ok(true) => "sent",
+            Ok(false) => "no_account",
+            Err(e) => {
+                tracing::warn!(error = %e, "password-reset mail not sent");
+                "failed"
+            }
+        };
+        outcomes.with_label_values(&[label]).inc();
     }
+}
 
+impl MailSettings {
     /// `Ok(false)` when there is no active account for the email.
-    fn handle(&self, email: &str) -> Result<bool, ResetMailError> {
-        let Some(account) = self.store.account_by_email(email)? else {
+    fn handle(&self, store: &Store, email: &str) -> Result<bool, ResetMailError> {
+        let Some(account) = store.account_by_email(email)? else {
             return Ok(false);
         };
         if !account.is_active {
@@ -114,8 +146,7 @@ impl ResetWorker {
             created_at: now,
             expires_at: now + self.ttl,
         };
-        self.store
-            .create_reset_token(&token_hash(&token), &record)?;
+        store.create_reset_token(&token_hash(&token), &record)?;
         let link = self.reset_url.replace("{token}", &token);
         let minutes = (self.ttl / 60).max(1);
         let text = format!(
@@ -134,6 +165,11 @@ impl ResetWorker {
 }
 
 impl ResetQueue {
+    /// A reload: the next mails use these settings.
+    pub fn reconfigure(&self, mail: MailSettings) {
+        self.mail.store(Arc::new(mail));
+    }
+
     fn post(&self, email: String) {
         match self.jobs.try_send(email) {
             Ok(()) => {}

@@ -94,7 +94,13 @@ pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply,
             if record.account_id != account_id {
                 return (Decision::Ended, record.expires_at);
             }
-            let decision = decide(record, jti, now_ms, service.reuse_grace_ms, refresh_ttl);
+            let decision = decide(
+                record,
+                jti,
+                now_ms,
+                service.policy().reuse_grace_ms,
+                refresh_ttl,
+            );
             (decision, record.expires_at)
         })
         .map_err(store_failed)?;

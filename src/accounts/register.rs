@@ -101,7 +101,7 @@ pub fn create(
         last_name: reg.last_name,
         gender: reg.gender,
         phone: reg.phone,
-        role: role.unwrap_or_else(|| service.default_role.clone()),
+        role: role.unwrap_or_else(|| service.policy().default_role.clone()),
         is_active: true,
         date_joined: crate::unix_now(),
         last_login: None,

@@ -9,13 +9,16 @@
 //! limit, however many arrive at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 pub struct Throttle {
-    max_failures: u32,
-    window: Duration,
+    /// The limits, changed by a reload (`set`) without losing the counts.
+    max_failures: AtomicU32,
+    /// The window, in milliseconds.
+    window_ms: AtomicU64,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -43,10 +46,20 @@ pub struct Attempt<'a> {
 impl Throttle {
     pub fn new(max_failures: u32, window: Duration) -> Throttle {
         Throttle {
-            max_failures,
-            window,
+            max_failures: AtomicU32::new(max_failures),
+            window_ms: AtomicU64::new(millis(window)),
             entries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// New limits (a reload): the counts so far are kept.
+    pub fn set(&self, max_failures: u32, window: Duration) {
+        self.max_failures.store(max_failures, Ordering::Relaxed);
+        self.window_ms.store(millis(window), Ordering::Relaxed);
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms.load(Ordering::Relaxed))
     }
 
     /// Reserves an attempt for `key`, or `Err(seconds)` to wait when its
@@ -54,8 +67,8 @@ impl Throttle {
     pub fn reserve(&self, key: &str) -> Result<Attempt<'_>, u64> {
         let mut entries = self.entries.lock();
         let now = Instant::now();
+        let (window, max_failures) = (self.window(), self.max_failures.load(Ordering::Relaxed));
         if entries.len() >= SWEEP_AT && !entries.contains_key(key) {
-            let window = self.window;
             entries.retain(|_, e| e.in_flight > 0 || now.duration_since(e.start) < window);
         }
         let entry = entries.entry(key.to_string()).or_insert(Entry {
@@ -63,13 +76,13 @@ impl Throttle {
             failures: 0,
             in_flight: 0,
         });
-        if now.duration_since(entry.start) >= self.window {
+        if now.duration_since(entry.start) >= window {
             entry.start = now;
             entry.failures = 0;
         }
-        if entry.failures.saturating_add(entry.in_flight) >= self.max_failures {
-            let wait = if entry.failures >= self.max_failures {
-                self.window.saturating_sub(now.duration_since(entry.start))
+        if entry.failures.saturating_add(entry.in_flight) >= max_failures {
+            let wait = if entry.failures >= max_failures {
+                window.saturating_sub(now.duration_since(entry.start))
             } else {
                 // Only checks still running fill the limit: they end soon.
                 Duration::from_secs(1)
@@ -92,7 +105,7 @@ impl Throttle {
         };
         entry.in_flight = entry.in_flight.saturating_sub(1);
         if failed {
-            if now.duration_since(entry.start) >= self.window {
+            if now.duration_since(entry.start) >= self.window() {
                 entry.start = now;
                 entry.failures = 0;
             }
@@ -129,6 +142,10 @@ impl Drop for Attempt<'_> {
             self.throttle.settle(&self.key, true, false);
         }
     }
+}
+
+fn millis(window: Duration) -> u64 {
+    u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod cors;
 mod duration;
 mod identity;
 mod mailer;
+mod reload;
 mod routes;
 mod server;
 mod store;
@@ -80,9 +81,23 @@ impl Config {
     /// Reads, parses and checks the file; secrets are read too, so an
     /// unreadable one is refused here rather than at the first request.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        Config::load_with_digest(path).map(|(config, _)| config)
+    }
+
+    /// `load`, also giving the SHA-256 (hex) of the file's bytes: what
+    /// `vigile_config_info` shows, so that a fleet's drift can be seen.
+    pub fn load_with_digest(path: &Path) -> Result<(Config, String), ConfigError> {
+        use sha2::{Digest, Sha256};
+        let bytes = std::fs::read(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-        Config::from_yaml(&text, &|name| std::env::var(name).ok())
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ConfigError(format!("{}: not UTF-8 text", path.display())))?;
+        let config = Config::from_yaml(&text, &|name| std::env::var(name).ok())?;
+        Ok((config, digest))
     }
 
     /// Parses YAML text; `env` looks environment variables up.

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "duration::deserialize")]
     pub grace_period: Duration,
     pub log_format: LogFormat,
+    /// What is logged: `tracing` filter directives (`info`, `warn,vigile=debug`).
+    /// `RUST_LOG`, when set, wins over it.
+    pub log_level: String,
     pub underscore_headers: UnderscoreHeaders,
     /// Longest a client may take to send a request's head (from the
     /// connection, or from the end of the previous request).
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
             work_stealing: false,
             grace_period: Duration::from_secs(5),
             log_format: LogFormat::Text,
+            log_level: "info".to_string(),
             underscore_headers: UnderscoreHeaders::Drop,
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
@@ -87,6 +91,9 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return err("server.max_connections", "must be at least 1");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log_level) {
+            return err("server.log_level", format!("not a log filter: {e}"));
         }
         Ok(())
     }

@@ -58,6 +58,15 @@ impl DatabaseUrl {
     }
 }
 
+impl DatabaseUrl {
+    /// A digest of the string, to tell two apart without showing either.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.0.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DatabaseUrl(<redacted>)")

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{duration, err, values, ConfigError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The key under `upstreams:`.
@@ -25,7 +25,7 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// HTTP GET on this path; TCP connect when `None`.

@@ -7,6 +7,7 @@
 mod answer;
 mod deadline;
 mod forward;
+mod live;
 mod local;
 mod mutate;
 pub mod plan;
@@ -24,15 +25,15 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
-use crate::cors::CorsPolicy;
 use crate::error::ApiError;
-use crate::metrics::{method_label, RouteMeter};
-use crate::routes::{Route, RouteTable};
+use crate::metrics::method_label;
+use crate::routes::Route;
 use crate::state::{Gateway, InFlight, InFlightGuard};
-use crate::tokens::{TokenCache, Verified};
+use crate::tokens::Verified;
 use crate::upstream::{Picked, UpstreamPool};
-use plan::{Action, Planner, RouteLabel, UNMATCHED};
+use plan::{Action, RouteLabel, UNMATCHED};
 
+pub use live::{Fresh, Live, Lives};
 pub use mutate::IdentityHeaderNames;
 
 /// Shows the value, or `-` when there is none (formatted only if logged).
@@ -49,46 +50,18 @@ impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
 
 pub struct Proxy {
     gateway: Arc<Gateway>,
-    /// What to do with each request (`plan.rs`).
-    planner: Planner,
-    pools: Arc<Vec<UpstreamPool>>,
-    identity_headers: IdentityHeaderNames,
+    /// The configuration in force (`live.rs`): each request takes the one
+    /// current when it starts.
+    lives: Arc<Lives>,
     in_flight: InFlight,
-    /// Metric handles of each route, by route index.
-    meters: Vec<RouteMeter>,
 }
 
 impl Proxy {
-    pub fn new(
-        gateway: Arc<Gateway>,
-        pools: Arc<Vec<UpstreamPool>>,
-        in_flight: InFlight,
-        verified: Arc<TokenCache>,
-    ) -> Proxy {
-        let routes = RouteTable::new(&gateway.config.routes);
-        let identity_headers = IdentityHeaderNames::new(
-            &gateway.config.identity_headers,
-            gateway.config.server.underscore_headers,
-        );
-        let meters = (0..)
-            .map_while(|i| routes.get(i))
-            .map(|route| RouteMeter::new(&gateway.metrics, &route.name))
-            .collect();
-        let planner = Planner {
-            routes,
-            cors: CorsPolicy::new(&gateway.config.cors),
-            tokens: gateway.accounts.tokens.clone(),
-            revocations: gateway.accounts.revocations.clone(),
-            verified,
-            direct_path: gateway.config.server.direct_path,
-        };
+    pub fn new(gateway: Arc<Gateway>, lives: Arc<Lives>, in_flight: InFlight) -> Proxy {
         Proxy {
             gateway,
-            planner,
-            pools,
-            identity_headers,
+            lives,
             in_flight,
-            meters,
         }
     }
 }
@@ -96,6 +69,8 @@ impl Proxy {
 /// What one request has learned on its way through the filters.
 pub struct RequestCtx {
     started: Instant,
+    /// The configuration this request runs on, from start to end.
+    live: Arc<Live>,
     /// Route name (or endpoint name) for metrics and logs.
     label: RouteLabel,
     identity: Option<Arc<Verified>>,
@@ -117,10 +92,11 @@ pub struct RequestCtx {
     _in_flight: InFlightGuard,
 }
 
-impl Proxy {
-    fn label<'a>(&'a self, ctx: &RequestCtx) -> &'a str {
-        match ctx.label {
+impl RequestCtx {
+    fn label(&self) -> &str {
+        match self.label {
             RouteLabel::Route(i) => self
+                .live
                 .planner
                 .routes
                 .get(i)
@@ -128,62 +104,70 @@ impl Proxy {
             RouteLabel::Fixed(name) => name,
         }
     }
+
+    /// The route the request matched, if any.
+    fn route(&self) -> Option<&Route> {
+        route_of(&self.live, self.label)
+    }
+
+    /// The upstream pool of the route the request matched.
+    fn pool(&self) -> Option<&UpstreamPool> {
+        pool_of(&self.live, self.label)
+    }
+
+    /// Whether the route the request matched lets protocol upgrades through.
+    fn allows_upgrade(&self) -> bool {
+        self.route().is_some_and(|r| r.websocket)
+    }
+}
+
+fn route_of(live: &Live, label: RouteLabel) -> Option<&Route> {
+    match label {
+        RouteLabel::Route(i) => live.planner.routes.get(i),
+        RouteLabel::Fixed(_) => None,
+    }
+}
+
+fn pool_of(live: &Live, label: RouteLabel) -> Option<&UpstreamPool> {
+    route_of(live, label)
+        .and_then(|r| live.pools.get(r.upstream.index))
+        .map(|p| &**p)
+}
+
+/// The one upstream selection of both forwarding paths: the route's
+/// upstream in `live` (the request's own, cloned by the caller so that
+/// `ctx` can note the target for the access log) and its next healthy
+/// target.
+fn select<'a>(live: &'a Live, ctx: &mut RequestCtx) -> Result<(&'a UpstreamPool, Picked<'a>)> {
+    let pool = pool_of(live, ctx.label).ok_or_else(|| {
+        Error::explain(ErrorType::HTTPStatus(502), "no upstream for this request")
+    })?;
+    let picked = pool
+        .pick()
+        .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy target"))?;
+    ctx.target = Some(picked.addr);
+    Ok((pool, picked))
+}
+
+/// The one request builder of both forwarding paths: what the upstream
+/// gets of this request (`mutate.rs`).
+fn forwarding<'a>(ctx: &'a RequestCtx, session: &Session) -> Option<mutate::Forwarding<'a>> {
+    Some(mutate::Forwarding {
+        route: ctx.route()?,
+        names: &ctx.live.identity_headers,
+        identity: ctx.identity.as_deref(),
+        request_id: &ctx.request_id,
+        client_ip: client_ip(session),
+        target: ctx.upstream_target.as_deref(),
+        upstream: ctx.target,
+    })
 }
 
 impl Proxy {
-    /// The route a request matched, if any.
-    fn route_of(&self, ctx: &RequestCtx) -> Option<&Route> {
-        match ctx.label {
-            RouteLabel::Route(i) => self.planner.routes.get(i),
-            RouteLabel::Fixed(_) => None,
-        }
-    }
-
-    /// The upstream pool of the route a request matched.
-    fn pool_of(&self, ctx: &RequestCtx) -> Option<&UpstreamPool> {
-        self.route_of(ctx)
-            .and_then(|r| self.pools.get(r.upstream.index))
-    }
-
-    /// The one upstream selection of both forwarding paths: the route's
-    /// upstream and its next healthy target (noted for the access log).
-    fn select(&self, ctx: &mut RequestCtx) -> Result<(&UpstreamPool, Picked<'_>)> {
-        let pool = self.pool_of(ctx).ok_or_else(|| {
-            Error::explain(ErrorType::HTTPStatus(502), "no upstream for this request")
-        })?;
-        let picked = pool
-            .pick()
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy target"))?;
-        ctx.target = Some(picked.addr);
-        Ok((pool, picked))
-    }
-
-    /// The one request builder of both forwarding paths: what the upstream
-    /// gets of this request (`mutate.rs`).
-    fn forwarding<'a>(
-        &'a self,
-        ctx: &'a RequestCtx,
-        session: &Session,
-    ) -> Option<mutate::Forwarding<'a>> {
-        Some(mutate::Forwarding {
-            route: self.route_of(ctx)?,
-            names: &self.identity_headers,
-            identity: ctx.identity.as_deref(),
-            request_id: &ctx.request_id,
-            client_ip: client_ip(session),
-            target: ctx.upstream_target.as_deref(),
-            upstream: ctx.target,
-        })
-    }
-
-    /// Whether the route a request matched lets protocol upgrades through.
-    fn allows_upgrade(&self, ctx: &RequestCtx) -> bool {
-        self.route_of(ctx).is_some_and(|r| r.websocket)
-    }
-
     /// Forwards a plain read on route `index` by the direct path (`forward.rs`).
     async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let (pool, picked) = self.select(ctx)?;
+        let live = ctx.live.clone();
+        let (pool, picked) = select(&live, ctx)?;
         let addr = picked.addr;
         let target = forward::Target {
             addr,
@@ -193,7 +177,7 @@ impl Proxy {
             read_timeout: pool.read_timeout,
         };
         let ctx = &*ctx;
-        let build = |session: &Session| match self.forwarding(ctx, session) {
+        let build = |session: &Session| match forwarding(ctx, session) {
             Some(forwarding) => forwarding
                 .build(session.req_header())
                 .map_err(|e| e.into_down()),
@@ -233,6 +217,7 @@ impl ProxyHttp for Proxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            live: self.lives.load_full(),
             label: RouteLabel::Fixed(UNMATCHED),
             identity: None,
             request_id: http::HeaderValue::from_static(""),
@@ -250,7 +235,7 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
-        let decision = self.planner.decide(session.req_header(), http1);
+        let decision = ctx.live.planner.decide(session.req_header(), http1);
         if decision.is_route_auth_failure() {
             if let Action::Reject(e) = &decision.action {
                 self.gateway
@@ -303,11 +288,12 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (pool, picked) = self.select(ctx)?;
+        let live = ctx.live.clone();
+        let (pool, picked) = select(&live, ctx)?;
         let addr = picked.addr;
         let mut peer = HttpPeer::new(addr, false, String::new());
         // Upgrades pass only on the routes that allow them.
-        peer.options.http_upstream_request_policy = if self.allows_upgrade(ctx) {
+        peer.options.http_upstream_request_policy = if ctx.allows_upgrade() {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::standard()
         } else {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::deny_upgrades()
@@ -362,7 +348,7 @@ impl ProxyHttp for Proxy {
             ctx.head_deadline.body_arrives();
         }
         if end_of_stream && !ctx.head_received {
-            if let Some(limit) = self.pool_of(ctx).map(|p| p.read_timeout) {
+            if let Some(limit) = ctx.pool().map(|p| p.read_timeout) {
                 ctx.head_deadline.start(limit);
             }
         }
@@ -375,7 +361,7 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(forwarding) = self.forwarding(ctx, session) else {
+        let Some(forwarding) = forwarding(ctx, session) else {
             return Ok(());
         };
         forwarding.apply(upstream_request)
@@ -394,7 +380,7 @@ impl ProxyHttp for Proxy {
         }
         if status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A tunnel only where the route allows one and the client asked.
-            if !(self.allows_upgrade(ctx) && session.is_upgrade_req()) {
+            if !(ctx.allows_upgrade() && session.is_upgrade_req()) {
                 return Err(Error::explain(
                     ErrorType::InvalidHTTPHeader,
                     "101 where no upgrade is allowed",
@@ -490,7 +476,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         ctx.head_deadline.disarm();
-        let upstream = self.pool_of(ctx).map_or("none", |p| p.name.as_str());
+        let upstream = ctx.pool().map_or("none", |p| p.name.as_str());
         let (api, kind) = match e.etype() {
             _ if ctx.head_deadline.expired() => (Some(ApiError::upstream_timeout()), "timeout"),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -549,11 +535,11 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let method = method_label(session.req_header().method.as_str());
-        let route = self.label(ctx);
+        let route = ctx.label();
         let elapsed = ctx.started.elapsed();
         let m = &self.gateway.metrics;
         let meter = match ctx.label {
-            RouteLabel::Route(i) => self.meters.get(i),
+            RouteLabel::Route(i) => ctx.live.meters.get(i),
             RouteLabel::Fixed(_) => None,
         };
         match meter {

@@ -10,14 +10,15 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::StoreKind;
+use crate::proxy::Lives;
 use crate::state::Gateway;
-use crate::upstream::UpstreamPool;
 
 /// Periodic upkeep: drops revocations and sessions nothing can use any more,
 /// and refreshes the gauges.
 pub struct Housekeeping {
     pub gateway: Arc<Gateway>,
-    pub pools: Arc<Vec<UpstreamPool>>,
+    /// The configuration in force: its upstreams' health is published.
+    pub lives: Arc<Lives>,
     pub every: Duration,
 }
 
@@ -53,7 +54,7 @@ impl Housekeeping {
                 rows.with_label_values(&[table]).set(n as i64);
             }
         }
-        self.gateway.refresh_gauges(&self.pools);
+        self.gateway.refresh_gauges(&self.lives.load().pools);
     }
 
     /// How often the signing keys are looked at: `store.sync_interval`,

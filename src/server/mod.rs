@@ -6,6 +6,7 @@ mod housekeeping;
 mod listeners;
 mod shutdown;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::listeners::TcpSocketOptions;
@@ -18,9 +19,10 @@ use crate::admin;
 use crate::config::Config;
 use crate::connections::{Edge, EdgeApp};
 use crate::proxy::Proxy;
+use crate::reload::{Hangups, Reloader};
 use crate::state::{Gateway, InFlight, OpenError};
 use crate::tokens::TokenCache;
-use crate::upstream::{build_balancer, UpstreamError, UpstreamPool};
+use crate::upstream::{health_checks, UpstreamError};
 
 use housekeeping::Housekeeping;
 use listeners::proxy_listeners;
@@ -38,6 +40,25 @@ pub enum ServeError {
     Open(#[from] OpenError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Installs the process's SIGHUP handler (its default action ends the
+/// process); `Hangups` receives the signals once the server runs.
+fn watch_hangups_now() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(runtime) => {
+            if let Err(e) = runtime.block_on(async { signal(SignalKind::hangup()).map(drop) }) {
+                tracing::warn!(error = %e, "cannot watch SIGHUP");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
+    }
 }
 
 /// How the idle upstream connections the open-file budget allows are shared
@@ -68,8 +89,12 @@ impl IdleShare {
 }
 
 /// Runs the gateway until SIGTERM (graceful, within `server.grace_period`) or
-/// SIGINT (at once).
-pub fn serve(mut config: Config) -> Result<(), ServeError> {
+/// SIGINT (at once); SIGHUP reloads the configuration from `config_path`.
+pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
+    let (mut config, sha256) = Config::load_with_digest(&config_path)?;
+    // SIGHUP would end the process until the reload service watches it:
+    // take it over now (tokio's handler stays for the process's life).
+    watch_hangups_now();
     // Pingora would retry a taken address forever: refuse it now, by name.
     for (key, addr) in [
         ("server.listen", config.server.listen),
@@ -81,6 +106,8 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
             source,
         })?;
     }
+    // What reloads compare with: the file as read (before the adjustments).
+    let loaded = config.clone();
     // A flood of connections must meet server.max_connections, not the
     // open-file limit (past which Pingora stops accepting for everyone).
     config.server.max_connections =
@@ -116,24 +143,23 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 
-    let mut pools = Vec::new();
-    for up in &cfg.upstreams {
-        let name = &up.name;
-        let lb = build_balancer(name, up)?;
-        let balancer = if up.health_check.is_some() {
-            let service = background_service(&format!("health check {name}"), lb);
-            let task = service.task();
-            server.add_service(service);
-            task
-        } else {
-            Arc::new(lb)
-        };
-        pools.push(UpstreamPool::new(name, balancer, up, &gateway.metrics));
-    }
-    let pools = Arc::new(pools);
-
     let in_flight = InFlight::default();
     let verified = Arc::new(TokenCache::new(cfg.tokens.verified_cache));
+    // Health checks start and stop with their upstream (`upstream/health.rs`).
+    let (health_checks, health) = health_checks();
+    server.add_service(background_service("health checks", health_checks));
+    let reloader = Arc::new(Reloader::start(
+        gateway.clone(),
+        loaded,
+        config_path,
+        sha256,
+        verified,
+        health,
+    )?);
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        Hangups(reloader.clone()),
+    ));
     // Every proxy service counts its connections in the one shared limit.
     let header_timeouts = &gateway.metrics.header_timeouts;
     let proxy_edge = Edge::leak(
@@ -143,12 +169,7 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
         header_timeouts.with_label_values(&["proxy"]),
     );
     for (i, listener) in proxy_listeners(cfg).into_iter().enumerate() {
-        let proxy = Proxy::new(
-            gateway.clone(),
-            pools.clone(),
-            in_flight.clone(),
-            verified.clone(),
-        );
+        let proxy = Proxy::new(gateway.clone(), reloader.lives().clone(), in_flight.clone());
         let app = pingora::proxy::http_proxy(&server.configuration, proxy);
         let mut service = Service::new(format!("proxy {i}"), EdgeApp::new(app, proxy_edge));
         service.threads = Some(listener.threads);
@@ -168,16 +189,16 @@ pub fn serve(mut config: Config) -> Result<(), ServeError> {
         Some(gateway.admin_connections),
         header_timeouts.with_label_values(&["admin"]),
     );
-    let mut admin_service = admin::service(gateway.clone(), pools.clone(), admin_edge);
+    let mut admin_service = admin::service(gateway.clone(), reloader.clone(), admin_edge);
     admin_service.add_tcp(&cfg.admin.listen.to_string());
     server.add_service(admin_service);
 
     let housekeeping = Housekeeping {
         gateway: gateway.clone(),
-        pools,
+        lives: reloader.lives().clone(),
         every: cfg.store.purge_interval,
     };
-    gateway.refresh_gauges(&housekeeping.pools);
+    gateway.refresh_gauges(&reloader.lives().load().pools);
     server.add_service(background_service("housekeeping", housekeeping));
 
     tracing::info!(

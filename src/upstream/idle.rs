@@ -1,7 +1,6 @@
 //! Idle connections of the direct path (`proxy/forward.rs`), per target
 //! and per thread, their count across the process, and their counters.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,10 +48,17 @@ impl ConnectionEvents {
 /// last. Under Pingora's default runtime (one per thread, no work stealing) a
 /// connection belongs to the I/O driver of the thread that opened it: used
 /// from another thread, each of its events would first wake that thread.
+///
+/// Each thread has its own slot (`THREAD_SLOT`), so its lock is never
+/// contended (past `SLOTS` threads, two threads share one). The lists
+/// belong to the target's pool: when a reload drops the pool, its idle
+/// connections close with it.
 pub struct IdleConnections {
-    /// Index of this target's list in each thread's `IDLE`.
-    id: usize,
+    slots: Box<[parking_lot::Mutex<Idle>]>,
 }
+
+/// Slots per target: one per thread, up to this many threads.
+const SLOTS: usize = 64;
 
 /// An idle connection: Pingora's stream, the number of its socket (to look
 /// at it without reading; the stream owns the socket, so the number names
@@ -111,16 +117,19 @@ fn is_quiet(fd: RawFd) -> bool {
     )
 }
 
-thread_local! {
-    static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
-}
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
-static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// This thread's slot in every target's lists.
+    static THREAD_SLOT: usize = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+}
 
 impl Default for IdleConnections {
     fn default() -> Self {
         IdleConnections {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            slots: (0..SLOTS)
+                .map(|_| parking_lot::Mutex::new(VecDeque::new()))
+                .collect(),
         }
     }
 }
@@ -129,15 +138,11 @@ impl IdleConnections {
     /// Runs `f` on this thread's idle list of this target; what it returns
     /// is dropped (connections closed) after the list is released.
     fn with<R>(&self, f: impl FnOnce(&mut Idle) -> R) -> R {
-        IDLE.with_borrow_mut(|lists| {
-            if lists.len() <= self.id {
-                lists.resize_with(self.id + 1, VecDeque::new);
-            }
-            match lists.get_mut(self.id) {
-                Some(idle) => f(idle),
-                None => f(&mut VecDeque::new()),
-            }
-        })
+        let slot = THREAD_SLOT.with(|slot| *slot);
+        match self.slots.get(slot) {
+            Some(idle) => f(&mut idle.lock()),
+            None => f(&mut VecDeque::new()),
+        }
     }
 
     /// The most recently used idle connection that has not expired and on

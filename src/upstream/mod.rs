@@ -2,6 +2,7 @@
 //! and idle connections, and the one place a target is picked, for both
 //! forwarding paths.
 
+mod health;
 mod idle;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use pingora::lb::{Backend, LoadBalancer};
 use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
 
+pub use health::{health_checks, HealthChecks, HealthSender};
 pub use idle::{
     idle_time, set_process_limit as set_idle_limit, ConnectionEvents, IdleConnections, Pooled,
 };
@@ -146,7 +148,7 @@ impl UpstreamPool {
 }
 
 /// Publishes the number of healthy targets of each upstream.
-pub fn publish_health(pools: &[UpstreamPool], metrics: &Metrics) {
+pub fn publish_health(pools: &[Arc<UpstreamPool>], metrics: &Metrics) {
     for pool in pools {
         metrics
             .upstream_healthy

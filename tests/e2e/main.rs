@@ -15,6 +15,8 @@ mod hardening_followup;
 mod keys;
 mod operations;
 mod proxy;
+mod reload;
 mod replicas;
+mod replicas_faults;
 mod self_service;
 mod store_copy;

@@ -13,7 +13,7 @@ use crate::common::relay::Relay;
 use crate::common::{pg, Gateway, Options};
 
 /// A replica on the database `url` names.
-fn replica(url: &str, change: impl FnOnce(Options) -> Options) -> Gateway {
+pub(crate) fn replica(url: &str, change: impl FnOnce(Options) -> Options) -> Gateway {
     let options = Options::default()
         .store(|s| s.postgres(url).sync_interval(Duration::from_millis(200)))
         .route(Route::new("public", "/api/public/", "stocks").auth(Auth::None));
@@ -21,7 +21,7 @@ fn replica(url: &str, change: impl FnOnce(Options) -> Options) -> Gateway {
 }
 
 /// Polls until `done`; how long it took.
-fn within(what: &str, limit: Duration, done: impl Fn() -> bool) -> Duration {
+pub(crate) fn within(what: &str, limit: Duration, done: impl Fn() -> bool) -> Duration {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");

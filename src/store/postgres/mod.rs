@@ -28,14 +28,25 @@
 //!
 //! # Transactions
 //!
-//! Each method is one transaction (READ COMMITTED), committed before it
-//! returns. A read-modify-write locks the rows it reads (`SELECT … FOR
-//! UPDATE`), or is one `UPDATE … WHERE` whose condition PostgreSQL checks
-//! again on the row's latest version, so concurrent writers on any replica
-//! serialize on each row as redb's single writer does. Emails are unique by
-//! a UNIQUE index on the key `normalize_email` computes: of two replicas
-//! registering one address at once, one commits, the other gets
-//! `EmailTaken`.
+//! Each method is one transaction, committed before it returns, at READ
+//! COMMITTED whatever the database's default: with `default_transaction_
+//! isolation` set to `serializable` by an operator, one of two replicas
+//! refreshing one session at once would fail with 40001 (a 500). A
+//! read-modify-write locks the rows it reads (`SELECT … FOR UPDATE`), or is
+//! one `UPDATE … WHERE` whose condition PostgreSQL checks again on the row's
+//! latest version, so concurrent writers on any replica serialize on each
+//! row as redb's single writer does. Emails are unique by a UNIQUE index on
+//! the key `normalize_email` computes: of two replicas registering one
+//! address at once, one commits, the other gets `EmailTaken`.
+//!
+//! Locks are taken in one order, so that writers on several replicas never
+//! deadlock (40P01): an account's row first, then its reset tokens, then
+//! its sessions (by id when there are several: `sessions::revoke_all`),
+//! then `revocations::SEQ_LOCK` and the revocation rows, last. A login
+//! inserts its session before it sets the account's `last_login`, but no
+//! one waits for a row before it commits. With neither 40001 nor 40P01, a
+//! transaction has no conflict to retry (a failure is a 500, a lost
+//! connection a 503).
 //!
 //! Every call is bounded by `CALL_TIMEOUT`; a connection that cannot be
 //! made, a lost one and a timeout give `StoreError::Unavailable`.
@@ -70,7 +81,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use parking_lot::RwLock;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{IsolationLevel, Row};
 
 use super::{
     AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, KeysChange, ResetRecord,
@@ -280,6 +291,7 @@ impl PgStore {
             None => Manager::from_config(settings, tokio_postgres::NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
+            .post_create(read_committed())
             .max_size(options.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(CALL_TIMEOUT))
@@ -327,12 +339,34 @@ impl PgStore {
         let pool = self.pool()?;
         self.driver.run(async move {
             let mut client = connection(&pool).await?;
-            let txn = client.transaction().await.map_err(StoreError::from)?;
+            let txn = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+                .await
+                .map_err(StoreError::from)?;
             let out = f(&txn).await?;
             txn.commit().await.map_err(StoreError::from)?;
             Ok(out)
         })
     }
+}
+
+/// Pins every pooled connection to READ COMMITTED, whatever the database's
+/// `default_transaction_isolation` says: the reads of one statement too
+/// (`write` also names the level on each transaction, which holds behind a
+/// pooler that hands out another server connection).
+fn read_committed() -> deadpool_postgres::Hook {
+    deadpool_postgres::Hook::async_fn(|client, _| {
+        Box::pin(async move {
+            client
+                .batch_execute(
+                    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                )
+                .await
+                .map_err(deadpool_postgres::HookError::Backend)
+        })
+    })
 }
 
 /// A connection from the pool.

@@ -228,3 +228,61 @@ fn an_attempt_window_ends_on_the_database_clock() {
         .expect("rows");
     assert_eq!(rows, 0);
 }
+
+#[test]
+fn two_reset_tokens_of_one_account_used_at_once_on_two_replicas_do_not_deadlock() {
+    let url = DatabaseUrl::new(testing::database());
+    let (a, b, holder) = (open(&url), open(&url), open(&url));
+    let account = a
+        .create_account(crate::store::conformance::account("reset@example.com"))
+        .expect("account");
+    let now = crate::unix_now();
+    let record = ResetRecord {
+        account_id: account.id,
+        created_at: now,
+        expires_at: now + 3_600,
+    };
+    for hash in [[1u8; 32], [2u8; 32]] {
+        a.create_reset_token(&hash, &record).expect("token");
+    }
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        // A third connection holds the account until both replicas wait:
+        // then each has done what it does before it needs the account.
+        let held = scope.spawn(|| {
+            holder.write(async |txn| {
+                let id = int(account.id)?;
+                execute(
+                    txn,
+                    "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )
+                .await?;
+                let _ = locked.send(());
+                while query(txn, waiting, &[]).await?[0].try_get::<_, i64>(0)? < 2 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok::<_, StoreError>(())
+            })
+        });
+        is_locked.recv().expect("locked");
+        let first = scope.spawn(|| a.use_reset_token(&[1; 32], now, "h1".into()));
+        let second = scope.spawn(|| b.use_reset_token(&[2; 32], now, "h2".into()));
+        held.join().expect("thread").expect("held");
+        let outcomes = [first, second].map(|t| t.join().expect("thread"));
+        let used = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(used) => used.is_some(),
+                Err(e) => panic!("a replica failed: {e}"),
+            })
+            .filter(|used| *used)
+            .count();
+        assert_eq!(
+            used, 1,
+            "one token sets the password, the other died with it"
+        );
+    });
+}

@@ -52,6 +52,12 @@ pub(super) async fn get(
 /// replicas using it at once, one gets it), then sets the password of its
 /// (active) account, drops the account's other tokens and revokes its
 /// sessions. `None` when the token or the account does not qualify.
+///
+/// The account's row is locked before the token is taken, as every write of
+/// an account does (`mod.rs`, "Transactions"): two tokens of one account
+/// used at once on two replicas would otherwise each hold its own token,
+/// then one, holding the account, wait to drop the other's token while the
+/// other waits for the account: a deadlock, a 500 for one of the two.
 pub(super) async fn use_token(
     txn: &Transaction<'_>,
     token_hash: &[u8],
@@ -61,15 +67,31 @@ pub(super) async fn use_token(
 ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>> {
     let Some(row) = query_opt(
         txn,
-        "DELETE FROM reset_tokens WHERE token_hash = $1 AND expires_at >= $2 \
-         RETURNING account_id",
-        &[&token_hash, &int(now)?],
+        "SELECT account_id FROM reset_tokens WHERE token_hash = $1",
+        &[&token_hash],
     )
     .await?
     else {
         return Ok(None);
     };
     let account_id = uint(&row, "account_id")?;
+    execute(
+        txn,
+        "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+        &[&int(account_id)?],
+    )
+    .await?;
+    if query_opt(
+        txn,
+        "DELETE FROM reset_tokens WHERE token_hash = $1 AND account_id = $2 \
+         AND expires_at >= $3 RETURNING account_id",
+        &[&token_hash, &int(account_id)?, &int(now)?],
+    )
+    .await?
+    .is_none()
+    {
+        return Ok(None);
+    }
     let Some(account) = accounts::reset_password(txn, account_id, password_hash).await? else {
         return Ok(None);
     };

@@ -139,9 +139,14 @@ pub(super) async fn update(
     Ok(Some(revocation))
 }
 
-/// Revokes every live session of the account but `except`: one `UPDATE`,
-/// whose condition is checked again on rows another transaction changed
-/// meanwhile, so a session is revoked (and its revocation recorded) once.
+/// Revokes every live session of the account but `except`, their rows
+/// locked in the order of their ids: two transactions revoking the sessions
+/// of one account (a password change on one replica, a logout of every
+/// session on another) would otherwise lock them in the order each one's
+/// scan meets them, which a rotation committed between their snapshots can
+/// make opposite (the rotated row moves), and deadlock. `FOR UPDATE` checks
+/// the condition again on a row another transaction changed meanwhile, so a
+/// session is revoked (and its revocation recorded) once.
 pub(super) async fn revoke_all(
     txn: &Transaction<'_>,
     account_id: u64,
@@ -152,9 +157,11 @@ pub(super) async fn revoke_all(
     let except = except.map(|s| id_bytes(s.0));
     let rows = query(
         txn,
-        "UPDATE sessions SET revoked_at = $2 \
-         WHERE account_id = $1 AND revoked_at IS NULL AND expires_at >= $2 \
-         AND ($3::bytea IS NULL OR id <> $3) RETURNING id",
+        "UPDATE sessions SET revoked_at = $2 WHERE id IN ( \
+             SELECT id FROM sessions \
+             WHERE account_id = $1 AND revoked_at IS NULL AND expires_at >= $2 \
+             AND ($3::bytea IS NULL OR id <> $3) ORDER BY id FOR UPDATE) \
+         RETURNING id",
         &[
             &int(account_id)?,
             &int(now)?,
