@@ -12,8 +12,9 @@
 //! - a token is checked against the key its `kid` names, by exact match, and
 //!   with the algorithm of the configuration whatever its header says: an
 //!   unknown or retired `kid` is refused. A token without `kid` (issued
-//!   before key rotation existed) can only have been signed by the
-//!   configuration's key: it is checked against that one, while it verifies.
+//!   before key rotation existed) is accepted only while exactly one key
+//!   could have signed it: the configuration's key, alone in the set (no
+//!   rotation in force); it is refused once a rotation added a key.
 
 use std::sync::Arc;
 
@@ -75,7 +76,7 @@ pub struct KeySet {
     /// The keys that verify, the signing key first.
     pub(super) verifiers: Vec<Arc<Material>>,
     /// The key that checks tokens without `kid`: the configuration's, while
-    /// it verifies.
+    /// it is the only key of the set.
     pub(super) legacy: Option<Arc<Material>>,
     /// HS256: the fast path of each verifying key (by its header), and of
     /// the tokens without `kid`.
@@ -156,12 +157,13 @@ impl KeySet {
         };
         let mut verifiers = vec![signer.clone()];
         verifiers.extend(others);
-        let legacy = (config_verifies || Arc::ptr_eq(&signer, &config)).then(|| config.clone());
-        if let Some(legacy) = &legacy {
-            if !verifiers.iter().any(|k| Arc::ptr_eq(k, legacy)) {
-                verifiers.push(legacy.clone());
-            }
+        if config_verifies && !verifiers.iter().any(|k| Arc::ptr_eq(k, &config)) {
+            verifiers.push(config.clone());
         }
+        // A token without `kid` only while exactly one key could have
+        // signed it: the configuration's key, alone in the set.
+        let legacy =
+            (verifiers.len() == 1 && Arc::ptr_eq(&verifiers[0], &config)).then(|| config.clone());
         let mut fast = Vec::new();
         for key in &verifiers {
             if let Some(secret) = &key.secret {
@@ -197,8 +199,8 @@ impl KeySet {
     }
 
     /// The key a token's `kid` names among those that verify (exact match,
-    /// no allocation); `None` (no `kid`): the key of the tokens issued
-    /// before `kid` existed, while it verifies.
+    /// no allocation); `None` (no `kid`): the configuration's key while it
+    /// is the only one.
     pub(super) fn key_for(&self, kid: Option<&str>) -> Option<&Material> {
         match kid {
             None => self.legacy.as_deref(),
@@ -212,7 +214,8 @@ impl KeySet {
         let alg = algorithm_name(self.settings.algorithm);
         let mut out = Vec::new();
         let recorded = self.stored.iter().any(|r| r.kid == self.config.kid);
-        if !recorded && self.legacy.is_some() {
+        let verifies = self.verifiers.iter().any(|k| Arc::ptr_eq(k, &self.config));
+        if !recorded && verifies {
             out.push(KeyInfo {
                 kid: self.config.kid.clone(),
                 algorithm: alg.to_string(),

@@ -92,7 +92,22 @@ fn after_a_rotation_old_tokens_verify_new_ones_carry_the_new_kid_and_retiring_en
         let old_refresh = keys.issue_refresh(7, sid, 1, now, now + 60).expect("issue");
         let generation = keys.current().generation;
         let (new, mut rows) = rotated(&keys, alg, now);
+        // A token without kid signed by the configuration's key: good
+        // while that key is alone in the set, refused once rotated.
+        let kidless = {
+            let set = keys.current();
+            let mut header = set.signer.header.clone();
+            header.kid = None;
+            jsonwebtoken::encode(
+                &header,
+                &access_claims(now, now + 300),
+                &set.signer.encoding,
+            )
+            .expect("sign")
+        };
+        assert!(keys.verify_access(&kidless).is_ok(), "{alg:?}");
         assert!(keys.set_stored(rows.clone()).expect("rotate"));
+        assert_eq!(keys.verify_access(&kidless), Err(TokenError::Invalid));
         assert!(!keys.set_stored(rows.clone()).expect("same"), "no swap");
         assert!(keys.current().generation > generation);
         assert_eq!(keys.signing_kid(), new.kid);
