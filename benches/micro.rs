@@ -3,7 +3,9 @@
 //! with 0, 100k and 1M revoked sessions in memory, for a token never seen
 //! (the full check) and for one seen before (through the proxy path's cache
 //! of verified tokens, 10,000 distinct tokens); issuing a token; one
-//! argon2id hash with the gateway's parameters; one redb point read.
+//! argon2id hash with the gateway's parameters; one redb point read; and the
+//! full check after a key rotation (two keys in the set), for tokens of the
+//! active key and of the verify-only one.
 //!
 //! `cargo bench --bench micro` (figures in benches/README.md).
 
@@ -75,6 +77,54 @@ fn token_check(c: &mut Criterion) {
     );
 }
 
+/// The full check (0 revoked sessions) with one key, and with two after a
+/// rotation: tokens of the new active key, and of the verify-only one.
+fn token_check_rotated(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = keys(dir.path());
+    let tokens = |keys: &TokenKeys| -> Vec<String> {
+        (0..10_000)
+            .map(|_| {
+                let t = keys
+                    .issue_access(&SUBJECT, SessionId::random(), vigile::unix_now())
+                    .expect("token");
+                format!("Bearer {t}")
+            })
+            .collect()
+    };
+    let old = tokens(&keys);
+    let list = RevocationList::new(Vec::new());
+    let mut group = c.benchmark_group("token_check_keys");
+    let mut bench = |name: &str, keys: &TokenKeys, headers: &[String]| {
+        let mut i = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % headers.len();
+                black_box(
+                    vigile::auth::authenticate(Some(headers[i].as_bytes()), keys, &list).is_ok(),
+                )
+            })
+        });
+    };
+    bench("one_key", &keys, &old);
+    let now = vigile::unix_now();
+    let new = vigile::tokens::generate_stored_key(Algorithm::HS256, now).expect("key");
+    let set_aside = vigile::tokens::StoredKey {
+        kid: keys.config_kid(),
+        algorithm: "HS256".into(),
+        state: vigile::tokens::KeyState::VerifyOnly,
+        created_at: None,
+        deactivated_at: Some(now),
+        retired_at: None,
+        material: None,
+    };
+    keys.set_stored(vec![set_aside, new]).expect("rotate");
+    let fresh = tokens(&keys);
+    bench("two_keys_active", &keys, &fresh);
+    bench("two_keys_verify_only", &keys, &old);
+    group.finish();
+}
+
 fn token_issue(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = keys(dir.path());
@@ -129,6 +179,7 @@ fn redb_point_read(c: &mut Criterion) {
 criterion_group!(
     benches,
     token_check,
+    token_check_rotated,
     token_issue,
     argon2_hash,
     redb_point_read

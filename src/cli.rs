@@ -1,5 +1,6 @@
 //! The command line: `serve`, `check-config`, the operator commands
-//! (`user ...`, `role ...`), and `store copy` (a redb store into PostgreSQL).
+//! (`user ...`, `role ...`, `keys ...`), and `store copy` (a redb store into
+//! PostgreSQL).
 //!
 //! Operator commands open the store themselves when no gateway runs on it.
 //! When one does (one process at a time holds the store), they are sent to that
@@ -57,9 +58,37 @@ pub enum Command {
     /// Manage roles.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Manage the token signing keys (rotation with `kid`).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Move data between stores.
     #[command(subcommand)]
     Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+#[command(
+    after_help = "Keys live in the store (shared by replicas on PostgreSQL). A running gateway \
+                  carries these commands out itself; the other replicas follow within \
+                  store.sync_interval (250 ms at most)."
+)]
+pub enum KeysCommand {
+    /// List the signing keys: kid, algorithm, state (active, verify_only,
+    /// retired), source (config or store), created.
+    List,
+    /// Generate a new key of tokens.algorithm (HS256: 32 random bytes;
+    /// EdDSA: Ed25519; RS256: RSA 2048) and make it the active one: new
+    /// tokens carry its kid. The key that signed until now verifies only,
+    /// until no token it signed can still be valid (tokens.refresh_ttl +
+    /// tokens.leeway); the gateway retires it then.
+    Rotate,
+    /// Retire a verify-only key now: the tokens it signed are refused at
+    /// once (401 token_not_valid), on every replica. The active key cannot
+    /// be retired: rotate first.
+    Retire {
+        /// The key's kid (see `vigile keys list`).
+        kid: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +206,11 @@ pub fn run(cli: Cli) -> i32 {
             operate(&config, OperatorCommand::CreateRole { name })
         }
         Command::Role(RoleCommand::List) => operate(&config, OperatorCommand::ListRoles),
+        Command::Keys(KeysCommand::List) => operate(&config, OperatorCommand::ListKeys),
+        Command::Keys(KeysCommand::Rotate) => operate(&config, OperatorCommand::RotateKey),
+        Command::Keys(KeysCommand::Retire { kid }) => {
+            operate(&config, OperatorCommand::RetireKey { kid })
+        }
         Command::Store(StoreCommand::Copy { from }) => store_copy(&config, &path, &from),
     }
 }
@@ -371,6 +405,12 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
         Ok(store) => {
             let tokens = TokenKeys::from_config(&config.tokens, &config.store.data_dir())
                 .map_err(|e| CliError::Keys(e.into()))?;
+            // The rotated keys, so that new tokens (none here today) and the
+            // `keys` commands see the set in force; a failure is the `keys`
+            // commands' to report.
+            if let Err(e) = crate::accounts::keys::sync(&tokens, store.as_ref()) {
+                tracing::debug!(error = %e, "the stored signing keys cannot be loaded");
+            }
             let metrics = crate::metrics::Metrics::new().map_err(CliError::Metrics)?;
             let service = AccountService::new(
                 config,
@@ -471,6 +511,24 @@ fn print_reply(reply: &OperatorReply) {
         OperatorReply::Roles(roles) => {
             for r in roles {
                 println!("{r}");
+            }
+        }
+        OperatorReply::Keys(keys) => {
+            println!(
+                "{:<44} {:<6} {:<12} {:<7} created",
+                "kid", "alg", "state", "source"
+            );
+            for k in keys {
+                println!(
+                    "{:<44} {:<6} {:<12} {:<7} {}",
+                    k["kid"].as_str().unwrap_or(""),
+                    k["algorithm"].as_str().unwrap_or(""),
+                    k["state"].as_str().unwrap_or(""),
+                    k["source"].as_str().unwrap_or(""),
+                    k["created_at"]
+                        .as_u64()
+                        .map_or_else(|| "-".to_string(), crate::rfc3339)
+                );
             }
         }
         OperatorReply::Done(message) => println!("{message}"),

@@ -67,6 +67,10 @@ error_codes! {
     AccountNotFound = "account_not_found",
     UnknownRole = "unknown_role",
     InvalidRole = "invalid_role",
+    /// `vigile keys retire`: no key with that `kid`.
+    KeyNotFound = "key_not_found",
+    /// `vigile keys retire`: the key signs; rotate first.
+    KeyActive = "key_active",
     /// `vigile reload`: the file is invalid or changes a key bound at start.
     ReloadRefused = "reload_refused",
     // --- server side

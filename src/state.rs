@@ -96,6 +96,9 @@ impl Gateway {
         warn_if_key_is_local(&config, &data_dir);
         let metrics = Metrics::new().map_err(OpenError::Metrics)?;
         let store = crate::store::Metered::wrap(store, metrics.store_errors.clone());
+        // The rotated keys (`vigile keys`), kept current by housekeeping.
+        crate::accounts::keys::sync(&tokens, store.as_ref())
+            .map_err(|e| OpenError::Keys(e.into()))?;
         let revocations = load_revocations(&config, &store, &metrics)?;
         let reset_queue = ResetWorker {
             store: store.clone(),

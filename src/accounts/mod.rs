@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod fixture;
 mod input;
+pub mod keys;
 mod limit;
 mod login;
 mod logout;
@@ -370,7 +371,7 @@ impl AccountService {
                 password_reset::reset(self, password_reset::parse_reset(req.body)?)
             }
             Endpoint::Jwks => {
-                let keys: Value = serde_json::from_slice(self.tokens.jwks_json())
+                let keys: Value = serde_json::from_slice(&self.tokens.jwks_json())
                     .map_err(|_| ApiError::internal())?;
                 Ok(Reply {
                     status: 200,

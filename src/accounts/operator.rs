@@ -1,4 +1,4 @@
-//! Operator commands (`vigile user ...`, `vigile role ...`): the same code runs
+//! Operator commands (`vigile user ...`, `vigile role ...`, `vigile keys ...`): the same code runs
 //! in the CLI against the store file when no gateway holds it, and inside the
 //! running gateway when it does (sent over the admin listener), so a change
 //! such as `deactivate` reaches the gateway's memory at once.
@@ -43,6 +43,11 @@ pub enum OperatorCommand {
         name: String,
     },
     ListRoles,
+    ListKeys,
+    RotateKey,
+    RetireKey {
+        kid: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +56,8 @@ pub enum OperatorReply {
     Account(Value),
     Accounts(Vec<Value>),
     Roles(Vec<String>),
+    /// `vigile keys list`: `KeyInfo`s.
+    Keys(Vec<Value>),
     Done(String),
 }
 
@@ -188,5 +195,20 @@ pub fn execute(
         OperatorCommand::ListRoles => Ok(OperatorReply::Roles(
             service.store.roles().map_err(store_failed)?,
         )),
+        OperatorCommand::ListKeys => Ok(OperatorReply::Keys(
+            super::keys::list(service)?
+                .into_iter()
+                .map(|k| serde_json::to_value(k).map_err(internal))
+                .collect::<Result<_, _>>()?,
+        )),
+        OperatorCommand::RotateKey => Ok(OperatorReply::Done(super::keys::rotate(
+            service,
+            crate::unix_now(),
+        )?)),
+        OperatorCommand::RetireKey { kid } => Ok(OperatorReply::Done(super::keys::retire(
+            service,
+            &kid,
+            crate::unix_now(),
+        )?)),
     }
 }

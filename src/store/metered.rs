@@ -8,11 +8,11 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 
 use super::{
-    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ResetRecord, Revocation,
-    SequencedRevocation, SessionChange, SessionRecord, Store, StoreBackend, StoreContents,
-    StoreCounts, StoreResult,
+    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, KeysChange, ResetRecord,
+    Revocation, SequencedRevocation, SessionChange, SessionRecord, Store, StoreBackend,
+    StoreContents, StoreCounts, StoreResult,
 };
-use crate::tokens::SessionId;
+use crate::tokens::{SessionId, StoredKey};
 
 /// A store whose failed calls are counted.
 pub struct Metered {
@@ -206,6 +206,19 @@ impl StoreBackend for Metered {
     ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>> {
         let out = self.inner.use_reset_token(token_hash, now, password_hash);
         self.count("use_reset_token", out)
+    }
+
+    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.count("signing_keys", self.inner.signing_keys())
+    }
+
+    fn signing_keys_version(&self) -> StoreResult<u64> {
+        self.count("signing_keys_version", self.inner.signing_keys_version())
+    }
+
+    fn update_signing_keys_dyn(&self, change: KeysChange<'_>) -> StoreResult<Vec<StoredKey>> {
+        let out = self.inner.update_signing_keys_dyn(change);
+        self.count("update_signing_keys", out)
     }
 
     fn contents(&self) -> StoreResult<StoreContents> {

@@ -40,7 +40,7 @@ pub use records::{
 pub use sync::{ApplyRevocations, Follow, SequencedRevocation, SyncStatus};
 
 use crate::config::{StoreConfig, StoreKind};
-use crate::tokens::SessionId;
+use crate::tokens::{SessionId, StoredKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,6 +78,10 @@ pub type AccountChange<'a> = Box<dyn FnOnce(&mut AccountRecord) + 'a>;
 
 /// A change applied to a session inside `update_session`'s transaction.
 pub type SessionChange<'a> = Box<dyn FnOnce(&mut SessionRecord) + 'a>;
+
+/// A change applied to the signing keys inside `update_signing_keys`'s
+/// transaction.
+pub type KeysChange<'a> = Box<dyn FnOnce(&mut Vec<StoredKey>) + 'a>;
 
 /// What a store backend does. Object-safe: the gateway holds an
 /// `Arc<dyn StoreBackend>` (`Arc<Store>`). Call `update_account` and
@@ -252,6 +256,21 @@ pub trait StoreBackend: Send + Sync {
         password_hash: String,
     ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>>;
 
+    // --- signing keys (`vigile keys`) --------------------------------------------
+
+    /// Every signing key the store holds, by `kid`.
+    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+
+    /// A number that grows with every committed change of the signing keys:
+    /// a replica reads it often and reloads the keys when it moved.
+    fn signing_keys_version(&self) -> StoreResult<u64>;
+
+    /// Applies `change` to every signing key in one transaction, serialized
+    /// with every other change of them (by any process): the rows it added
+    /// or changed are written (none is ever deleted). Returns the keys after
+    /// it, by `kid`. Call `update_signing_keys` (on `Store`).
+    fn update_signing_keys_dyn(&self, change: KeysChange<'_>) -> StoreResult<Vec<StoredKey>>;
+
     // --- copying a whole store (`vigile store copy`, `copy.rs`) ------------------
 
     /// Everything the store holds, read in one transaction.
@@ -332,6 +351,17 @@ impl<'s> dyn StoreBackend + 's {
         change: impl FnOnce(&mut AccountRecord),
     ) -> StoreResult<Option<(AccountRecord, Vec<Revocation>)>> {
         self.update_account_dyn(id, now, Box::new(change))
+    }
+
+    /// `update_signing_keys_dyn`, also returning what `change` returned.
+    pub fn update_signing_keys<R>(
+        &self,
+        change: impl FnOnce(&mut Vec<StoredKey>) -> R,
+    ) -> StoreResult<(Vec<StoredKey>, R)> {
+        let mut out = None;
+        let keys = self.update_signing_keys_dyn(Box::new(|keys| out = Some(change(keys))))?;
+        out.map(|out| (keys, out))
+            .ok_or_else(|| StoreError::Db("the signing keys' change did not run".into()))
     }
 
     /// `update_session_dyn`, also returning what `change` returned.

@@ -25,7 +25,8 @@ use super::{hex128_into, Identity, TokenError, TokenKeys};
 
 const SHARDS: usize = 16;
 
-type Map = HashMap<Box<str>, Arc<Verified>, foldhash::fast::RandomState>;
+/// A verified token and the generation of the key set that verified it.
+type Map = HashMap<Box<str>, (Arc<Verified>, u64), foldhash::fast::RandomState>;
 
 /// A verified access token: who it speaks for, and the values of the
 /// identity headers, built once.
@@ -121,12 +122,15 @@ impl TokenCache {
         keys: &TokenKeys,
         now: u64,
     ) -> Result<Arc<Verified>, TokenError> {
+        let keys = keys.current();
         if self.shards.is_empty() {
             return Verified::new(keys.verify_access(token)?).map(Arc::new);
         }
         let shard = &self.shards[shard_of(token)];
         let known = shard.lock().get(token, self.per_shard, &self.hasher);
-        if let Some(verified) = known {
+        // A token verified by another key set (before a rotation, a
+        // retirement, a reload) is verified again: its key may be retired.
+        if let Some((verified, _)) = known.filter(|(_, g)| *g == keys.generation) {
             if keys.is_expired(verified.identity.expires_at, now) {
                 return Err(TokenError::Expired);
             }
@@ -138,9 +142,12 @@ impl TokenCache {
             return Ok(verified);
         }
         let verified = Arc::new(Verified::new(keys.verify_access(token)?)?);
-        shard
-            .lock()
-            .insert(token.into(), verified.clone(), self.per_shard, &self.hasher);
+        shard.lock().insert(
+            token.into(),
+            (verified.clone(), keys.generation),
+            self.per_shard,
+            &self.hasher,
+        );
         Ok(verified)
     }
 }
@@ -159,19 +166,19 @@ impl Shard {
         token: &str,
         capacity: usize,
         hasher: &foldhash::fast::RandomState,
-    ) -> Option<Arc<Verified>> {
-        if let Some(verified) = self.current.get(token) {
-            return Some(verified.clone());
+    ) -> Option<(Arc<Verified>, u64)> {
+        if let Some(entry) = self.current.get(token) {
+            return Some(entry.clone());
         }
-        let (key, verified) = self.previous.remove_entry(token)?;
-        self.insert(key, verified.clone(), capacity, hasher);
-        Some(verified)
+        let (key, entry) = self.previous.remove_entry(token)?;
+        self.insert(key, entry.clone(), capacity, hasher);
+        Some(entry)
     }
 
     fn insert(
         &mut self,
         token: Box<str>,
-        verified: Arc<Verified>,
+        verified: (Arc<Verified>, u64),
         capacity: usize,
         hasher: &foldhash::fast::RandomState,
     ) {

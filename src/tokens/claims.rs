@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{SessionId, TokenKeys};
+use super::{KeySet, SessionId};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -58,10 +58,10 @@ pub struct Identity {
     pub valid_from: u64,
 }
 
-impl TokenKeys {
+impl KeySet {
     /// Whether a token with this `exp` has expired at `now`, leeway included.
     pub fn is_expired(&self, exp: u64, now: u64) -> bool {
-        exp.saturating_add(self.validation.leeway) < now
+        exp.saturating_add(self.settings.leeway) < now
     }
 
     /// Whether a token valid from `valid_from` (see `Identity`) is not valid
@@ -89,7 +89,7 @@ impl TokenKeys {
         }
         let valid_from = iat
             .max(nbf.unwrap_or(0))
-            .saturating_sub(self.validation.leeway);
+            .saturating_sub(self.settings.leeway);
         if self.is_premature(valid_from, now) {
             return Err(TokenError::Invalid);
         }

@@ -8,7 +8,7 @@ use jsonwebtoken::Header;
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Identity, KeyError, TokenError, TokenKeys};
+use super::{Identity, KeyError, KeySet, TokenError};
 
 /// The access-token check for the tokens this gateway issues with HS256:
 /// their header is exactly ours, so it is compared as text instead of being
@@ -153,7 +153,7 @@ impl FastHs256 {
         Ok(FastHs256 { prefix, mac })
     }
 
-    pub(super) fn verify_access(&self, token: &str, keys: &TokenKeys) -> Fast {
+    pub(super) fn verify_access(&self, token: &str, keys: &KeySet) -> Fast {
         use base64::Engine;
         let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let Some(rest) = token.strip_prefix(self.prefix.as_str()) else {
@@ -188,13 +188,13 @@ impl FastHs256 {
             claims.iat,
             claims.nbf,
             claims.exp,
-            keys.access_ttl,
+            keys.settings.access_ttl,
             crate::unix_now(),
         ) {
             Ok(valid_from) => valid_from,
             Err(e) => return Fast::Done(Err(e)),
         };
-        if claims.iss != keys.issuer || claims.aud != keys.audience {
+        if claims.iss != keys.settings.issuer || claims.aud != keys.settings.audience {
             return Fast::Done(Err(TokenError::Invalid));
         }
         if claims.token_type != "access" {
@@ -226,7 +226,8 @@ mod tests {
     #[test]
     fn the_fast_path_takes_our_tokens_and_agrees_with_the_generic_one() {
         let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
-        let fast = keys.fast.as_ref().expect("HS256 has a fast path");
+        let set = keys.current();
+        let fast = set.fast.first().expect("HS256 has a fast path");
         let now = crate::unix_now();
         let sid = SessionId::random();
         let good = keys.issue_access(&subject(), sid, now).expect("issue");
@@ -242,7 +243,7 @@ mod tests {
         tampered.pop();
         tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
         for token in [&good, &expired, &refresh, &tampered] {
-            let generic = keys.decode::<AccessClaims>(token).and_then(|c| {
+            let generic = set.decode::<AccessClaims>(token).and_then(|c| {
                 if c.token_type == "access" {
                     Ok(c.sub)
                 } else {
@@ -251,7 +252,7 @@ mod tests {
             });
             if token != &refresh {
                 assert!(
-                    matches!(fast.verify_access(token, &keys), Fast::Done(_)),
+                    matches!(fast.verify_access(token, &set), Fast::Done(_)),
                     "our own access tokens take the fast path"
                 );
             }
@@ -286,7 +287,8 @@ mod tests {
     #[test]
     fn the_fast_path_refuses_what_the_general_path_refuses() {
         let keys = hs_keys(b"0123456789abcdef0123456789abcdef");
-        let fast = keys.fast.as_ref().expect("HS256 has a fast path");
+        let set = keys.current();
+        let fast = set.fast.first().expect("HS256 has a fast path");
         let now = crate::unix_now();
         let claims = |iss: &str, sub: &str, iat: u64, exp: u64| {
             format!(
@@ -336,8 +338,8 @@ mod tests {
         for (payload, error) in cases {
             let token = sign_payload(&keys, payload.as_bytes());
             assert_eq!(keys.verify_access(&token), Err(error), "{payload}");
-            assert_eq!(keys.verify_access_general(&token), Err(error), "{payload}");
-            if let Fast::Done(verdict) = fast.verify_access(&token, &keys) {
+            assert_eq!(set.verify_access_general(&token), Err(error), "{payload}");
+            if let Fast::Done(verdict) = fast.verify_access(&token, &set) {
                 assert_eq!(verdict, Err(error), "{payload}");
             }
         }

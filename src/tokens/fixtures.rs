@@ -32,11 +32,12 @@ pub(crate) fn subject() -> Subject<'static> {
 /// Signs `claims` (any JSON) with the keys' secret; `ours` picks our own
 /// header (the fast path) or another one (the generic decoder).
 pub(crate) fn forge(keys: &TokenKeys, claims: &serde_json::Value, ours: bool) -> String {
-    let mut header = keys.header.clone();
+    let set = keys.current();
+    let mut header = set.signer.header.clone();
     if !ours {
         header.typ = None;
     }
-    jsonwebtoken::encode(&header, claims, &keys.encoding).expect("sign")
+    jsonwebtoken::encode(&header, claims, &set.signer.encoding).expect("sign")
 }
 
 /// `payload` (any bytes, not only JSON) under the header of the tokens
@@ -45,10 +46,15 @@ pub(crate) fn forge(keys: &TokenKeys, claims: &serde_json::Value, ours: bool) ->
 pub(crate) fn sign_payload(keys: &TokenKeys, payload: &[u8]) -> String {
     use base64::Engine;
     let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = serde_json::to_vec(&keys.header).expect("header");
+    let set = keys.current();
+    let header = serde_json::to_vec(&set.signer.header).expect("header");
     let message = format!("{}.{}", engine.encode(header), engine.encode(payload));
-    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &keys.encoding, keys.header.alg)
-        .expect("sign");
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &set.signer.encoding,
+        set.signer.header.alg,
+    )
+    .expect("sign");
     format!("{message}.{signature}")
 }
 

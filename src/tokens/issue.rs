@@ -1,4 +1,5 @@
-//! Issuing access and refresh tokens.
+//! Issuing access and refresh tokens, signed by the active key (its `kid`
+//! in the header).
 
 use super::{random_token_id, AccessClaims, RefreshClaims, SessionId, Subject, TokenKeys};
 
@@ -9,20 +10,21 @@ impl TokenKeys {
         session: SessionId,
         now: u64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        let set = self.current();
         let claims = AccessClaims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            iss: set.settings.issuer.clone(),
+            aud: set.settings.audience.clone(),
             sub: subject.account_id.to_string(),
             email: subject.email.to_string(),
             role: subject.role.to_string(),
             sid: session.to_string(),
             jti: format!("{:032x}", random_token_id()),
             iat: now,
-            exp: now + self.access_ttl,
+            exp: now + set.settings.access_ttl,
             token_type: "access".into(),
             nbf: None,
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+        jsonwebtoken::encode(&set.signer.header, &claims, &set.signer.encoding)
     }
 
     /// A refresh token with the given `jti` and expiry (both kept in the session).
@@ -34,9 +36,10 @@ impl TokenKeys {
         now: u64,
         exp: u64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        let set = self.current();
         let claims = RefreshClaims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            iss: set.settings.issuer.clone(),
+            aud: set.settings.audience.clone(),
             sub: account_id.to_string(),
             sid: session.to_string(),
             jti: format!("{jti:032x}"),
@@ -45,6 +48,6 @@ impl TokenKeys {
             token_type: "refresh".into(),
             nbf: None,
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+        jsonwebtoken::encode(&set.signer.header, &claims, &set.signer.encoding)
     }
 }

@@ -1,12 +1,19 @@
-//! The signing and verification keys: from the configuration, or generated
-//! once and kept in the data directory; the JWKS document of the public key.
+//! `TokenKeys`, what the rest of the gateway holds: the key set in force
+//! (`keyset.rs`) behind an atomic pointer, swapped whole when the
+//! configuration is reloaded (`reconfigure`) or the stored keys change
+//! (`set_stored`: a rotation, a retirement, another replica's). A request
+//! loads the pointer once (no lock, no allocation) and checks its token
+//! against that set.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use arc_swap::{ArcSwap, Guard};
 
-use super::fast::FastHs256;
+use super::keyset::{KeyInfo, KeySet, Settings};
+use super::material::{self, Material};
+use super::StoredKey;
 use crate::config::{Algorithm, KeySource, TokenConfig};
 use crate::fsutil;
 
@@ -19,8 +26,12 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("tokens.private_key_file: not an {kind} private key in PEM: {reason}")]
-    NotAKey { kind: &'static str, reason: String },
+    #[error("{what}: not an {kind} private key in PEM: {reason}")]
+    NotAKey {
+        what: String,
+        kind: &'static str,
+        reason: String,
+    },
     #[error("tokens: cannot derive the public key: {0}")]
     Derive(jsonwebtoken::errors::Error),
     #[error("tokens: cannot use the public key: {0}")]
@@ -31,210 +42,175 @@ pub enum KeyError {
     Json(#[from] serde_json::Error),
     #[error("tokens: the HS256 secret cannot key HMAC-SHA256")]
     Secret(#[from] hmac::digest::InvalidLength),
+    #[error("tokens: cannot generate a key: {0}")]
+    Generate(String),
+    #[error(
+        "the stored signing key {kid} has no private part (retire it: vigile keys retire {kid})"
+    )]
+    NoMaterial { kid: String },
+    #[error("the stored signing key {kid} is not the key its kid names")]
+    KidMismatch { kid: String },
+    #[error(
+        "the stored signing key {kid} is encrypted and {} is not set: give this process the \
+         same value as the one that rotated it",
+        material::ENCRYPTION_KEY_ENV
+    )]
+    NoSealingKey { kid: String },
+    #[error(
+        "the stored signing key {kid} cannot be decrypted (wrong {} or damaged row)",
+        material::ENCRYPTION_KEY_ENV
+    )]
+    Unseal { kid: String },
 }
 
 pub struct TokenKeys {
-    /// HS256 only: the check of the tokens this gateway issued, without the
-    /// generic decoder's copies (see `FastHs256`).
-    pub(super) fast: Option<FastHs256>,
-    pub(super) header: Header,
-    pub(super) encoding: EncodingKey,
-    pub(super) decoding: DecodingKey,
-    pub(super) validation: Validation,
-    pub(super) issuer: String,
-    pub(super) audience: String,
-    pub(super) access_ttl: u64,
-    pub(super) refresh_ttl: u64,
-    jwks: Vec<u8>,
+    set: ArcSwap<KeySet>,
+    generations: AtomicU64,
+    /// Serializes the swaps, so that a reload and a rotation arriving
+    /// together do not undo each other.
+    writer: parking_lot::Mutex<()>,
 }
 
 const SECRET_FILE: &str = "jwt-secret";
 const ED25519_FILE: &str = "jwt-ed25519.pem";
 
+/// The key the configuration gives; a generated secret or key is read
+/// from, or first written to, the data directory (mode 0600).
+fn config_key(cfg: &TokenConfig, data_dir: &Path) -> Result<Material, KeyError> {
+    let keep = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| KeyError::Keep { what, path, source }
+    };
+    match (&cfg.algorithm, &cfg.key) {
+        (Algorithm::HS256, KeySource::Secret(secret)) => {
+            material::parse(Algorithm::HS256, secret, "tokens.secret_env")
+        }
+        (Algorithm::HS256, KeySource::GeneratedSecret) => {
+            let path = data_dir.join(SECRET_FILE);
+            let secret = fsutil::read_or_create_private(&path, || {
+                use base64::Engine;
+                let bytes: [u8; 32] = rand::random();
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(bytes)
+                    .into_bytes()
+            })
+            .map_err(keep("secret", &path))?;
+            material::parse(Algorithm::HS256, &secret, "tokens")
+        }
+        (Algorithm::EdDSA | Algorithm::RS256, KeySource::PrivateKeyPem(pem)) => {
+            material::parse(cfg.algorithm, pem, "tokens.private_key_file")
+        }
+        (Algorithm::EdDSA, KeySource::GeneratedEd25519) => {
+            let path = data_dir.join(ED25519_FILE);
+            let pem = fsutil::read_or_create_private(&path, material::generate_ed25519_pem)
+                .map_err(keep("key", &path))?;
+            material::parse(Algorithm::EdDSA, &pem, &path.display().to_string())
+        }
+        _ => Err(KeyError::Mismatch),
+    }
+}
+
 impl TokenKeys {
-    /// Builds the keys; a generated secret or key is read from, or first
-    /// written to, the data directory (mode 0600).
+    /// The keys of the configuration alone (`set_stored` adds the rotated ones).
     pub fn from_config(cfg: &TokenConfig, data_dir: &Path) -> Result<TokenKeys, KeyError> {
-        let (alg, encoding, decoding) = match (&cfg.algorithm, &cfg.key) {
-            (Algorithm::HS256, KeySource::Secret(secret)) => hs256(secret),
-            (Algorithm::HS256, KeySource::GeneratedSecret) => {
-                let path = data_dir.join(SECRET_FILE);
-                let secret = fsutil::read_or_create_private(&path, || {
-                    use base64::Engine;
-                    let bytes: [u8; 32] = rand::random();
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .encode(bytes)
-                        .into_bytes()
-                })
-                .map_err(|source| KeyError::Keep {
-                    what: "secret",
-                    path: path.clone(),
-                    source,
-                })?;
-                hs256(&secret)
-            }
-            (Algorithm::EdDSA, KeySource::PrivateKeyPem(pem)) => ed25519(pem)?,
-            (Algorithm::EdDSA, KeySource::GeneratedEd25519) => {
-                let path = data_dir.join(ED25519_FILE);
-                let pem = fsutil::read_or_create_private(&path, generate_ed25519_pem).map_err(
-                    |source| KeyError::Keep {
-                        what: "key",
-                        path: path.clone(),
-                        source,
-                    },
-                )?;
-                ed25519(&pem)?
-            }
-            (Algorithm::RS256, KeySource::PrivateKeyPem(pem)) => {
-                let encoding = EncodingKey::from_rsa_pem(pem).map_err(|e| KeyError::NotAKey {
-                    kind: "RSA",
-                    reason: e.to_string(),
-                })?;
-                let jwk = Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::RS256)
-                    .map_err(KeyError::Derive)?;
-                (
-                    jsonwebtoken::Algorithm::RS256,
-                    encoding,
-                    PublicKey::Jwk(Box::new(jwk)),
-                )
-            }
-            _ => return Err(KeyError::Mismatch),
-        };
-        let mut header = Header::new(alg);
-        let mut fast = None;
-        let (decoding, jwks) = match decoding {
-            PublicKey::Secret(d, secret) => {
-                fast = Some(FastHs256::new(&header, &secret)?);
-                (d, JwkSet { keys: vec![] })
-            }
-            PublicKey::Jwk(jwk) => {
-                let mut jwk = *jwk;
-                let kid = jwk.thumbprint(ThumbprintHash::SHA256);
-                jwk.common.key_id = Some(kid.clone());
-                jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-                header.kid = Some(kid);
-                let decoding = DecodingKey::from_jwk(&jwk).map_err(KeyError::Public)?;
-                (decoding, JwkSet { keys: vec![jwk] })
-            }
-        };
-        let mut validation = Validation::new(alg);
-        validation.leeway = cfg.leeway.as_secs();
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&[&cfg.audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = false;
+        let config = Arc::new(config_key(cfg, data_dir)?);
+        let set = KeySet::build(0, Settings::from_config(cfg), config, Vec::new())?;
         Ok(TokenKeys {
-            fast,
-            header,
-            encoding,
-            decoding,
-            validation,
-            issuer: cfg.issuer.clone(),
-            audience: cfg.audience.clone(),
-            access_ttl: cfg.access_ttl.as_secs(),
-            refresh_ttl: cfg.refresh_ttl.as_secs(),
-            jwks: serde_json::to_vec(&jwks)?,
+            set: ArcSwap::from_pointee(set),
+            generations: AtomicU64::new(0),
+            writer: parking_lot::Mutex::new(()),
         })
     }
 
+    /// Rebuilds the set from a new `tokens:` section (lifetimes, issuer,
+    /// audience, leeway, the configuration's key), keeping the stored keys,
+    /// and swaps it in at once. On error nothing changes.
+    pub fn reconfigure(&self, cfg: &TokenConfig, data_dir: &Path) -> Result<(), KeyError> {
+        let _writer = self.writer.lock();
+        let current = self.set.load_full();
+        let config = Arc::new(config_key(cfg, data_dir)?);
+        let set = KeySet::build(
+            self.next_generation(),
+            Settings::from_config(cfg),
+            config,
+            current.stored.clone(),
+        )?;
+        self.set.store(Arc::new(set));
+        Ok(())
+    }
+
+    /// Takes the stored keys as they are now (all of them, whatever their
+    /// state). `Ok(false)` when they are those in force already (nothing
+    /// swapped). On error nothing changes.
+    pub fn set_stored(&self, mut stored: Vec<StoredKey>) -> Result<bool, KeyError> {
+        stored.sort_by(|a, b| a.kid.cmp(&b.kid));
+        let _writer = self.writer.lock();
+        let current = self.set.load_full();
+        if current.stored == stored {
+            return Ok(false);
+        }
+        let set = KeySet::build(
+            self.next_generation(),
+            current.settings.clone(),
+            current.config.clone(),
+            stored,
+        )?;
+        self.set.store(Arc::new(set));
+        Ok(true)
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The set in force now: one atomic load, no lock.
+    #[inline]
+    pub fn current(&self) -> Guard<Arc<KeySet>> {
+        self.set.load()
+    }
+
     pub fn access_ttl(&self) -> u64 {
-        self.access_ttl
+        self.current().settings.access_ttl
     }
 
     pub fn refresh_ttl(&self) -> u64 {
-        self.refresh_ttl
+        self.current().settings.refresh_ttl
     }
 
-    /// `{"keys": [...]}`: the public verification keys (empty for HS256).
-    pub fn jwks_json(&self) -> &[u8] {
-        &self.jwks
+    pub fn leeway(&self) -> u64 {
+        self.current().settings.leeway
     }
-}
 
-/// How tokens are checked: the shared secret, or a published public key.
-enum PublicKey {
-    Secret(DecodingKey, Vec<u8>),
-    Jwk(Box<Jwk>),
-}
-
-type Keys = (jsonwebtoken::Algorithm, EncodingKey, PublicKey);
-
-fn hs256(secret: &[u8]) -> Keys {
-    if secret.len() < 32 {
-        tracing::warn!("the HS256 secret is shorter than 32 bytes; use a longer one");
+    pub fn algorithm(&self) -> Algorithm {
+        self.current().settings.algorithm
     }
-    (
-        jsonwebtoken::Algorithm::HS256,
-        EncodingKey::from_secret(secret),
-        PublicKey::Secret(DecodingKey::from_secret(secret), secret.to_vec()),
-    )
-}
 
-fn ed25519(pem: &[u8]) -> Result<Keys, KeyError> {
-    use base64::Engine;
-    use ed25519_dalek::pkcs8::DecodePrivateKey;
-    use jsonwebtoken::jwk::{
-        AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
-        OctetKeyPairType,
-    };
-    let bad = |e: &dyn std::fmt::Display| KeyError::NotAKey {
-        kind: "Ed25519",
-        reason: e.to_string(),
-    };
-    let encoding = EncodingKey::from_ed_pem(pem).map_err(|e| bad(&e))?;
-    let text = std::str::from_utf8(pem).map_err(|e| bad(&e))?;
-    let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| bad(&e))?;
-    let x =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
-    let jwk = Jwk {
-        common: CommonParameters {
-            key_algorithm: Some(KeyAlgorithm::EdDSA),
-            ..Default::default()
-        },
-        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-            key_type: OctetKeyPairType::OctetKeyPair,
-            curve: EllipticCurve::Ed25519,
-            x,
-        }),
-    };
-    Ok((
-        jsonwebtoken::Algorithm::EdDSA,
-        encoding,
-        PublicKey::Jwk(Box::new(jwk)),
-    ))
-}
+    /// `{"keys": [...]}`: the public part of every key that verifies (none
+    /// for HS256).
+    pub fn jwks_json(&self) -> Arc<[u8]> {
+        self.current().jwks.clone()
+    }
 
-fn generate_ed25519_pem() -> Vec<u8> {
-    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    match key.to_pkcs8_pem(LineEnding::LF) {
-        Ok(pem) => pem.as_bytes().to_vec(),
-        Err(_) => Vec::new(),
+    /// The `kid` of the configuration's key.
+    pub fn config_kid(&self) -> String {
+        self.current().config.kid.clone()
+    }
+
+    /// The `kid` of the key that signs now.
+    pub fn signing_kid(&self) -> String {
+        self.current().signer.kid.clone()
+    }
+
+    /// The stored keys in force (sorted by `kid`).
+    pub fn stored(&self) -> Vec<StoredKey> {
+        self.current().stored.clone()
+    }
+
+    /// Every key, as `vigile keys list` shows it.
+    pub fn describe(&self) -> Vec<KeyInfo> {
+        self.current().describe()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::fixtures::*;
-    use super::super::SessionId;
-    use super::*;
-
-    #[test]
-    fn a_generated_eddsa_key_is_kept_and_published() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = config(Algorithm::EdDSA, KeySource::GeneratedEd25519);
-        let keys = TokenKeys::from_config(&cfg, dir.path()).expect("keys");
-        let token = keys
-            .issue_access(&subject(), SessionId::random(), crate::unix_now())
-            .expect("issue");
-        let again = TokenKeys::from_config(&cfg, dir.path()).expect("keys again");
-        assert!(
-            again.verify_access(&token).is_ok(),
-            "the key survives a restart"
-        );
-        let jwks: serde_json::Value = serde_json::from_slice(keys.jwks_json()).expect("json");
-        assert_eq!(jwks["keys"][0]["kty"], "OKP");
-        assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
-    }
-}
+mod tests;

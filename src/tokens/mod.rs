@@ -8,7 +8,13 @@
 //! signed far into the future would otherwise outlive the revocation entry
 //! of its session, which is dropped once every token of it should have expired.
 //!
-//! - `keys`: the keys, from the configuration or generated, and the JWKS;
+//! - `keys`: `TokenKeys`, the key set in force behind an atomic pointer,
+//!   swapped on a reload or a rotation;
+//! - `keyset`: one key set: which key signs, which verify (by `kid`), the
+//!   settings, the JWKS;
+//! - `material`: one key (from the configuration, generated, or stored),
+//!   its `kid`, and the sealing of stored private parts;
+//! - `stored`: the signing keys as the store keeps them, with their state;
 //! - `ids`: session and token ids, the subject of an access token;
 //! - `claims`: the claim sets, `Identity`, `TokenError` and `check_times`;
 //! - `issue`: issuing tokens;
@@ -22,6 +28,9 @@ mod fast;
 mod ids;
 mod issue;
 mod keys;
+mod keyset;
+mod material;
+mod stored;
 mod verify;
 
 #[cfg(test)]
@@ -31,3 +40,22 @@ pub use cache::{TokenCache, Verified};
 pub use claims::{AccessClaims, Identity, RefreshClaims, TokenError};
 pub use ids::{hex128, hex128_into, random_token_id, SessionId, Subject};
 pub use keys::{KeyError, TokenKeys};
+pub use keyset::{KeyInfo, KeySet};
+pub use material::{sealing_enabled, ENCRYPTION_KEY_ENV};
+pub use stored::{KeyState, StoredKey};
+
+/// A new key of the configured algorithm for `vigile keys rotate`: its
+/// `kid` and its private part as a store keeps it (`material::seal`).
+pub fn generate_stored_key(alg: crate::config::Algorithm, now: u64) -> Result<StoredKey, KeyError> {
+    let bytes = material::generate(alg)?;
+    let key = material::parse(alg, &bytes, "a generated key")?;
+    Ok(StoredKey {
+        material: Some(material::seal(&key.kid, &bytes)?),
+        kid: key.kid,
+        algorithm: material::algorithm_name(alg).to_string(),
+        state: KeyState::Active,
+        created_at: Some(now),
+        deactivated_at: None,
+        retired_at: None,
+    })
+}

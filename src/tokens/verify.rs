@@ -4,14 +4,21 @@
 use jsonwebtoken::errors::ErrorKind;
 
 use super::fast::Fast;
-use super::{AccessClaims, Identity, RefreshClaims, SessionId, TokenError, TokenKeys};
+use super::{AccessClaims, Identity, KeySet, RefreshClaims, SessionId, TokenError, TokenKeys};
 
-impl TokenKeys {
+impl KeySet {
+    /// jsonwebtoken's decoding with the key the token's `kid` names (see
+    /// `key_for`) and the configured algorithm: an unknown `kid` is
+    /// `Invalid`, and the header's `alg` must be the configured one.
     pub(super) fn decode<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
     ) -> Result<T, TokenError> {
-        match jsonwebtoken::decode::<T>(token, &self.decoding, &self.validation) {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let key = self
+            .key_for(header.kid.as_deref())
+            .ok_or(TokenError::Invalid)?;
+        match jsonwebtoken::decode::<T>(token, &key.decoding, &self.validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
             Err(_) => Err(TokenError::Invalid),
@@ -19,9 +26,9 @@ impl TokenKeys {
     }
 
     /// Signature, algorithm, issuer, audience, expiry and type of an access
-    /// token. Revocation is the caller's second step.
+    /// token: the HS256 fast path of the key its header names first.
     pub fn verify_access(&self, token: &str) -> Result<Identity, TokenError> {
-        if let Some(fast) = &self.fast {
+        for fast in &self.fast {
             match fast.verify_access(token, self) {
                 Fast::Done(result) => return result,
                 Fast::Generic => {}
@@ -41,7 +48,7 @@ impl TokenKeys {
             claims.iat,
             claims.nbf,
             claims.exp,
-            self.access_ttl,
+            self.settings.access_ttl,
             crate::unix_now(),
         )?;
         let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
@@ -65,13 +72,26 @@ impl TokenKeys {
             claims.iat,
             claims.nbf,
             claims.exp,
-            self.refresh_ttl,
+            self.settings.refresh_ttl,
             crate::unix_now(),
         )?;
         let account = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
         let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
         let jti = u128::from_str_radix(&claims.jti, 16).map_err(|_| TokenError::Invalid)?;
         Ok((account, session, jti))
+    }
+}
+
+impl TokenKeys {
+    /// `KeySet::verify_access` with the set in force. Revocation is the
+    /// caller's second step.
+    pub fn verify_access(&self, token: &str) -> Result<Identity, TokenError> {
+        self.current().verify_access(token)
+    }
+
+    /// `KeySet::verify_refresh` with the set in force.
+    pub fn verify_refresh(&self, token: &str) -> Result<(u64, SessionId, u128), TokenError> {
+        self.current().verify_refresh(token)
     }
 }
 

@@ -12,6 +12,7 @@ mod forwarding;
 mod hardening;
 mod hardening_edge;
 mod hardening_followup;
+mod keys;
 mod operations;
 mod proxy;
 mod reload;

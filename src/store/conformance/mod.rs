@@ -11,12 +11,14 @@
 //! which makes one `#[test]` per case below, each on a harness of its own.
 
 mod accounts;
+mod keys;
 mod sessions;
 mod tokens;
 
 use std::sync::Arc;
 
 pub(crate) use accounts::*;
+pub(crate) use keys::*;
 pub(crate) use sessions::*;
 pub(crate) use tokens::*;
 
@@ -62,6 +64,8 @@ macro_rules! conformance_tests {
             purging_drops_what_has_expired,
             everything_survives_a_reopen,
             a_closed_store_refuses_calls,
+            signing_keys_are_changed_listed_versioned_and_kept,
+            concurrent_rotations_leave_one_active_key,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -28,6 +28,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "attempts",
         sql: include_str!("migrations/0002_attempts.sql"),
     },
+    Migration {
+        version: 3,
+        name: "signing_keys",
+        sql: include_str!("migrations/0003_signing_keys.sql"),
+    },
 ];
 
 /// The advisory lock taken while migrating ("vigile" in ASCII).

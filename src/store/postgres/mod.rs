@@ -56,6 +56,7 @@ mod attempts;
 mod copy;
 mod follow;
 mod housekeeping;
+mod keys;
 mod migrations;
 mod reset_tokens;
 mod revocations;
@@ -83,12 +84,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{
-    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ResetRecord, Revocation,
-    SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts,
-    StoreError, StoreResult,
+    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, KeysChange, ResetRecord,
+    Revocation, SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreContents,
+    StoreCounts, StoreError, StoreResult,
 };
 use crate::config::DatabaseUrl;
-use crate::tokens::SessionId;
+use crate::tokens::{SessionId, StoredKey};
 
 /// The longest a store call may take, waiting for a connection included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -539,6 +540,18 @@ impl StoreBackend for PgStore {
         self.write(async move |txn| {
             reset_tokens::use_token(txn, token_hash, now, &password_hash, self.access_window).await
         })
+    }
+
+    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.read(async |c| keys::list(c).await)
+    }
+
+    fn signing_keys_version(&self) -> StoreResult<u64> {
+        self.read(async |c| keys::version(c).await)
+    }
+
+    fn update_signing_keys_dyn(&self, change: KeysChange<'_>) -> StoreResult<Vec<StoredKey>> {
+        self.write(async move |txn| keys::update(txn, change).await)
     }
 
     fn contents(&self) -> StoreResult<StoreContents> {

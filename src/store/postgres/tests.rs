@@ -77,7 +77,7 @@ fn migrations_run_once_even_for_replicas_starting_together() {
             "SELECT string_agg(version || ' ' || name, ',' ORDER BY version) FROM schema_version",
         )
         .expect("psql");
-    assert_eq!(versions, "1 initial,2 attempts");
+    assert_eq!(versions, "1 initial,2 attempts,3 signing_keys");
     db.open_store(300).expect("open again");
     let tables = server()
         .sql(
@@ -88,7 +88,7 @@ fn migrations_run_once_even_for_replicas_starting_together() {
         .expect("psql");
     assert_eq!(
         tables,
-        "accounts,attempts,reset_tokens,revocations,roles,schema_version,sessions"
+        "accounts,attempts,reset_tokens,revocations,roles,schema_version,sessions,signing_keys"
     );
 }
 

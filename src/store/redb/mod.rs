@@ -11,6 +11,7 @@
 mod accounts;
 mod copy;
 mod housekeeping;
+mod keys;
 mod reset_tokens;
 mod revocations;
 mod roles;
@@ -29,10 +30,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    AccountChange, AccountRecord, CreateAccountError, ResetRecord, Revocation, SessionChange,
-    SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError, StoreResult,
+    AccountChange, AccountRecord, CreateAccountError, KeysChange, ResetRecord, Revocation,
+    SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError,
+    StoreResult,
 };
-use crate::tokens::SessionId;
+use crate::tokens::{SessionId, StoredKey};
 
 /// account id -> JSON `AccountRecord`
 const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
@@ -48,7 +50,9 @@ const ACCOUNT_SESSIONS: TableDefinition<(u64, u128), ()> = TableDefinition::new(
 const REVOKED: TableDefinition<u128, u64> = TableDefinition::new("revoked");
 /// SHA-256 of a password-reset token -> JSON `ResetRecord` (the token itself is never stored)
 const RESET_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reset_tokens");
-/// counters: "next_account_id"
+/// signing key id -> JSON `StoredKey` (`vigile keys`)
+const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
+/// counters: "next_account_id", "signing_keys_version"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 macro_rules! from_redb {
@@ -138,6 +142,7 @@ impl RedbStore {
             txn.open_table(REVOKED)?;
             txn.open_table(RESET_TOKENS)?;
             txn.open_table(META)?;
+            txn.open_table(SIGNING_KEYS)?;
         }
         txn.commit()?;
         Ok(RedbStore {
@@ -290,6 +295,18 @@ impl StoreBackend for RedbStore {
         self.write(|txn| {
             reset_tokens::use_token(txn, token_hash, now, password_hash, self.access_window)
         })
+    }
+
+    fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.read(keys::list)
+    }
+
+    fn signing_keys_version(&self) -> StoreResult<u64> {
+        self.read(keys::version)
+    }
+
+    fn update_signing_keys_dyn(&self, change: KeysChange<'_>) -> StoreResult<Vec<StoredKey>> {
+        self.write(|txn| keys::update(txn, change))
     }
 
     fn contents(&self) -> StoreResult<StoreContents> {

@@ -183,3 +183,26 @@ fn the_on_disk_format_stays_the_same() {
         vec![("next_account_id".to_string(), 2)]
     );
 }
+
+#[test]
+fn the_file_holding_the_signing_keys_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("data/s.redb");
+    let store = RedbStore::open(&path, 300).expect("open");
+    store
+        .update_signing_keys_dyn(Box::new(|keys| {
+            keys.push(crate::tokens::StoredKey {
+                kid: "k".into(),
+                algorithm: "HS256".into(),
+                state: crate::tokens::KeyState::Active,
+                created_at: Some(1),
+                deactivated_at: None,
+                retired_at: None,
+                material: Some("plain:c2VjcmV0".into()),
+            })
+        }))
+        .expect("store a key");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}

@@ -188,18 +188,24 @@ pub struct Tokens {
     pub refresh_ttl: Option<Duration>,
     #[serde(serialize_with = "duration")]
     pub reuse_grace: Option<Duration>,
+    #[serde(serialize_with = "duration")]
+    pub leeway: Option<Duration>,
 }
 
 setters!(Tokens {
     access_ttl: Duration,
     refresh_ttl: Duration,
     reuse_grace: Duration,
+    leeway: Duration,
 });
 
-/// `tokens.algorithm`: the one the tests sign with (`common::sign`).
-#[derive(Debug, Clone, Copy, Serialize)]
+/// `tokens.algorithm`: HS256 is the one the tests sign with
+/// (`common::sign`); EdDSA with the key the gateway generates in its data
+/// directory (no `secret_file` then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Algorithm {
     HS256,
+    EdDSA,
 }
 
 /// `accounts:`.

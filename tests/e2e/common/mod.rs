@@ -255,7 +255,8 @@ impl Gateway {
                 }
             }),
             tokens: Some(config::Tokens {
-                secret_file: Some(dir.path().join("jwt.secret")),
+                secret_file: (options.tokens.algorithm != Some(config::Algorithm::EdDSA))
+                    .then(|| dir.path().join("jwt.secret")),
                 ..options.tokens
             }),
             accounts: Some(options.accounts),
