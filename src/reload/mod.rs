@@ -180,6 +180,17 @@ impl Reloader {
         {
             tracing::warn!("reload: the first health checks of new upstreams did not end in time");
         }
+        // The token settings and the configuration's key: swapped at once
+        // if they build (the last step that can fail), nothing changed if
+        // not.
+        let tokens = self.gateway.accounts.tokens.clone();
+        let token_config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            tokens.reconfigure(&token_config.tokens, &token_config.store.data_dir())
+        })
+        .await
+        .map_err(|_| "the reload failed".to_string())?
+        .map_err(|e| e.to_string())?;
         // From here on nothing fails: swap.
         self.gateway.accounts.reconfigure(&config, Some(mail));
         crate::logging::apply(config.server.log_format, &config.server.log_level);

@@ -184,12 +184,13 @@ impl FastHs256 {
         };
         // Expiry first, as jsonwebtoken: an expired token is `Expired`
         // whatever else is wrong with it; every other refusal is `Invalid`.
+        let now = crate::unix_now();
         let valid_from = match keys.check_times(
             claims.iat,
             claims.nbf,
             claims.exp,
-            keys.settings.access_ttl,
-            crate::unix_now(),
+            keys.settings.access_limit(now),
+            now,
         ) {
             Ok(valid_from) => valid_from,
             Err(e) => return Fast::Done(Err(e)),

@@ -129,9 +129,10 @@ impl TokenKeys {
         let _writer = self.writer.lock();
         let current = self.set.load_full();
         let config = Arc::new(config_key(cfg, data_dir)?);
+        let settings = Settings::from_config(cfg).after(&current.settings, crate::unix_now());
         let set = KeySet::build(
             self.next_generation(),
-            Settings::from_config(cfg),
+            settings,
             config,
             current.stored.clone(),
         )?;

@@ -35,6 +35,10 @@ pub(crate) struct Settings {
     pub access_ttl: u64,
     pub refresh_ttl: u64,
     pub leeway: u64,
+    /// After a reload that shortened a lifetime: the longer one tokens
+    /// issued before it may have, and until when such tokens can live.
+    pub earlier_access: Option<(u64, u64)>,
+    pub earlier_refresh: Option<(u64, u64)>,
 }
 
 impl Settings {
@@ -46,7 +50,41 @@ impl Settings {
             access_ttl: cfg.access_ttl.as_secs(),
             refresh_ttl: cfg.refresh_ttl.as_secs(),
             leeway: cfg.leeway.as_secs(),
+            earlier_access: None,
+            earlier_refresh: None,
         }
+    }
+
+    /// These settings replacing `old` at `now` (a reload): tokens issued
+    /// under `old`'s longer lifetimes keep passing the lifetime check until
+    /// they expire, so that shortening a lifetime logs no one out.
+    pub fn after(mut self, old: &Settings, now: u64) -> Settings {
+        let access = old.access_limit(now);
+        if access > self.access_ttl {
+            self.earlier_access = Some((access, now + access + old.leeway));
+        }
+        let refresh = old.refresh_limit(now);
+        if refresh > self.refresh_ttl {
+            self.earlier_refresh = Some((refresh, now + refresh + old.leeway));
+        }
+        self
+    }
+
+    /// The longest lifetime an access token may have at `now`.
+    pub fn access_limit(&self, now: u64) -> u64 {
+        limit(self.access_ttl, self.earlier_access, now)
+    }
+
+    /// The longest lifetime a refresh token may have at `now`.
+    pub fn refresh_limit(&self, now: u64) -> u64 {
+        limit(self.refresh_ttl, self.earlier_refresh, now)
+    }
+}
+
+fn limit(ttl: u64, earlier: Option<(u64, u64)>, now: u64) -> u64 {
+    match earlier {
+        Some((lifetime, until)) if now < until => ttl.max(lifetime),
+        _ => ttl,
     }
 }
 
@@ -76,7 +114,7 @@ pub struct KeySet {
     /// The keys that verify, the signing key first.
     pub(super) verifiers: Vec<Arc<Material>>,
     /// The key that checks tokens without `kid`: the configuration's, while
-    /// it is the only key of the set.
+    /// it verifies.
     pub(super) legacy: Option<Arc<Material>>,
     /// HS256: the fast path of each verifying key (by its header), and of
     /// the tokens without `kid`.
@@ -160,10 +198,15 @@ impl KeySet {
         if config_verifies && !verifiers.iter().any(|k| Arc::ptr_eq(k, &config)) {
             verifiers.push(config.clone());
         }
-        // A token without `kid` only while exactly one key could have
-        // signed it: the configuration's key, alone in the set.
-        let legacy =
-            (verifiers.len() == 1 && Arc::ptr_eq(&verifiers[0], &config)).then(|| config.clone());
+        // A token without `kid` was issued before tokens carried one: by
+        // the configuration's key (the only key there was). It verifies
+        // with that key while the key verifies (active or verify_only), so
+        // that a rotation right after the upgrade logs no one out; once the
+        // key is retired, such tokens are refused like its own.
+        let legacy = verifiers
+            .iter()
+            .any(|k| Arc::ptr_eq(k, &config))
+            .then(|| config.clone());
         let mut fast = Vec::new();
         for key in &verifiers {
             if let Some(secret) = &key.secret {
@@ -200,7 +243,7 @@ impl KeySet {
 
     /// The key a token's `kid` names among those that verify (exact match,
     /// no allocation); `None` (no `kid`): the configuration's key while it
-    /// is the only one.
+    /// verifies.
     pub(super) fn key_for(&self, kid: Option<&str>) -> Option<&Material> {
         match kid {
             None => self.legacy.as_deref(),
@@ -244,5 +287,44 @@ impl KeySet {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(access_ttl: u64, refresh_ttl: u64) -> Settings {
+        Settings {
+            algorithm: Algorithm::HS256,
+            issuer: "vigile".into(),
+            audience: "api".into(),
+            access_ttl,
+            refresh_ttl,
+            leeway: 5,
+            earlier_access: None,
+            earlier_refresh: None,
+        }
+    }
+
+    #[test]
+    fn a_shortened_lifetime_spares_the_tokens_issued_before_until_they_expire() {
+        let now = 1_000_000;
+        let shorter = settings(60, 3_600).after(&settings(300, 86_400), now);
+        assert_eq!(shorter.access_limit(now), 300);
+        assert_eq!(shorter.refresh_limit(now + 3_599), 86_400);
+        // Past the longest an earlier token can live (lifetime + leeway).
+        assert_eq!(shorter.access_limit(now + 305), 60);
+        assert_eq!(shorter.refresh_limit(now + 86_405), 3_600);
+        // A longer lifetime needs nothing carried over; a second reload
+        // carries what is still in force.
+        let longer = settings(600, 86_400).after(&shorter, now + 10);
+        assert_eq!(
+            (longer.earlier_access, longer.access_limit(now + 10)),
+            (None, 600)
+        );
+        let again = settings(30, 60).after(&shorter, now + 10);
+        assert_eq!(again.access_limit(now + 10), 300);
+        assert_eq!(again.access_limit(now + 10 + 305), 30);
     }
 }

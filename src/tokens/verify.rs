@@ -44,12 +44,13 @@ impl KeySet {
         if claims.token_type != "access" {
             return Err(TokenError::Invalid);
         }
+        let now = crate::unix_now();
         let valid_from = self.check_times(
             claims.iat,
             claims.nbf,
             claims.exp,
-            self.settings.access_ttl,
-            crate::unix_now(),
+            self.settings.access_limit(now),
+            now,
         )?;
         let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
         Ok(Identity {
@@ -68,12 +69,13 @@ impl KeySet {
         if claims.token_type != "refresh" {
             return Err(TokenError::Invalid);
         }
+        let now = crate::unix_now();
         self.check_times(
             claims.iat,
             claims.nbf,
             claims.exp,
-            self.settings.refresh_ttl,
-            crate::unix_now(),
+            self.settings.refresh_limit(now),
+            now,
         )?;
         let account = claims.sub.parse().map_err(|_| TokenError::Invalid)?;
         let session = claims.sid.parse().map_err(|_| TokenError::Invalid)?;

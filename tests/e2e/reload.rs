@@ -257,6 +257,7 @@ fn sighup_reloads_and_kept_alive_connections_stay_open() {
 fn throttle_limits_and_token_lifetimes_change_on_reload() {
     let gw = Gateway::start_with(Options::default().accounts(|a| a.max_failures(5)));
     gw.register_and_login("limit@example.com", "Correct-Horse-42");
+    gw.register_and_login("lifetime@example.com", "Correct-Horse-42");
     let wrong = serde_json::json!({"email": "limit@example.com", "password": "pas-le-bon"});
     for _ in 0..2 {
         assert_eq!(gw.post("/api/accounts/login/", &wrong, None).status, 401);
@@ -273,6 +274,29 @@ fn throttle_limits_and_token_lifetimes_change_on_reload() {
         (429, "too_many_attempts"),
         "{}",
         r.text
+    );
+
+    // Token lifetimes: a token issued before keeps its own; new ones get
+    // the new lifetimes.
+    let before = gw.login("lifetime@example.com", "Correct-Horse-42");
+    let lifetime = |tokens: &serde_json::Value, which: &str| {
+        let claims = crate::common::claims(tokens[which].as_str().expect("token"));
+        claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat")
+    };
+    let mut value = config(&gw);
+    value["tokens"]["access_ttl"] = Value::from("90s");
+    value["tokens"]["refresh_ttl"] = Value::from("2h");
+    write_config(&gw, &value);
+    let (ok, out, err) = reload(&gw);
+    assert!(ok, "{out} {err}");
+    let after = gw.login("lifetime@example.com", "Correct-Horse-42");
+    assert_ne!(lifetime(&before, "access"), 90);
+    assert_eq!(lifetime(&after, "access"), 90);
+    assert_eq!(lifetime(&after, "refresh"), 7200);
+    assert_eq!(
+        gw.get("/api/stocks/x", before["access"].as_str()).status,
+        200,
+        "tokens issued before the reload still pass"
     );
 }
 
