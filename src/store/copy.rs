@@ -10,8 +10,10 @@
 
 use std::fmt;
 
-use super::{AccountRecord, ResetRecord, Revocation, SessionRecord, StoreBackend, StoreResult};
-use crate::tokens::SessionId;
+use super::{
+    AccountRecord, ResetRecord, Revocation, SessionRecord, StoreBackend, StoreError, StoreResult,
+};
+use crate::tokens::{KeyState, SessionId, StoredKey};
 
 /// Everything a store holds, each table in key order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -57,6 +59,8 @@ pub struct CopyReport {
     pub sessions: Copied,
     pub revocations: Copied,
     pub reset_tokens: Copied,
+    /// The rotated signing keys (`vigile keys`), by kid.
+    pub signing_keys: Copied,
 }
 
 impl fmt::Display for CopyReport {
@@ -67,6 +71,7 @@ impl fmt::Display for CopyReport {
             ("sessions", self.sessions),
             ("revocations", self.revocations),
             ("reset_tokens", self.reset_tokens),
+            ("signing_keys", self.signing_keys),
         ];
         for (name, c) in tables {
             writeln!(
@@ -79,7 +84,45 @@ impl fmt::Display for CopyReport {
     }
 }
 
-/// Copies everything `from` holds into `to`.
+/// Copies everything `from` holds into `to`, the signing keys too (their
+/// private parts as stored: sealed ones need the same
+/// `VIGILE_KEY_ENCRYPTION_KEY`). Refused, before anything is written, when
+/// both stores have an active signing key and they differ.
 pub fn copy(from: &dyn StoreBackend, to: &dyn StoreBackend) -> StoreResult<CopyReport> {
-    to.copy_in(&from.contents()?)
+    let keys = from.signing_keys()?;
+    let active = |keys: &[StoredKey]| {
+        keys.iter()
+            .find(|k| k.state == KeyState::Active)
+            .map(|k| k.kid.clone())
+    };
+    if let (Some(mine), Some(theirs)) = (active(&keys), active(&to.signing_keys()?)) {
+        if mine != theirs {
+            return Err(StoreError::Db(format!(
+                "both stores have an active signing key ({mine} here, {theirs} in the target): \
+                 nothing was copied"
+            )));
+        }
+    }
+    let mut report = to.copy_in(&from.contents()?)?;
+    let ((added, updated), _) = to
+        .update_signing_keys(|target| {
+            let (mut added, mut updated) = (0, 0);
+            for key in &keys {
+                match target.iter_mut().find(|k| k.kid == key.kid) {
+                    Some(same) if same == key => {}
+                    Some(other) => {
+                        *other = key.clone();
+                        updated += 1;
+                    }
+                    None => {
+                        target.push(key.clone());
+                        added += 1;
+                    }
+                }
+            }
+            (added, updated)
+        })
+        .map(|(keys, counts)| (counts, keys))?;
+    report.signing_keys = Copied::of(keys.len(), added, updated);
+    Ok(report)
 }

@@ -21,6 +21,11 @@ fn a_copied_store_serves_its_accounts_and_sessions_on_postgres() {
     let mut old = Gateway::start_with(Options::default().store(|s| s.redb()));
     let tokens = old.register_and_login("moved@example.com", "Correct-Horse-42");
     let refresh = tokens["refresh"].as_str().expect("refresh").to_string();
+    // A rotated signing key moves too: tokens it signed keep working.
+    let rotate = old.cli(&["keys", "rotate"], None);
+    assert!(rotate.status.success(), "{}", text(&rotate));
+    let rotated = old.login("moved@example.com", "Correct-Horse-42");
+    let rotated_access = rotated["access"].as_str().expect("access").to_string();
     let redb = old.dir.path().join("data/vigile.redb");
     let from = redb.to_str().expect("utf-8 path");
 
@@ -51,6 +56,7 @@ fn a_copied_store_serves_its_accounts_and_sessions_on_postgres() {
         "revocations",
         "reset_tokens",
         "roles",
+        "signing_keys",
     ] {
         let line = text(&again)
             .lines()
@@ -64,6 +70,21 @@ fn a_copied_store_serves_its_accounts_and_sessions_on_postgres() {
         );
     }
 
+    assert!(
+        text(&first).contains("signing_keys  2 added"),
+        "the configuration's key (verify_only) and the rotated one: {}",
+        text(&first)
+    );
+    // The running gateway picks the copied keys up (it follows their
+    // version), and verifies the rotated key's tokens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while new.get("/api/stocks/x", Some(&rotated_access)).status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated key's token passes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let login = new.login("moved@example.com", "Correct-Horse-42");
     assert!(login["access"].is_string());
     let r = new.post("/api/accounts/refresh/", &json!({"refresh": refresh}), None);
