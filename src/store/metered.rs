@@ -8,9 +8,9 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 
 use super::{
-    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, KeysChange, ResetRecord,
-    Revocation, SequencedRevocation, SessionChange, SessionRecord, Store, StoreBackend,
-    StoreContents, StoreCounts, StoreResult,
+    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ImportBatch, ImportError,
+    ImportReport, KeysChange, LegacyToken, LegacyUse, ResetRecord, Revocation, SequencedRevocation,
+    SessionChange, SessionRecord, Store, StoreBackend, StoreContents, StoreCounts, StoreResult,
 };
 use crate::tokens::{SessionId, StoredKey};
 
@@ -45,6 +45,12 @@ trait Failure {
 impl Failure for super::StoreError {
     fn is_failure(&self) -> bool {
         true
+    }
+}
+
+impl Failure for ImportError {
+    fn is_failure(&self) -> bool {
+        matches!(self, ImportError::Store(_))
     }
 }
 
@@ -227,6 +233,20 @@ impl StoreBackend for Metered {
 
     fn copy_in(&self, contents: &StoreContents) -> StoreResult<CopyReport> {
         self.count("copy_in", self.inner.copy_in(contents))
+    }
+
+    fn import_accounts(
+        &self,
+        batch: &ImportBatch,
+        now: u64,
+        dry_run: bool,
+    ) -> Result<ImportReport, ImportError> {
+        let out = self.inner.import_accounts(batch, now, dry_run);
+        self.count("import_accounts", out)
+    }
+
+    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
+        self.count("use_legacy_token", self.inner.use_legacy_token(token))
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

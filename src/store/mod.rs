@@ -20,6 +20,7 @@
 //!   transaction, with the current record.
 
 mod copy;
+mod import;
 mod metered;
 pub mod postgres;
 mod records;
@@ -32,6 +33,9 @@ pub(crate) mod conformance;
 use std::sync::Arc;
 
 pub use copy::{copy, Copied, CopyReport, StoreContents};
+pub use import::{
+    is_own_hash, merge, ImportBatch, ImportError, ImportReport, LegacyToken, LegacyUse, Merge,
+};
 pub use metered::Metered;
 pub use records::{
     email_names, normalize_email, AccountRecord, ResetRecord, Revocation, SessionRecord,
@@ -288,6 +292,26 @@ pub trait StoreBackend: Send + Sync {
             "this store kind cannot be copied into (only postgres can)".into(),
         ))
     }
+
+    // --- imports from another system (`vigile import django`) --------------------
+
+    /// Writes `batch` in one transaction: each account by `import::merge`,
+    /// its role and `batch.roles` created when missing, the blacklisted
+    /// tokens recorded; the next account id comes after every imported one.
+    /// An account the import deactivates has its sessions revoked. With
+    /// `dry_run` the transaction is rolled back: the report says what the
+    /// import would do. Any refusal writes nothing.
+    fn import_accounts(
+        &self,
+        batch: &ImportBatch,
+        now: u64,
+        dry_run: bool,
+    ) -> Result<ImportReport, ImportError>;
+
+    /// Marks the other system's refresh token `token.jti` exchanged, unless
+    /// it is already known: of concurrent calls with one `jti`, on any
+    /// replica, exactly one gets `Fresh`.
+    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse>;
 
     // --- housekeeping ------------------------------------------------------------
 

@@ -11,6 +11,7 @@
 //! which makes one `#[test]` per case below, each on a harness of its own.
 
 mod accounts;
+mod imports;
 mod keys;
 mod sessions;
 mod tokens;
@@ -18,6 +19,7 @@ mod tokens;
 use std::sync::Arc;
 
 pub(crate) use accounts::*;
+pub(crate) use imports::*;
 pub(crate) use keys::*;
 pub(crate) use sessions::*;
 pub(crate) use tokens::*;
@@ -66,6 +68,10 @@ macro_rules! conformance_tests {
             a_closed_store_refuses_calls,
             signing_keys_are_changed_listed_versioned_and_kept,
             concurrent_rotations_leave_one_active_key,
+            imports_keep_ids_and_a_second_run_changes_nothing,
+            an_import_that_conflicts_writes_nothing,
+            an_import_that_deactivates_revokes_the_sessions,
+            a_legacy_refresh_token_is_exchanged_once,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -220,6 +220,13 @@ pub(super) async fn by_email(
     Ok(account.filter(|a| email_names(email, &a.email)))
 }
 
+/// The accounts with these ids, locked until the transaction ends (in id
+/// order, as every writer locks them).
+pub(super) async fn locked(c: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<AccountRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    records(query(c, &sql, &[&ids]).await?)
+}
+
 pub(super) async fn all(c: &impl GenericClient) -> StoreResult<Vec<AccountRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY id");
     records(query(c, &sql, &[]).await?)

@@ -48,5 +48,12 @@ pub(super) async fn purge_expired(
     ]) {
         *n = execute(c, sql, &[&now]).await? as usize;
     }
+    // The other system's refresh tokens, expired anyway.
+    execute(
+        c,
+        "DELETE FROM legacy_tokens WHERE expires_at < $1",
+        &[&now],
+    )
+    .await?;
     Ok((gone[0], gone[1], gone[2]))
 }

@@ -33,6 +33,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "signing_keys",
         sql: include_str!("migrations/0003_signing_keys.sql"),
     },
+    Migration {
+        version: 4,
+        name: "legacy_tokens",
+        sql: include_str!("migrations/0004_legacy_tokens.sql"),
+    },
 ];
 
 /// The advisory lock taken while migrating ("vigile" in ASCII).

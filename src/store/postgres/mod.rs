@@ -56,6 +56,7 @@ mod attempts;
 mod copy;
 mod follow;
 mod housekeeping;
+mod import;
 mod keys;
 mod migrations;
 mod reset_tokens;
@@ -84,15 +85,19 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{
-    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, KeysChange, ResetRecord,
-    Revocation, SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreContents,
-    StoreCounts, StoreError, StoreResult,
+    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ImportBatch, ImportError,
+    ImportReport, KeysChange, LegacyToken, LegacyUse, ResetRecord, Revocation, SequencedRevocation,
+    SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError,
+    StoreResult,
 };
 use crate::config::DatabaseUrl;
 use crate::tokens::{SessionId, StoredKey};
 
 /// The longest a store call may take, waiting for a connection included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bound of one import (`vigile import django`): every account in one
+/// transaction, an operator's command, not a request.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The longest a new connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -219,11 +224,20 @@ impl Driver {
         &self,
         work: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
+        self.run_within(CALL_TIMEOUT, work)
+    }
+
+    /// Runs `work` on the calling thread, within `bound`.
+    fn run_within<T, E: From<StoreError>>(
+        &self,
+        bound: Duration,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let Some(runtime) = &self.0 else {
             return Err(StoreError::Closed.into());
         };
         // The call's own bound, or what is left of the caller's (`within`).
-        let limit = crate::store::time_left().map_or(CALL_TIMEOUT, |left| left.min(CALL_TIMEOUT));
+        let limit = crate::store::time_left().map_or(bound, |left| left.min(bound));
         if limit.is_zero() {
             return Err(StoreError::Unavailable(
                 "no time left for another call to PostgreSQL".into(),
@@ -344,19 +358,31 @@ impl PgStore {
         &self,
         f: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.driver.run(self.transaction(true, f))
+    }
+
+    /// A transaction running `f`, committed when `commit` and `f` succeeds,
+    /// rolled back otherwise.
+    async fn transaction<T, E: From<StoreError>>(
+        &self,
+        commit: bool,
+        f: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let pool = self.pool()?;
-        self.driver.run(async move {
-            let mut client = connection(&pool).await?;
-            let txn = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::ReadCommitted)
-                .start()
-                .await
-                .map_err(StoreError::from)?;
-            let out = f(&txn).await?;
+        let mut client = connection(&pool).await?;
+        let txn = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(StoreError::from)?;
+        let out = f(&txn).await?;
+        if commit {
             txn.commit().await.map_err(StoreError::from)?;
-            Ok(out)
-        })
+        } else {
+            txn.rollback().await.map_err(StoreError::from)?;
+        }
+        Ok(out)
     }
 }
 
@@ -560,6 +586,24 @@ impl StoreBackend for PgStore {
 
     fn copy_in(&self, contents: &StoreContents) -> StoreResult<CopyReport> {
         self.write(async |txn| copy::copy_in(txn, contents).await)
+    }
+
+    fn import_accounts(
+        &self,
+        batch: &ImportBatch,
+        now: u64,
+        dry_run: bool,
+    ) -> Result<ImportReport, ImportError> {
+        self.driver.run_within(
+            IMPORT_TIMEOUT,
+            self.transaction(!dry_run, async |txn| {
+                import::import(txn, batch, now, self.access_window).await
+            }),
+        )
+    }
+
+    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
+        self.read(async |c| import::use_token(c, token).await)
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

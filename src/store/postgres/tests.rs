@@ -77,7 +77,10 @@ fn migrations_run_once_even_for_replicas_starting_together() {
             "SELECT string_agg(version || ' ' || name, ',' ORDER BY version) FROM schema_version",
         )
         .expect("psql");
-    assert_eq!(versions, "1 initial,2 attempts,3 signing_keys");
+    assert_eq!(
+        versions,
+        "1 initial,2 attempts,3 signing_keys,4 legacy_tokens"
+    );
     db.open_store(300).expect("open again");
     let tables = server()
         .sql(
@@ -88,7 +91,8 @@ fn migrations_run_once_even_for_replicas_starting_together() {
         .expect("psql");
     assert_eq!(
         tables,
-        "accounts,attempts,reset_tokens,revocations,roles,schema_version,sessions,signing_keys"
+        "accounts,attempts,legacy_tokens,reset_tokens,revocations,roles,schema_version,sessions,\
+         signing_keys"
     );
 }
 

@@ -10,7 +10,7 @@ use crate::store::{
 };
 use crate::tokens::SessionId;
 
-const NEXT_ACCOUNT_ID: &str = "next_account_id";
+pub(super) const NEXT_ACCOUNT_ID: &str = "next_account_id";
 
 /// The id the next account gets.
 pub(super) fn next_id(meta: &impl ReadableTable<&'static str, u64>) -> StoreResult<u64> {

@@ -2,7 +2,9 @@
 
 use redb::{Key, ReadTransaction, ReadableTableMetadata, TableDefinition, Value, WriteTransaction};
 
-use super::{reset_tokens, revocations, sessions, ACCOUNTS, RESET_TOKENS, REVOKED, SESSIONS};
+use super::{
+    import, reset_tokens, revocations, sessions, ACCOUNTS, RESET_TOKENS, REVOKED, SESSIONS,
+};
 use crate::store::{StoreCounts, StoreResult};
 
 pub(super) fn rows<K: Key + 'static, V: Value + 'static>(
@@ -21,11 +23,13 @@ pub(super) fn counts(txn: &ReadTransaction) -> StoreResult<StoreCounts> {
     })
 }
 
-/// Drops expired sessions, revocations and reset tokens; how many of each.
+/// Drops expired sessions, revocations and reset tokens (how many of
+/// each), and the rows of expired legacy refresh tokens.
 pub(super) fn purge_expired(
     txn: &WriteTransaction,
     now: u64,
 ) -> StoreResult<(usize, usize, usize)> {
+    import::purge(txn, now)?;
     Ok((
         sessions::purge(txn, now)?,
         revocations::purge(txn, now)?,

@@ -11,6 +11,7 @@
 mod accounts;
 mod copy;
 mod housekeeping;
+mod import;
 mod keys;
 mod reset_tokens;
 mod revocations;
@@ -30,9 +31,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    AccountChange, AccountRecord, CreateAccountError, KeysChange, ResetRecord, Revocation,
-    SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError,
-    StoreResult,
+    AccountChange, AccountRecord, CreateAccountError, ImportBatch, ImportError, ImportReport,
+    KeysChange, LegacyToken, LegacyUse, ResetRecord, Revocation, SessionChange, SessionRecord,
+    StoreBackend, StoreContents, StoreCounts, StoreError, StoreResult,
 };
 use crate::tokens::{SessionId, StoredKey};
 
@@ -52,6 +53,9 @@ const REVOKED: TableDefinition<u128, u64> = TableDefinition::new("revoked");
 const RESET_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reset_tokens");
 /// signing key id -> JSON `StoredKey` (`vigile keys`)
 const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
+/// the other system's refresh token `jti` (`vigile import django`) ->
+/// (unix time it expires, exchanged here: else blacklisted there)
+const LEGACY_TOKENS: TableDefinition<&str, (u64, bool)> = TableDefinition::new("legacy_tokens");
 /// counters: "next_account_id", "signing_keys_version"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -65,6 +69,11 @@ macro_rules! from_redb {
         impl From<$t> for CreateAccountError {
             fn from(e: $t) -> CreateAccountError {
                 CreateAccountError::Store(e.into())
+            }
+        }
+        impl From<$t> for ImportError {
+            fn from(e: $t) -> ImportError {
+                ImportError::Store(e.into())
             }
         }
     )*};
@@ -143,6 +152,7 @@ impl RedbStore {
             txn.open_table(RESET_TOKENS)?;
             txn.open_table(META)?;
             txn.open_table(SIGNING_KEYS)?;
+            txn.open_table(LEGACY_TOKENS)?;
         }
         txn.commit()?;
         Ok(RedbStore {
@@ -173,6 +183,21 @@ impl RedbStore {
         let out = f(&txn)?;
         txn.commit().map_err(StoreError::from)?;
         Ok(out)
+    }
+
+    /// Runs `f` in a write transaction that is abandoned whatever happens
+    /// (a dry run).
+    fn try_write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = match self.db.read().as_ref() {
+            Some(db) => db.begin_write().map_err(StoreError::from)?,
+            None => return Err(StoreError::Closed.into()),
+        };
+        let out = f(&txn);
+        txn.abort().map_err(StoreError::from)?;
+        out
     }
 }
 
@@ -311,6 +336,24 @@ impl StoreBackend for RedbStore {
 
     fn contents(&self) -> StoreResult<StoreContents> {
         self.read(copy::contents)
+    }
+
+    fn import_accounts(
+        &self,
+        batch: &ImportBatch,
+        now: u64,
+        dry_run: bool,
+    ) -> Result<ImportReport, ImportError> {
+        let apply = |txn: &WriteTransaction| import::import(txn, batch, now, self.access_window);
+        if dry_run {
+            self.try_write(apply)
+        } else {
+            self.write(apply)
+        }
+    }
+
+    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
+        self.write(|txn| import::use_token(txn, token))
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

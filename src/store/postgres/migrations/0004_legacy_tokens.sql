@@ -1,0 +1,12 @@
+-- vigile's schema, version 4: the refresh tokens of the system vigile
+-- replaced (`vigile import django`, `migration.simplejwt`), by `jti`: the
+-- ones it had blacklisted (imported, `exchanged` false) and the ones
+-- exchanged here for a vigile session (`exchanged` true). The primary key
+-- makes an exchange happen once across replicas. Rows go once the token
+-- has expired (`expires_at`, unix seconds).
+CREATE TABLE legacy_tokens (
+    jti        text    COLLATE "C" PRIMARY KEY,
+    expires_at bigint  NOT NULL,
+    exchanged  boolean NOT NULL
+);
+CREATE INDEX legacy_tokens_expires_at ON legacy_tokens (expires_at);
