@@ -1,6 +1,6 @@
 //! The command line: `serve`, `check-config`, the operator commands
-//! (`user ...`, `role ...`, `keys ...`), and `store copy` (a redb store into
-//! PostgreSQL).
+//! (`user ...`, `role ...`, `keys ...`), `store copy` (a redb store into
+//! PostgreSQL) and `import django` (`import/`).
 //!
 //! Operator commands open the store themselves when no gateway runs on it.
 //! When one does (one process at a time holds the store), they are sent to that
@@ -64,6 +64,23 @@ pub enum Command {
     /// Move data between stores.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Import the accounts of the system vigile replaces.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Import the Django system's accounts (ids, emails, names, gender,
+    /// phone, role, is_active, date_joined, last_login, and the password
+    /// hash as it is: the first login rehashes it to argon2id) and
+    /// simplejwt's blacklisted refresh tokens. Can run again: accounts are
+    /// updated, not duplicated (a password changed or upgraded here is
+    /// kept). One bad record refuses the whole import, naming it.
+    #[command(
+        after_help = "Stop a gateway using a redb store first; on PostgreSQL replicas may run. See the README, \"Migrating from Django\"."
+    )]
+    Django(crate::import::DjangoImport),
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +229,7 @@ pub fn run(cli: Cli) -> i32 {
             operate(&config, OperatorCommand::RetireKey { kid })
         }
         Command::Store(StoreCommand::Copy { from }) => store_copy(&config, &path, &from),
+        Command::Import(ImportCommand::Django(args)) => crate::import::run(&config, &args),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod connections;
 pub mod cors;
 pub mod error;
 pub mod fsutil;
+pub mod import;
 pub mod logging;
 pub mod mailer;
 pub mod metrics;
