@@ -39,3 +39,26 @@ ensure_test_deps() {
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   install_missing "${missing[@]}"
 }
+
+# The migration tests (tests/e2e/django.rs) run the Django seed rebuild
+# (../shared/django_seed) to make real users, hashes and tokens: a venv in
+# target/django-venv with its pinned packages, and Django's optional hashers
+# (argon2-cffi for Argon2, bcrypt for BCryptSHA256). The tests find it there
+# (or at $VIGILE_DJANGO_PYTHON).
+ensure_django_venv() {
+  local missing=()
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  install_missing "${missing[@]}"
+  local venv=target/django-venv seed=../shared/django_seed
+  if [ ! -f "$seed/requirements.txt" ]; then
+    echo "vigile: the Django seed rebuild is missing ($seed/requirements.txt)" >&2
+    exit 1
+  fi
+  if ! "$venv/bin/python" -c 'import django, rest_framework_simplejwt, argon2, bcrypt' >/dev/null 2>&1; then
+    echo "vigile: making the Django venv in $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      -r "$seed/requirements.txt" argon2-cffi==25.1.0 bcrypt==5.0.0
+  fi
+}

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 . deploy/lib.sh
 ensure_build_deps
 ensure_test_deps
+ensure_django_venv
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

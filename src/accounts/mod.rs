@@ -7,6 +7,7 @@
 //! the `ApiError`. Handlers are synchronous and block (argon2, store commits);
 //! the adapter runs them on the blocking pool.
 
+mod exchange;
 #[cfg(test)]
 mod fixture;
 mod input;
@@ -33,7 +34,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::revocation::RevocationList;
 use crate::store::{AccountRecord, Revocation, Store, StoreError};
-use crate::tokens::{Identity, SessionId, Subject, TokenKeys};
+use crate::tokens::{Identity, SessionId, SimpleJwt, Subject, TokenKeys};
 
 pub use limit::{Attempts, Limit, Refusal};
 pub use operator::{OperatorCommand, OperatorReply};
@@ -200,6 +201,8 @@ pub struct Policy {
     pub password_min_length: usize,
     /// `tokens.reuse_grace`, in milliseconds.
     pub reuse_grace_ms: u64,
+    /// `migration.simplejwt`: Django's refresh tokens exchanged once.
+    pub simplejwt: Option<Arc<SimpleJwt>>,
 }
 
 impl Policy {
@@ -209,6 +212,11 @@ impl Policy {
             password_min_length: config.accounts.password_min_length,
             reuse_grace_ms: u64::try_from(config.tokens.reuse_grace.as_millis())
                 .unwrap_or(u64::MAX),
+            simplejwt: config
+                .migration
+                .simplejwt
+                .as_ref()
+                .map(|c| Arc::new(SimpleJwt::new(c, config.tokens.leeway.as_secs()))),
         }
     }
 }

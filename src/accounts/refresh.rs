@@ -81,10 +81,16 @@ pub fn parse(body: &[u8]) -> Result<RefreshRequest, ApiError> {
 }
 
 pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply, ApiError> {
-    let (account_id, session, jti) = service
-        .tokens
-        .verify_refresh(request.refresh.expose())
-        .map_err(|_| ApiError::refresh_not_valid())?;
+    let (account_id, session, jti) = match service.tokens.verify_refresh(request.refresh.expose()) {
+        Ok(verified) => verified,
+        // Not vigile's: during the cut-over, maybe Django's (`exchange`).
+        Err(_) => {
+            return match &service.policy().simplejwt {
+                Some(legacy) => super::exchange::apply(service, legacy, request.refresh.expose()),
+                None => Err(ApiError::refresh_not_valid()),
+            }
+        }
+    };
     let now_ms = crate::unix_now_ms();
     let now = now_ms / 1000;
     let refresh_ttl = service.tokens.refresh_ttl();

@@ -14,6 +14,7 @@ mod cors;
 mod duration;
 mod identity;
 mod mailer;
+mod migration;
 mod reload;
 mod routes;
 mod server;
@@ -31,6 +32,7 @@ pub use cors::CorsConfig;
 pub use duration::parse_duration;
 pub use identity::IdentityHeaders;
 pub use mailer::{MailerConfig, MailerKind, SmtpConfig, SmtpTls};
+pub use migration::{MigrationConfig, SimpleJwtAlgorithm, SimpleJwtConfig};
 pub use routes::{AuthMode, RouteConfig, UpstreamRef};
 pub use server::{AdminConfig, LogFormat, ServerConfig, UnderscoreHeaders};
 pub use store::{DatabaseUrl, StoreConfig, StoreKind};
@@ -64,6 +66,8 @@ pub struct Config {
     pub mailer: MailerConfig,
     pub cors: CorsConfig,
     pub identity_headers: IdentityHeaders,
+    /// The cut-over from the system vigile replaces.
+    pub migration: MigrationConfig,
     pub routes: Vec<RouteConfig>,
     /// In name order; `RouteConfig::upstream` holds an index into it.
     #[serde(deserialize_with = "upstreams::by_name")]
@@ -120,6 +124,7 @@ impl Config {
         }
         self.store.check(env)?;
         self.tokens.check(env)?;
+        self.migration.check(env, &self.tokens)?;
         self.accounts.check()?;
         self.mailer.check(env)?;
         self.identity_headers.check()?;

@@ -53,6 +53,23 @@ const RESTART_KEYS: &[Key] = &[
         format!("{:?}", c.store.max_staleness)
     }),
     ("tokens.algorithm", |c| format!("{:?}", c.tokens.algorithm)),
+    // The cut-over's settings, without the key (only whether it changed).
+    ("migration.simplejwt", |c| {
+        c.migration
+            .simplejwt
+            .as_ref()
+            .map_or_else(String::new, |j| {
+                use sha2::{Digest, Sha256};
+                format!(
+                    "{:?} {} {} {} {:x}",
+                    j.algorithm,
+                    j.user_id_claim,
+                    j.until_unix,
+                    j.accept_access,
+                    Sha256::digest(&j.key)
+                )
+            })
+    }),
     ("tokens.verified_cache", |c| {
         format!("{:?}", c.tokens.verified_cache)
     }),

@@ -156,12 +156,12 @@ impl TokenConfig {
     }
 }
 
-fn read_secret_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+pub(super) fn read_secret_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).or_else(|e| err(key, format!("cannot read {}: {e}", path.display())))
 }
 
 /// Trailing white space (a final newline) is not part of a secret.
-fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
+pub(super) fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
     while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
         bytes.pop();
     }

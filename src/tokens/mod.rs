@@ -20,7 +20,8 @@
 //! - `issue`: issuing tokens;
 //! - `verify`: checking them through jsonwebtoken (the general path);
 //! - `fast`: the HS256 fast path and its hand-written claims reader;
-//! - `cache`: the access tokens the proxy path has already verified.
+//! - `cache`: the access tokens the proxy path has already verified;
+//! - `simplejwt`: the tokens of the system vigile replaces, during the cut-over.
 
 mod cache;
 mod claims;
@@ -30,6 +31,7 @@ mod issue;
 mod keys;
 mod keyset;
 mod material;
+mod simplejwt;
 mod stored;
 mod verify;
 
@@ -42,6 +44,7 @@ pub use ids::{hex128, hex128_into, random_token_id, SessionId, Subject};
 pub use keys::{KeyError, TokenKeys};
 pub use keyset::{KeyInfo, KeySet};
 pub use material::{sealing_enabled, ENCRYPTION_KEY_ENV};
+pub use simplejwt::{LegacyClaims, SimpleJwt};
 pub use stored::{KeyState, StoredKey};
 
 /// A new key of the configured algorithm for `vigile keys rotate`: its

@@ -27,6 +27,7 @@ pub struct Config {
     pub accounts: Option<Accounts>,
     pub mailer: Option<Mailer>,
     pub cors: Option<Cors>,
+    pub migration: Option<Migration>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -174,6 +175,20 @@ impl Store {
 pub enum StoreKind {
     Redb,
     Postgres,
+}
+
+/// `migration:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Migration {
+    pub simplejwt: Option<SimpleJwt>,
+}
+
+/// `migration.simplejwt` (the key from a file: tests set no variables).
+#[derive(Debug, Default, Serialize)]
+pub struct SimpleJwt {
+    pub signing_key_file: Option<PathBuf>,
+    pub until: String,
+    pub accept_access: Option<bool>,
 }
 
 /// `tokens:`.

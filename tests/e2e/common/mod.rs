@@ -114,6 +114,7 @@ pub struct Options {
     pub accounts: config::Accounts,
     /// `None`: one `.eml` file per message in `Gateway::outbox`.
     pub mailer: Option<config::Mailer>,
+    pub migration: Option<config::Migration>,
     /// Added after `stocks` and `jobs`.
     pub routes: Vec<config::Route>,
     /// Added beside `stocks` and `jobs`.
@@ -149,6 +150,7 @@ impl Default for Options {
                 ..config::Accounts::default()
             },
             mailer: None,
+            migration: None,
             routes: Vec::new(),
             upstreams: BTreeMap::new(),
             rust_log: "info",
@@ -179,6 +181,11 @@ impl Options {
 
     pub fn mailer(mut self, mailer: config::Mailer) -> Self {
         self.mailer = Some(mailer);
+        self
+    }
+
+    pub fn migration(mut self, migration: config::Migration) -> Self {
+        self.migration = Some(migration);
         self
     }
 
@@ -268,6 +275,7 @@ impl Gateway {
             cors: Some(config::Cors {
                 allowed_origins: vec!["http://localhost:3000".into()],
             }),
+            migration: options.migration,
             routes,
             upstreams,
         }

@@ -1,0 +1,315 @@
+//! The move from the Django system (issue 14), with data made by the real
+//! seed rebuild (`../shared/django_seed`, Django 5.2 and simplejwt 5.5):
+//! users created by Django's own hashers, tokens issued by its own login,
+//! one blacklisted by its logout and one by a rotation, `dumpdata` output
+//! and the SQLite file (`tests/django/make_data.py`).
+//!
+//! The Python that runs Django is the venv `deploy/test.sh` makes
+//! (`ensure_django_venv`): `$VIGILE_DJANGO_PYTHON`, else
+//! `target/django-venv/bin/python`. Without it these tests fail, naming it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+use crate::common::config::{Migration, SimpleJwt};
+use crate::common::{Gateway, Options};
+
+/// What `make_data.py` wrote, once per run of the suite.
+struct DjangoData {
+    dir: PathBuf,
+    data: Value,
+}
+
+impl DjangoData {
+    fn dump(&self) -> String {
+        self.dir.join("dump.json").display().to_string()
+    }
+
+    fn sqlite(&self) -> String {
+        self.dir.join("db.sqlite3").display().to_string()
+    }
+
+    fn users(&self) -> &[Value] {
+        self.data["users"].as_array().map_or(&[], Vec::as_slice)
+    }
+
+    fn token(&self, name: &str) -> &str {
+        self.data["tokens"][name].as_str().expect("a token")
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.dir.join("django.key")
+    }
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn django() -> &'static DjangoData {
+    static DATA: OnceLock<DjangoData> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let python = std::env::var_os("VIGILE_DJANGO_PYTHON")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join("target/django-venv/bin/python"));
+        assert!(
+            python.exists(),
+            "no Django venv at {}: run deploy/test.sh (ensure_django_venv in deploy/lib.sh) \
+             or set VIGILE_DJANGO_PYTHON",
+            python.display()
+        );
+        let seed = std::env::var_os("VIGILE_DJANGO_SEED")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join("../shared/django_seed"));
+        // Kept for the whole run (several tests read it); in the system's
+        // temporary folder.
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let out = Command::new(&python)
+            .arg(repo().join("tests/django/make_data.py"))
+            .arg(&seed)
+            .arg(&dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .expect("run make_data.py");
+        assert!(
+            out.status.success(),
+            "make_data.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let data: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("data.json")).expect("data.json"))
+                .expect("data.json is JSON");
+        let key = data["signing_key"].as_str().expect("the signing key");
+        std::fs::write(dir.join("django.key"), key).expect("key file");
+        DjangoData { dir, data }
+    })
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A gateway accepting Django's tokens until 2099, its store holding the
+/// Django data imported from `source` (`--dumpdata` or `--sqlite`).
+fn imported(source: &str, file: &str, accept_access: bool) -> Gateway {
+    let mut gw = Gateway::start_with(Options::default().migration(Migration {
+        simplejwt: Some(SimpleJwt {
+            signing_key_file: Some(django().key_file()),
+            until: "2099-01-01T00:00:00Z".into(),
+            accept_access: Some(accept_access),
+        }),
+    }));
+    // A redb store is the gateway's while it runs: import before it starts.
+    gw.terminate();
+    let out = gw.cli(&["import", "django", source, file], None);
+    assert!(out.status.success(), "{}", text(&out));
+    gw.restart_after_kill();
+    gw
+}
+
+#[test]
+fn django_accounts_are_imported_with_their_ids_roles_and_hashes() {
+    let data = django();
+    let mut gw = Gateway::start_with(Options::default());
+    gw.terminate();
+    let dump = data.dump();
+    let dry = gw.cli(
+        &["import", "django", "--dumpdata", &dump, "--dry-run"],
+        None,
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(text(&dry).contains("would import"), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("accounts      10 added, 0 updated, 0 unchanged"),
+        "{}",
+        text(&dry)
+    );
+    let listed = gw.cli(&["user", "list"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        1,
+        "a dry run writes nothing: {}",
+        text(&listed)
+    );
+
+    let first = gw.cli(&["import", "django", "--dumpdata", &dump], None);
+    assert!(first.status.success(), "{}", text(&first));
+    for line in [
+        "accounts      10 added, 0 updated, 0 unchanged",
+        "blacklisted   2 refresh tokens added",
+    ] {
+        assert!(text(&first).contains(line), "{line}: {}", text(&first));
+    }
+    let roles = gw.cli(&["role", "list"], None);
+    assert!(text(&roles).contains("Gérant"), "{}", text(&roles));
+    let again = gw.cli(&["import", "django", "--dumpdata", &dump], None);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("accounts      0 added, 0 updated, 10 unchanged"),
+        "a second run changes nothing: {}",
+        text(&again)
+    );
+    assert!(text(&again).contains("blacklisted   0 refresh"));
+
+    gw.restart_after_kill();
+    for user in data.users() {
+        let email = user["email"].as_str().expect("email");
+        let shown = gw.cli(&["user", "show", email], None);
+        assert!(shown.status.success(), "{}", text(&shown));
+        let account: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+        assert_eq!(account["id"], user["id"], "{email}: the same id");
+        assert_eq!(account["role"], user["role"], "{email}");
+        assert_eq!(account["is_active"], user["is_active"], "{email}");
+        assert_eq!(account["first_name"], "Prénom");
+    }
+    // New accounts continue after the highest imported id.
+    let created = gw.post(
+        "/api/accounts/register/",
+        &json!({"email": "new@example.com", "password": "Brand-New-Pass-1",
+                "first_name": "N", "last_name": "N"}),
+        None,
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["id"], 11);
+}
+
+#[test]
+fn bad_django_data_is_refused_whole_with_the_record_named() {
+    let data = django();
+    let mut gw = Gateway::start_with(Options::default());
+    gw.terminate();
+    let dump = std::fs::read_to_string(data.dump()).expect("dump");
+    let twice = dump.replacen("sha1@example.com", "PBKDF2@example.com", 1);
+    assert_ne!(twice, dump);
+    let bad = gw.dir.path().join("bad.json");
+    std::fs::write(&bad, twice).expect("write");
+    let bad = bad.display().to_string();
+    let out = gw.cli(&["import", "django", "--dumpdata", &bad], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing was imported: record"),
+        "{}",
+        text(&out)
+    );
+    let listed = gw.cli(&["user", "list"], None);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
+    // Told to skip, the other nine come in.
+    let out = gw.cli(
+        &["import", "django", "--dumpdata", &bad, "--skip-invalid"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("accounts      9 added"),
+        "{}",
+        text(&out)
+    );
+    let broken = gw.dir.path().join("broken.json");
+    std::fs::write(&broken, &dump[..dump.len() / 2]).expect("write");
+    let out = gw.cli(
+        &[
+            "import",
+            "django",
+            "--dumpdata",
+            &broken.display().to_string(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not a dumpdata JSON"), "{}", text(&out));
+}
+
+#[test]
+fn the_sqlite_file_imports_as_dumpdata_does() {
+    let data = django();
+    let from_dump = imported("--dumpdata", &data.dump(), false);
+    let from_sqlite = imported("--sqlite", &data.sqlite(), false);
+    let list = |gw: &Gateway| {
+        let out = gw.cli(&["user", "list"], None);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(list(&from_dump), list(&from_sqlite));
+    // The blacklist came along: Django's logged-out token is refused.
+    let refused = from_sqlite.post(
+        "/api/accounts/refresh-token/",
+        &json!({"refresh": data.token("logged_out_refresh")}),
+        None,
+    );
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(refused.code(), "token_not_valid");
+}
+
+#[test]
+fn a_django_refresh_token_is_exchanged_once_for_a_vigile_session() {
+    let data = django();
+    let gw = imported("--dumpdata", &data.dump(), false);
+    let exchange = |token: &str| {
+        gw.post(
+            "/api/accounts/refresh-token/",
+            &json!({ "refresh": token }),
+            None,
+        )
+    };
+    let live = data.token("live_refresh");
+    let first = exchange(live);
+    assert_eq!(first.status, 200, "{}", first.text);
+    let access = first.json["access"].as_str().expect("access");
+    let refresh = first.json["refresh"].as_str().expect("refresh");
+    let me = gw.get("/api/accounts/", Some(access));
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json["id"], data.users()[0]["id"]);
+    assert_eq!(me.json["email"], "pbkdf2@example.com");
+    // The backends see the same user id as before.
+    let proxied = gw.get("/api/stocks/", Some(access));
+    assert_eq!(proxied.status, 200, "{}", proxied.text);
+    assert_eq!(proxied.json["headers"]["x-user-id"][0], "1");
+    // Once only.
+    let again = exchange(live);
+    assert_eq!(again.status, 401, "{}", again.text);
+    assert_eq!(again.code(), "token_reused");
+    // The new session rotates as any vigile session does.
+    let rotated = exchange(refresh);
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+
+    // Blacklisted by Django (a logout, a rotation), of an inactive account,
+    // or an access token: refused.
+    for name in [
+        "logged_out_refresh",
+        "rotated_away_refresh",
+        "inactive_refresh",
+        "live_access",
+    ] {
+        let refused = exchange(data.token(name));
+        assert_eq!(refused.status, 401, "{name}: {}", refused.text);
+        assert_eq!(refused.code(), "token_not_valid", "{name}");
+    }
+    // The token Django gave in the rotation is live: exchanged.
+    let after = exchange(data.token("after_rotation_refresh"));
+    assert_eq!(after.status, 200, "{}", after.text);
+    let me = gw.get("/api/accounts/", after.json["access"].as_str());
+    assert_eq!(me.json["role"], "Gérant");
+    // Signed with another key: refused.
+    let forged = crate::common::sign(&json!({"token_type": "refresh", "user_id": 1,
+        "jti": "0123456789abcdef0123456789abcdef", "exp": crate::common::now() + 600}));
+    assert_eq!(exchange(&forged).status, 401);
+
+    // Without `migration.simplejwt`, Django's tokens are refused as today.
+    let plain = Gateway::start();
+    let refused = plain.post(
+        "/api/accounts/refresh-token/",
+        &json!({"refresh": data.token("after_rotation_refresh")}),
+        None,
+    );
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(refused.code(), "token_not_valid");
+}
