@@ -95,6 +95,12 @@ impl Live {
             revocations: gateway.accounts.revocations.clone(),
             verified,
             direct_path: config.server.direct_path,
+            simplejwt: gateway
+                .accounts
+                .policy()
+                .simplejwt
+                .clone()
+                .filter(|legacy| legacy.accept_access),
         };
         let live = Live {
             identity_headers: IdentityHeaderNames::new(

@@ -7,6 +7,7 @@
 mod answer;
 mod deadline;
 mod forward;
+mod legacy;
 mod live;
 mod local;
 mod mutate;
@@ -165,6 +166,26 @@ fn forwarding<'a>(ctx: &'a RequestCtx, session: &Session) -> Option<mutate::Forw
 
 impl Proxy {
     /// Forwards a plain read on route `index` by the direct path (`forward.rs`).
+    /// Forwards a request the plan let through: by the direct path (then
+    /// answered: `true`), or by Pingora's (`false`).
+    async fn forward(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        direct: bool,
+    ) -> Result<bool> {
+        if direct {
+            self.forward_direct(session, ctx).await?;
+            return Ok(true);
+        }
+        // Pingora's path: the upstream's 1xx answers stay here (as on the
+        // direct path), but a `100` the client asked for.
+        if let ServerSession::H1(client) = session.downstream_session.as_mut() {
+            client.set_ignore_info_resp(true);
+        }
+        Ok(false)
+    }
+
     async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let live = ctx.live.clone();
         let (pool, picked) = select(&live, ctx)?;
@@ -268,16 +289,36 @@ impl ProxyHttp for Proxy {
                 identity, direct, ..
             } => {
                 ctx.identity = identity;
-                if direct {
-                    self.forward_direct(session, ctx).await?;
-                    return Ok(true);
+                return self.forward(session, ctx, direct).await;
+            }
+            Action::ForwardLegacy {
+                route,
+                claims,
+                direct,
+            } => {
+                let roles = ctx
+                    .live
+                    .planner
+                    .routes
+                    .get(route)
+                    .map_or(&[][..], |r| r.roles.as_slice());
+                let store = self.gateway.accounts.store.clone();
+                match legacy::identity(store, &claims, roles).await {
+                    Ok(identity) => {
+                        ctx.identity = Some(identity);
+                        return self.forward(session, ctx, direct).await;
+                    }
+                    Err(e) => {
+                        if e.bearer_challenge {
+                            self.gateway
+                                .metrics
+                                .auth_failures
+                                .with_label_values(&[e.code.as_str()])
+                                .inc();
+                        }
+                        respond::error(session, &e, ctx).await?;
+                    }
                 }
-                // Pingora's path: the upstream's 1xx answers stay here (as
-                // on the direct path), but a `100` the client asked for.
-                if let ServerSession::H1(client) = session.downstream_session.as_mut() {
-                    client.set_ignore_info_resp(true);
-                }
-                return Ok(false);
             }
         }
         Ok(true)

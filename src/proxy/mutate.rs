@@ -315,7 +315,8 @@ impl Forwarding<'_> {
             }
         }
         if let Some(who) = self.identity {
-            for (name, value) in names.into_iter().zip(&who.header_values) {
+            let values = names.into_iter().zip(&who.header_values);
+            for (name, value) in values.filter(|(_, value)| !value.is_empty()) {
                 headers.insert(name.clone(), value.clone());
             }
         }

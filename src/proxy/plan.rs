@@ -20,7 +20,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::revocation::RevocationList;
 use crate::routes::RouteTable;
 use crate::tokens::TokenKeys;
-use crate::tokens::{TokenCache, Verified};
+use crate::tokens::{LegacyClaims, SimpleJwt, TokenCache, Verified};
 
 use super::{forward, request};
 
@@ -53,6 +53,23 @@ pub enum Action {
         identity: Option<Arc<Verified>>,
         direct: bool,
     },
+    /// A valid simplejwt access token (`migration.simplejwt.accept_access`):
+    /// the adapter reads its account (off the event loop), refuses an
+    /// inactive or missing one, checks the route's roles, then forwards as
+    /// `Forward` does. Only tokens that failed vigile's own check get here.
+    ForwardLegacy {
+        route: usize,
+        claims: LegacyClaims,
+        direct: bool,
+    },
+}
+
+/// Who a request on a route is.
+enum Access {
+    /// Checked here: the caller, or nobody.
+    Checked(Option<Arc<Verified>>),
+    /// A Django access token, whose account the adapter still has to read.
+    Legacy(LegacyClaims),
 }
 
 /// The decision on one request.
@@ -96,6 +113,8 @@ pub struct Planner {
     pub verified: Arc<TokenCache>,
     /// `server.direct_path`.
     pub direct_path: bool,
+    /// `migration.simplejwt` when it has `accept_access: true`.
+    pub simplejwt: Option<Arc<SimpleJwt>>,
 }
 
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
@@ -165,11 +184,17 @@ impl Planner {
             return decision;
         };
         decision.label = RouteLabel::Route(index);
+        let direct = self.direct_path && http1 && forward::eligible(req);
         decision.action = match self.check_access(req, index) {
-            Ok(identity) => Action::Forward {
+            Ok(Access::Checked(identity)) => Action::Forward {
                 route: index,
                 identity,
-                direct: self.direct_path && http1 && forward::eligible(req),
+                direct,
+            },
+            Ok(Access::Legacy(claims)) => Action::ForwardLegacy {
+                route: index,
+                claims,
+                direct,
             },
             Err(e) => Action::Reject(e),
         };
@@ -177,11 +202,7 @@ impl Planner {
     }
 
     /// Authenticate and authorize a request on route `index`.
-    fn check_access(
-        &self,
-        req: &RequestHeader,
-        index: usize,
-    ) -> Result<Option<Arc<Verified>>, ApiError> {
+    fn check_access(&self, req: &RequestHeader, index: usize) -> Result<Access, ApiError> {
         let Some(route) = self.routes.get(index) else {
             return Err(ApiError::not_found());
         };
@@ -189,7 +210,7 @@ impl Planner {
             return Err(ApiError::method_not_allowed(route.allow()));
         }
         if route.auth == AuthMode::None {
-            return Ok(None);
+            return Ok(Access::Checked(None));
         }
         let authorization = req
             .headers
@@ -209,12 +230,29 @@ impl Planner {
         let identity = match verdict {
             Ok(None) if route.auth == AuthMode::Required => return Err(AuthFailure::Missing.into()),
             Ok(identity) => identity,
+            Err(AuthFailure::Invalid) => return self.legacy_access(authorization),
             Err(failure) => return Err(failure.into()),
         };
         if let Some(who) = &identity {
             auth::authorize(&who.identity, &route.roles)?;
         }
-        Ok(identity)
+        Ok(Access::Checked(identity))
+    }
+
+    /// A token vigile refused as invalid: during the cut-over, maybe a
+    /// Django access token.
+    fn legacy_access(&self, authorization: Option<&[u8]>) -> Result<Access, ApiError> {
+        let invalid = || ApiError::from(AuthFailure::Invalid);
+        let (Some(legacy), Some(token)) =
+            (&self.simplejwt, authorization.and_then(auth::bearer_token))
+        else {
+            return Err(invalid());
+        };
+        match legacy.verify(token, crate::unix_now()) {
+            Ok(claims) if !claims.refresh => Ok(Access::Legacy(claims)),
+            Err(crate::tokens::TokenError::Expired) => Err(AuthFailure::Expired.into()),
+            _ => Err(invalid()),
+        }
     }
 }
 
@@ -256,6 +294,7 @@ upstreams:
                 revocations: Arc::new(RevocationList::new(Vec::new())),
                 verified: Arc::new(TokenCache::new(16)),
                 direct_path,
+                simplejwt: None,
             },
             now: crate::unix_now(),
         }
@@ -302,6 +341,9 @@ upstreams:
                     .map_or("anonymous", |v| v.identity.role.as_str()),
                 if *direct { "direct" } else { "pingora" }
             ),
+            Action::ForwardLegacy { claims, .. } => {
+                format!("forward the Django account {}", claims.account_id)
+            }
         }
     }
 

@@ -21,7 +21,7 @@ use bytes::{BufMut, BytesMut};
 use http::HeaderValue;
 use parking_lot::Mutex;
 
-use super::{hex128_into, Identity, TokenError, TokenKeys};
+use super::{hex128_into, Identity, SessionId, TokenError, TokenKeys};
 
 const SHARDS: usize = 16;
 
@@ -65,6 +65,27 @@ impl Verified {
             identity,
             header_values,
         })
+    }
+
+    /// The caller of a Django access token (`migration.simplejwt`): the
+    /// account as stored, no session (its session header value is empty,
+    /// and an empty identity header is not sent).
+    pub fn legacy(
+        account_id: u64,
+        email: &str,
+        role: &str,
+        expires_at: u64,
+    ) -> Result<Verified, TokenError> {
+        let mut verified = Verified::new(Identity {
+            account_id: account_id.to_string(),
+            email: email.to_string(),
+            role: role.to_string(),
+            session: SessionId(0),
+            expires_at,
+            valid_from: 0,
+        })?;
+        verified.header_values[3] = HeaderValue::from_static("");
+        Ok(verified)
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use crate::common::config::{Migration, SimpleJwt};
+use crate::common::config::{Migration, Route, SimpleJwt};
 use crate::common::{Gateway, Options};
 
 /// What `make_data.py` wrote, once per run of the suite.
@@ -101,13 +101,16 @@ fn text(out: &std::process::Output) -> String {
 /// A gateway accepting Django's tokens until 2099, its store holding the
 /// Django data imported from `source` (`--dumpdata` or `--sqlite`).
 fn imported(source: &str, file: &str, accept_access: bool) -> Gateway {
-    let mut gw = Gateway::start_with(Options::default().migration(Migration {
-        simplejwt: Some(SimpleJwt {
-            signing_key_file: Some(django().key_file()),
-            until: "2099-01-01T00:00:00Z".into(),
-            accept_access: Some(accept_access),
-        }),
-    }));
+    let options = Options::default()
+        .migration(Migration {
+            simplejwt: Some(SimpleJwt {
+                signing_key_file: Some(django().key_file()),
+                until: "2099-01-01T00:00:00Z".into(),
+                accept_access: Some(accept_access),
+            }),
+        })
+        .route(Route::new("admin-only", "/api/admin-only/", "stocks").roles(["Admin"]));
+    let mut gw = Gateway::start_with(options);
     // A redb store is the gateway's while it runs: import before it starts.
     gw.terminate();
     let out = gw.cli(&["import", "django", source, file], None);
@@ -312,4 +315,45 @@ fn a_django_refresh_token_is_exchanged_once_for_a_vigile_session() {
     );
     assert_eq!(refused.status, 401, "{}", refused.text);
     assert_eq!(refused.code(), "token_not_valid");
+}
+
+#[test]
+fn django_access_tokens_pass_the_proxy_path_when_accepted() {
+    let data = django();
+    let access = data.token("live_access");
+    let refused = imported("--dumpdata", &data.dump(), false);
+    let answer = refused.get("/api/stocks/", Some(access));
+    assert_eq!(answer.status, 401, "{}", answer.text);
+    assert_eq!(answer.code(), "token_not_valid");
+
+    let mut gw = imported("--dumpdata", &data.dump(), true);
+    let answer = gw.request(
+        "GET",
+        "/api/stocks/",
+        &[
+            ("Authorization", &format!("Bearer {access}")),
+            ("X-Session-Id", "forged"),
+            ("X-User-Role", "Admin"),
+        ],
+        None,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let headers = &answer.json["headers"];
+    assert_eq!(headers["x-user-id"], json!(["1"]));
+    assert_eq!(headers["x-user-email"], json!(["pbkdf2@example.com"]));
+    assert_eq!(headers["x-user-role"], json!(["Visiteur"]));
+    assert!(headers.get("x-session-id").is_none(), "{headers}");
+    // A refresh token is not an access token.
+    let answer = gw.get("/api/stocks/", Some(data.token("live_refresh")));
+    assert_eq!(answer.status, 401, "{}", answer.text);
+    // The route's roles apply to the role stored here.
+    let admin_only = gw.get("/api/admin-only/", Some(access));
+    assert_eq!(admin_only.status, 403, "{}", admin_only.text);
+    // Deactivated here: refused at once.
+    let out = gw.cli(&["user", "deactivate", "pbkdf2@example.com"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let answer = gw.get("/api/stocks/", Some(access));
+    assert_eq!(answer.status, 401, "{}", answer.text);
+    assert_eq!(answer.code(), "token_not_valid");
+    gw.terminate();
 }
