@@ -52,6 +52,14 @@ ensure_ops_deps() {
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   install_missing "${missing[@]}"
+  # Only the binaries are wanted: under systemd, the package also starts a
+  # Prometheus on port 9090 (the quick start's admin port); stop what this
+  # install started.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl is-active --quiet prometheus 2>/dev/null; then
+    echo "vigile: stopping and disabling the prometheus service the package started" >&2
+    systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
   local stamp="$OPS_VENV/.vigile-packages"
   if [ "$(cat "$stamp" 2>/dev/null)" != "${OPS_PYPI[*]}" ]; then
     echo "vigile: installing ${OPS_PYPI[*]} in $OPS_VENV" >&2
