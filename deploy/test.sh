@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and end-to-end
 # tests (these start the real binaries on loopback ports, and a PostgreSQL
-# server for the postgres store's suite), and one smoke run
+# server for the postgres store's suite), the operations kit's checks
+# (tests/ops: hadolint, kubectl kustomize, kubernetes-validate, promtool, a
+# real Prometheus; installed by ensure_ops_deps), and one smoke run
 # of each benchmark; then the end-to-end tests once more with
 # `server.direct_path: false` (every request by Pingora's proxy path), and
 # once more on PostgreSQL (`VIGILE_TEST_STORE=postgres`: every gateway of
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/.."
 ensure_build_deps
 ensure_test_deps
 ensure_django_venv
+ensure_ops_deps
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
