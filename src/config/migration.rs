@@ -109,3 +109,53 @@ impl MigrationConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        Config::from_yaml(yaml, &lookup).map_err(|e| e.0)
+    }
+
+    const SECTION: &str = "migration:\n  simplejwt:\n    until: \"2027-01-31T00:00:00Z\"\n";
+
+    #[test]
+    fn the_section_is_read_and_checked_naming_its_keys() {
+        let cfg = load(SECTION, &[("DJANGO_SECRET_KEY", "django-key")]).expect("valid");
+        let jwt = cfg.migration.simplejwt.expect("section");
+        assert_eq!(jwt.key, b"django-key");
+        assert_eq!(jwt.until_unix, 1_801_353_600);
+        assert_eq!(jwt.user_id_claim, "user_id");
+        assert!(!jwt.accept_access);
+
+        let unset = load(SECTION, &[]).expect_err("no key");
+        assert!(
+            unset.starts_with("migration.simplejwt.signing_key_env:"),
+            "{unset}"
+        );
+        let bad_until = SECTION.replace("2027-01-31T00:00:00Z", "next year");
+        let e = load(&bad_until, &[("DJANGO_SECRET_KEY", "k")]).expect_err("until");
+        assert!(e.starts_with("migration.simplejwt.until:"), "{e}");
+        let e = load("migration:\n  simplejwt: {}\n", &[]).expect_err("until is required");
+        assert!(e.contains("until"), "{e}");
+        let other_alg = format!("{SECTION}    algorithm: RS256\n");
+        assert!(load(&other_alg, &[("DJANGO_SECRET_KEY", "k")]).is_err());
+        // One key for both systems would let a token of one pass for the other's.
+        let shared = format!("tokens: {{secret_env: VIGILE_KEY}}\n{SECTION}");
+        let e = load(
+            &shared,
+            &[
+                ("DJANGO_SECRET_KEY", "same-key-0123456789abcdef0123456789"),
+                ("VIGILE_KEY", "same-key-0123456789abcdef0123456789"),
+            ],
+        )
+        .expect_err("shared key");
+        assert!(e.contains("a key of its own"), "{e}");
+    }
+}
