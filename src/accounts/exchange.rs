@@ -1,7 +1,7 @@
 //! The cut-over from Django (`migration.simplejwt`): a simplejwt refresh
 //! token presented at the refresh endpoint is exchanged, once, for a new
 //! vigile session, so that nobody is logged out by the switch. The token
-//! must be valid and unexpired, of an imported active account, and neither
+//! must be valid and unexpired, of an active account that the import wrote, and neither
 //! blacklisted by Django (imported with the accounts) nor exchanged before:
 //! the store marks it exchanged atomically (across replicas), and a second
 //! presentation is answered 401 `token_reused`.
@@ -27,9 +27,11 @@ pub fn apply(service: &AccountService, legacy: &SimpleJwt, token: &str) -> Resul
     if !claims.refresh {
         return Err(ApiError::refresh_not_valid());
     }
+    // Only an account the import wrote: one made here under an id Django
+    // also gave (after the export) is not the token's.
     let account = match service
         .store
-        .account(claims.account_id)
+        .imported_account(claims.account_id)
         .map_err(store_failed)?
     {
         Some(account) if account.is_active => account,

@@ -1,8 +1,9 @@
 //! Django access tokens on the proxy path, during the cut-over
 //! (`migration.simplejwt.accept_access`). The token names an account id
 //! only: its email and role come from the store, read on the blocking pool
-//! (never on the event loop) within the account requests' store budget. A
-//! missing or inactive account is refused at once (deactivating or deleting
+//! (never on the event loop) within the account requests' store budget. An
+//! account the import did not write (one made here under an id Django also
+//! gave), or a missing or inactive one, is refused at once (deactivating or deleting
 //! it stops its Django tokens too); the route's roles apply to the role
 //! stored here. The upstream gets the same identity headers as for a
 //! vigile token, without a session id (Django's tokens belong to none).
@@ -23,7 +24,7 @@ pub(super) async fn identity(
 ) -> Result<Arc<Verified>, ApiError> {
     let id = claims.account_id;
     let read = tokio::task::spawn_blocking(move || {
-        crate::store::within(STORE_BUDGET, || store.account(id))
+        crate::store::within(STORE_BUDGET, || store.imported_account(id))
     })
     .await
     .map_err(|_| ApiError::store_unavailable())?;

@@ -245,6 +245,10 @@ impl StoreBackend for Metered {
         self.count("import_accounts", out)
     }
 
+    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
+        self.count("imported_account", self.inner.imported_account(id))
+    }
+
     fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
         self.count("use_legacy_token", self.inner.use_legacy_token(token))
     }

@@ -295,9 +295,9 @@ pub trait StoreBackend: Send + Sync {
 
     // --- imports from another system (`vigile import django`) --------------------
 
-    /// Writes `batch` in one transaction: each account by `import::merge`,
-    /// its role and `batch.roles` created when missing, the blacklisted
-    /// tokens recorded; the next account id comes after every imported one.
+    /// Writes `batch` in one transaction: each account by `import::merge`
+    /// (and noted as imported), its role and `batch.roles` created when
+    /// missing, the blacklisted tokens recorded; the next account id comes after every imported one.
     /// An account the import deactivates has its sessions revoked. With
     /// `dry_run` the transaction is rolled back: the report says what the
     /// import would do. Any refusal writes nothing.
@@ -307,6 +307,10 @@ pub trait StoreBackend: Send + Sync {
         now: u64,
         dry_run: bool,
     ) -> Result<ImportReport, ImportError>;
+
+    /// The account `id` if an import wrote it (and it is still the one it
+    /// wrote): only these may be named by the other system's tokens.
+    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>>;
 
     /// Marks the other system's refresh token `token.jti` exchanged, unless
     /// it is already known: of concurrent calls with one `jti`, on any

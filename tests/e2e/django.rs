@@ -301,6 +301,27 @@ fn a_django_refresh_token_is_exchanged_once_for_a_vigile_session() {
     assert_eq!(after.status, 200, "{}", after.text);
     let me = gw.get("/api/accounts/", after.json["access"].as_str());
     assert_eq!(me.json["role"], "Gérant");
+    // A token Django would sign for an id it gave after the export, which
+    // vigile gave to an account of its own: not that account's.
+    let native = gw.post(
+        "/api/accounts/register/",
+        &json!({"email": "native@example.com", "password": "Native-Pass-123",
+                "first_name": "N", "last_name": "N"}),
+        None,
+    );
+    assert_eq!(native.status, 201, "{}", native.text);
+    let key = std::fs::read(data.key_file()).expect("key");
+    let django_signed = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"token_type": "refresh", "user_id": native.json["id"],
+                "jti": "feedfacefeedfacefeedfacefeedface", "exp": crate::common::now() + 600,
+                "iat": crate::common::now()}),
+        &jsonwebtoken::EncodingKey::from_secret(&key),
+    )
+    .expect("sign");
+    let refused = exchange(&django_signed);
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(refused.code(), "token_not_valid");
     // Signed with another key: refused.
     let forged = crate::common::sign(&json!({"token_type": "refresh", "user_id": 1,
         "jti": "0123456789abcdef0123456789abcdef", "exp": crate::common::now() + 600}));

@@ -102,8 +102,16 @@ pub(crate) fn imports_keep_ids_and_a_second_run_changes_nothing(harness: &dyn Ha
         .account_by_email("jean@example.com")
         .expect("read")
         .is_none());
+    // Only what the import wrote may be named by the other system's tokens.
+    assert_eq!(
+        store.imported_account(7).expect("read").map(|a| a.id),
+        Some(7)
+    );
+    assert!(store.imported_account(43).expect("read").is_none());
+    assert!(store.imported_account(99).expect("read").is_none());
     let store = reopen(harness, store);
     assert_eq!(store.account_count().expect("count"), 3);
+    assert!(store.imported_account(42).expect("read").is_some());
 }
 
 pub(crate) fn an_import_that_conflicts_writes_nothing(harness: &dyn Harness) {

@@ -8,8 +8,8 @@ use deadpool_postgres::{GenericClient, Transaction};
 
 use super::{accounts, execute, int, query, query_opt, roles, sessions, uint};
 use crate::store::{
-    merge, normalize_email, ImportBatch, ImportError, ImportReport, LegacyToken, LegacyUse, Merge,
-    StoreResult,
+    merge, normalize_email, AccountRecord, ImportBatch, ImportError, ImportReport, LegacyToken,
+    LegacyUse, Merge, StoreResult,
 };
 
 pub(super) async fn import(
@@ -49,7 +49,15 @@ pub(super) async fn import(
     for incoming in &batch.accounts {
         highest = highest.max(incoming.id);
         let before = existing.remove(&incoming.id);
-        let record = match merge(before.as_ref(), incoming)? {
+        let merged = merge(before.as_ref(), incoming)?;
+        execute(
+            txn,
+            "INSERT INTO imported_accounts (id, date_joined) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET date_joined = excluded.date_joined",
+            &[&int(incoming.id)?, &int(incoming.date_joined)?],
+        )
+        .await?;
+        let record = match merged {
             Merge::Unchanged => {
                 report.accounts_unchanged += 1;
                 continue;
@@ -107,6 +115,23 @@ pub(super) async fn import(
             .extend(sessions::revoke_all(txn, id, now, None, access_window).await?);
     }
     Ok(report)
+}
+
+pub(super) async fn imported_account(
+    c: &impl GenericClient,
+    id: u64,
+) -> StoreResult<Option<AccountRecord>> {
+    let account = accounts::by_id(c, id).await?;
+    let Some(account) = account else {
+        return Ok(None);
+    };
+    let noted = query_opt(
+        c,
+        "SELECT 1 FROM imported_accounts WHERE id = $1 AND date_joined = $2",
+        &[&int(id)?, &int(account.date_joined)?],
+    )
+    .await?;
+    Ok(noted.map(|_| account))
 }
 
 pub(super) async fn use_token(

@@ -602,6 +602,10 @@ impl StoreBackend for PgStore {
         )
     }
 
+    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
+        self.read(async |c| import::imported_account(c, id).await)
+    }
+
     fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
         self.read(async |c| import::use_token(c, token).await)
     }

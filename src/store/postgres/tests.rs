@@ -91,7 +91,7 @@ fn migrations_run_once_even_for_replicas_starting_together() {
         .expect("psql");
     assert_eq!(
         tables,
-        "accounts,attempts,legacy_tokens,reset_tokens,revocations,roles,schema_version,sessions,\
+        "accounts,attempts,imported_accounts,legacy_tokens,reset_tokens,revocations,roles,schema_version,sessions,\
          signing_keys"
     );
 }

@@ -2,9 +2,9 @@
 //! their ids, roles, and the `legacy_tokens` table (the other system's
 //! refresh tokens, by `jti`: blacklisted there, or exchanged here once).
 
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use super::{accounts, get, put, roles, sessions, ACCOUNTS, EMAILS, LEGACY_TOKENS, META};
+use super::{accounts, get, put, roles, sessions, ACCOUNTS, EMAILS, IMPORTED, LEGACY_TOKENS, META};
 use crate::store::{
     merge, normalize_email, AccountRecord, ImportBatch, ImportError, ImportReport, LegacyToken,
     LegacyUse, Merge, StoreResult,
@@ -25,10 +25,13 @@ pub(super) fn import(
     {
         let mut table = txn.open_table(ACCOUNTS)?;
         let mut emails = txn.open_table(EMAILS)?;
+        let mut imported = txn.open_table(IMPORTED)?;
         for incoming in &batch.accounts {
             highest = highest.max(incoming.id);
             let existing: Option<AccountRecord> = get(&table, incoming.id)?;
-            let record = match merge(existing.as_ref(), incoming)? {
+            let merged = merge(existing.as_ref(), incoming)?;
+            imported.insert(incoming.id, incoming.date_joined)?;
+            let record = match merged {
                 Merge::Unchanged => {
                     report.accounts_unchanged += 1;
                     continue;
@@ -89,6 +92,17 @@ pub(super) fn import(
         }
     }
     Ok(report)
+}
+
+pub(super) fn imported_account(
+    txn: &ReadTransaction,
+    id: u64,
+) -> StoreResult<Option<AccountRecord>> {
+    let Some(joined) = txn.open_table(IMPORTED)?.get(id)?.map(|v| v.value()) else {
+        return Ok(None);
+    };
+    let account: Option<AccountRecord> = get(&txn.open_table(ACCOUNTS)?, id)?;
+    Ok(account.filter(|a| a.date_joined == joined))
 }
 
 pub(super) fn use_token(txn: &WriteTransaction, token: &LegacyToken) -> StoreResult<LegacyUse> {

@@ -56,6 +56,8 @@ const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing
 /// the other system's refresh token `jti` (`vigile import django`) ->
 /// (unix time it expires, exchanged here: else blacklisted there)
 const LEGACY_TOKENS: TableDefinition<&str, (u64, bool)> = TableDefinition::new("legacy_tokens");
+/// account id -> its `date_joined` when `vigile import django` wrote it
+const IMPORTED: TableDefinition<u64, u64> = TableDefinition::new("imported_accounts");
 /// counters: "next_account_id", "signing_keys_version"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -153,6 +155,7 @@ impl RedbStore {
             txn.open_table(META)?;
             txn.open_table(SIGNING_KEYS)?;
             txn.open_table(LEGACY_TOKENS)?;
+            txn.open_table(IMPORTED)?;
         }
         txn.commit()?;
         Ok(RedbStore {
@@ -350,6 +353,10 @@ impl StoreBackend for RedbStore {
         } else {
             self.write(apply)
         }
+    }
+
+    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
+        self.read(|txn| import::imported_account(txn, id))
     }
 
     fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {

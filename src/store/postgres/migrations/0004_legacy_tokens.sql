@@ -1,4 +1,5 @@
--- vigile's schema, version 4: the refresh tokens of the system vigile
+-- vigile's schema, version 4: the accounts imported from the system vigile
+-- replaced, and the refresh tokens of that system
 -- replaced (`vigile import django`, `migration.simplejwt`), by `jti`: the
 -- ones it had blacklisted (imported, `exchanged` false) and the ones
 -- exchanged here for a vigile session (`exchanged` true). The primary key
@@ -10,3 +11,11 @@ CREATE TABLE legacy_tokens (
     exchanged  boolean NOT NULL
 );
 CREATE INDEX legacy_tokens_expires_at ON legacy_tokens (expires_at);
+
+-- The accounts `vigile import django` wrote, with the join time they had:
+-- only these may be named by the other system's tokens (an account made
+-- here under an id the other system also gave later is not theirs).
+CREATE TABLE imported_accounts (
+    id          bigint PRIMARY KEY,
+    date_joined bigint NOT NULL
+);
