@@ -417,7 +417,7 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
                 store,
                 Arc::new(tokens),
                 Arc::new(RevocationList::default()),
-                metrics.password_hash_seconds.clone(),
+                metrics.passwords(),
                 None,
             );
             operator::execute(&service, command)

@@ -84,9 +84,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{
-    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, KeysChange, ResetRecord,
-    Revocation, SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreContents,
-    StoreCounts, StoreError, StoreResult,
+    AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, KeysChange,
+    PasswordUpgrade, ResetRecord, Revocation, SequencedRevocation, SessionChange, SessionRecord,
+    StoreBackend, StoreContents, StoreCounts, StoreError, StoreResult,
 };
 use crate::config::DatabaseUrl;
 use crate::tokens::{SessionId, StoredKey};
@@ -450,8 +450,13 @@ impl StoreBackend for PgStore {
         self.read(async |c| roles::exists(c, name).await)
     }
 
-    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
-        self.write(async |txn| sessions::create(txn, session, record).await)
+    fn create_session_upgrading(
+        &self,
+        session: SessionId,
+        record: &SessionRecord,
+        upgrade: Option<PasswordUpgrade<'_>>,
+    ) -> StoreResult<bool> {
+        self.write(async |txn| sessions::create(txn, session, record, upgrade).await)
     }
 
     fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>> {

@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    AccountChange, AccountRecord, CreateAccountError, KeysChange, ResetRecord, Revocation,
-    SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError,
+    AccountChange, AccountRecord, CreateAccountError, KeysChange, PasswordUpgrade, ResetRecord,
+    Revocation, SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError,
     StoreResult,
 };
 use crate::tokens::{SessionId, StoredKey};
@@ -242,10 +242,15 @@ impl StoreBackend for RedbStore {
         self.read(|txn| roles::exists(txn, name))
     }
 
-    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
+    fn create_session_upgrading(
+        &self,
+        session: SessionId,
+        record: &SessionRecord,
+        upgrade: Option<PasswordUpgrade<'_>>,
+    ) -> StoreResult<bool> {
         self.write(|txn| {
             sessions::create(txn, session, record)?;
-            accounts::set_last_login(txn, record.account_id, record.created_at)
+            accounts::set_last_login(txn, record.account_id, record.created_at, upgrade)
         })
     }
 
