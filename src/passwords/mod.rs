@@ -50,7 +50,21 @@ pub enum StoredHash {
     Unknown,
 }
 
+/// `StoredHash::format`'s prefix for a Django hash.
+pub const DJANGO_FORMAT_PREFIX: &str = "django_";
+
 impl StoredHash {
+    /// What `vigile user list` and `show` say of it: `argon2id`,
+    /// `django_<algorithm>`, `unusable` or `unknown`.
+    pub fn format(&self) -> String {
+        match self {
+            StoredHash::Current => "argon2id".into(),
+            StoredHash::Legacy(name) => format!("{DJANGO_FORMAT_PREFIX}{name}"),
+            StoredHash::Unusable => "unusable".into(),
+            StoredHash::Unknown => "unknown".into(),
+        }
+    }
+
     pub fn of(stored: &str) -> StoredHash {
         if stored.starts_with("$argon2") {
             StoredHash::Current

@@ -8,6 +8,7 @@ mod common;
 mod account_limits;
 mod accounts;
 mod cli;
+mod django_hashes;
 mod forwarding;
 mod hardening;
 mod hardening_edge;
