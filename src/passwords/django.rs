@@ -104,9 +104,12 @@ fn verify_pbkdf2(name: &str, password: &str, rest: &str, encoded: &str) -> bool 
     else {
         return false;
     };
-    if !usable_salt(salt) {
-        return false;
-    }
+    usable_salt(salt) && same(&pbkdf2_encoded(name, password, salt, iterations), encoded)
+}
+
+/// What Django's `PBKDF2PasswordHasher.encode` makes (`name` is
+/// `pbkdf2_sha256` or `pbkdf2_sha1`).
+fn pbkdf2_encoded(name: &str, password: &str, salt: &str, iterations: u32) -> String {
     let (password, salt_bytes) = (password.as_bytes(), salt.as_bytes());
     let out = if name == "pbkdf2_sha1" {
         let mut out = vec![0u8; 20];
@@ -117,8 +120,13 @@ fn verify_pbkdf2(name: &str, password: &str, rest: &str, encoded: &str) -> bool 
         pbkdf2::pbkdf2_hmac::<Sha256>(password, salt_bytes, iterations, &mut out);
         out
     };
-    let computed = format!("{name}${iterations}${salt}${}", STANDARD.encode(&out));
-    same(&computed, encoded)
+    format!("{name}${iterations}${salt}${}", STANDARD.encode(&out))
+}
+
+/// A `pbkdf2_sha256` hash as Django makes it (benchmarks of migrated
+/// accounts; `salt` must be non-empty, without `$`).
+pub fn pbkdf2_sha256(password: &str, salt: &str, iterations: u32) -> String {
+    pbkdf2_encoded("pbkdf2_sha256", password, salt, iterations)
 }
 
 /// Checks a PHC argon2 string (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`)

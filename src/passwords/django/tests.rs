@@ -61,6 +61,13 @@ fn every_django_format_verifies_its_password_and_only_it() {
 }
 
 #[test]
+fn pbkdf2_sha256_encodes_as_django_does() {
+    let (password, encoded) = vector("pbkdf2_sha256_unicode");
+    let salt = encoded.split('$').nth(2).expect("salt");
+    assert_eq!(pbkdf2_sha256(&password, salt, 20_000), encoded);
+}
+
+#[test]
 fn an_unusable_password_matches_nothing_but_costs_a_check_at_login() {
     let v = vectors()
         .into_iter()
