@@ -1,6 +1,8 @@
 //! Prepares a benchmark run of vigile (benches/load.sh): fills the store named
-//! by the config with revoked sessions (and accounts, for the scale run), and
-//! mints access tokens signed with the config's HS256 secret.
+//! by the config with revoked sessions (and accounts, for the scale run; and
+//! accounts imported from Django, not logged in since, for the storm of their
+//! first logins), and mints access tokens signed with the config's HS256
+//! secret.
 //!
 //! Writes to `--out`: `tokens.txt` (valid tokens, one per line),
 //! `revoked.txt` (tokens of revoked sessions), `revoked.map` (their session
@@ -33,6 +35,31 @@ struct Args {
     /// Accounts to put in the store.
     #[arg(long, default_value_t = 0)]
     accounts: usize,
+    /// Accounts `migrated{i}@bench.example.com` holding a Django
+    /// `pbkdf2_sha256` hash of `--django-password` (one hash for all: each
+    /// first login still verifies it, then rehashes).
+    #[arg(long, default_value_t = 0)]
+    django_accounts: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    django_iterations: u32,
+    #[arg(long, default_value = "Bench-storm-2026")]
+    django_password: String,
+}
+
+fn account(email: String, password_hash: String, now: u64) -> AccountRecord {
+    AccountRecord {
+        id: 0,
+        email,
+        password_hash,
+        first_name: "Jean".into(),
+        last_name: "Dupont".into(),
+        gender: None,
+        phone: None,
+        role: "Visiteur".into(),
+        is_active: true,
+        date_joined: now,
+        last_login: None,
+    }
 }
 
 fn write_lines(path: PathBuf, lines: impl Iterator<Item = String>) -> std::io::Result<()> {
@@ -58,23 +85,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let hash = vigile::passwords::hash_password("motdepasse123")?;
         let mut batch = Vec::with_capacity(100_000);
         for i in 0..args.accounts {
-            batch.push(AccountRecord {
-                id: 0,
-                email: format!("user{i}@bench.example.com"),
-                password_hash: hash.clone(),
-                first_name: "Jean".into(),
-                last_name: "Dupont".into(),
-                gender: None,
-                phone: None,
-                role: "Visiteur".into(),
-                is_active: true,
-                date_joined: now,
-                last_login: None,
-            });
+            batch.push(account(
+                format!("user{i}@bench.example.com"),
+                hash.clone(),
+                now,
+            ));
             if batch.len() == 100_000 || i + 1 == args.accounts {
                 store.insert_accounts(std::mem::take(&mut batch))?;
             }
         }
+    }
+    if args.django_accounts > 0 {
+        let hash = vigile::passwords::django::pbkdf2_sha256(
+            &args.django_password,
+            "benchsaltbenchsalt1234",
+            args.django_iterations,
+        );
+        let batch = (0..args.django_accounts)
+            .map(|i| account(format!("migrated{i}@bench.example.com"), hash.clone(), now))
+            .collect();
+        store.insert_accounts(batch)?;
     }
 
     let subject = Subject {
@@ -108,11 +138,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         all_revoked.iter().map(|(s, _)| format!("{s} 1")),
     )?;
     eprintln!(
-        "bench_setup: {} tokens, {} revoked tokens, {} revoked sessions, {} accounts",
+        "bench_setup: {} tokens, {} revoked tokens, {} revoked sessions, {} accounts, \
+         {} Django accounts",
         args.tokens,
         args.revoked_tokens,
         all_revoked.len(),
-        args.accounts
+        args.accounts,
+        args.django_accounts
     );
     Ok(())
 }

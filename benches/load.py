@@ -13,10 +13,13 @@ ones, over keep-alive connections. The proxies run pinned to CPU 1, wrk and
 nginx to CPU 0, each proxy with one worker thread.
 
 Modes: proxy (the comparison), revoked (1% revoked tokens must all get 401),
-storm (proxied latency during a login storm), timing (known vs unknown emails
+storm (proxied latency during a login storm), migrated (the same storm made
+of first logins of accounts imported from Django: PBKDF2 at 1,000,000
+iterations, then the rehash to argon2id), timing (known vs unknown emails
 on login and password-forgotten), scale (1M accounts + 1M revocations: RSS
 and start-up time), instructions (callgrind instructions per proxied request,
-pingora vs vigile: deterministic). No argument: all but instructions.
+pingora vs vigile: deterministic). No argument: all but instructions and
+migrated.
 """
 
 import json
@@ -95,9 +98,18 @@ end
 """
 
 LOGIN_SCRIPT = r"""
+-- With FIRST set, each request is the first login of another account
+-- imported from Django (migrated<FIRST>, migrated<FIRST + 1>, ...).
+local first = os.getenv("FIRST")
+local n = tonumber(first or "0")
 request = function()
+  local email = "storm@bench.example.com"
+  if first then
+    email = string.format("migrated%d@bench.example.com", n)
+    n = n + 1
+  end
   return wrk.format("POST", "/api/accounts/login/", { ["Content-Type"] = "application/json" },
-    '{"email":"storm@bench.example.com","password":"Bench-storm-2026"}')
+    string.format('{"email":"%s","password":"Bench-storm-2026"}', email))
 end
 local threads = {}
 codes = {}
@@ -424,20 +436,29 @@ def hash_seconds():
     return total, count
 
 
-def login_storm(bench, seconds):
-    """Starts a wrk that logs in as fast as it can; returns the process."""
+def login_storm(bench, seconds, first=None):
+    """Starts a wrk that logs in as fast as it can; returns the process. With
+    `first`, first logins of the Django accounts from migrated<first> on."""
     script = bench.path("login.lua")
     with open(script, "w") as f:
         f.write(LOGIN_SCRIPT)
-    return subprocess.Popen(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c16", f"-d{seconds}s", "-s", script,
+    env = {**os.environ, **({"FIRST": str(first)} if first is not None else {})}
+    # A first login waits behind 15 others of half a second each: past wrk's
+    # 2 s timeout, which would drop it and send another.
+    timeout = ["--timeout", "60s"] if first is not None else []
+    return subprocess.Popen(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c16", f"-d{seconds}s", *timeout, "-s", script,
                              f"http://127.0.0.1:{PORTS['vigile']}/api/accounts/login/"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+
+def storm_result(proc):
+    out = proc.communicate()[0]
+    line = next(l for l in out.splitlines() if l.startswith("LOGINS "))
+    return {k: int(x) for k, x in (kv.split("=") for kv in line.split()[1:])}
 
 
 def logins_per_second(proc):
-    out = proc.communicate()[0]
-    line = next(l for l in out.splitlines() if l.startswith("LOGINS "))
-    v = {k: int(x) for k, x in (kv.split("=") for kv in line.split()[1:])}
+    v = storm_result(proc)
     return v["ok"] / (v["duration_us"] / 1e6)
 
 
@@ -468,6 +489,82 @@ def run_storm(bench):
     print("| argon2 alone (ms) | ideal logins/s (1 CPU) | logins/s, storm alone | vs ideal | proxied p99 quiet (us) | proxied p99 during storm (us) | ratio | logins/s during proxied load |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {argon2 * 1000:.1f} | {ideal:.1f} | {a:.1f} | {a / ideal:.2f} | {q:.0f} | {s:.0f} | {s / q:.2f} | {d:.1f} |")
+
+
+def rehashed():
+    """First logins of Django accounts done so far (the gateway's counter)."""
+    m = re.search(r'^vigile_password_rehash_total\{from="pbkdf2_sha256"\} (\S+)$', admin_get("/metrics"), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def drain():
+    """Waits for the logins still queued when a storm's wrk stopped."""
+    deadline = time.time() + 60
+    last = rehashed()
+    while time.time() < deadline:
+        time.sleep(1.5)
+        now = rehashed()
+        if now == last:
+            return
+        last = now
+
+
+def run_migrated(bench):
+    """The storm benchmark, each login the first one of an account imported
+    from Django (pbkdf2_sha256 at 1,000,000 iterations, rehashed to argon2id
+    in the login's write): the proxied p99 must stay within 2x the quiet one.
+    First logins/s are counted by the gateway (vigile_password_rehash_total)
+    while the proxied load runs: under that load each one waits behind 15
+    others on a CPU the proxy comes first on, longer than wrk's run."""
+    accounts = int(os.environ.get("MIGRATED_ACCOUNTS", "3000"))
+    subprocess.run([SETUP, "--config", bench.path("vigile.yaml"), "--out", bench.path("migrated-out"),
+                    "--tokens", "0", "--revoked-tokens", "0", "--revoked-sessions", "0",
+                    "--django-accounts", str(accounts)], check=True, cwd=bench.dir)
+    bench.start_contender("vigile")
+    first = 0
+    # One first login at a time: PBKDF2 + the argon2id rehash.
+    alone = []
+    for _ in range(5):
+        code, ms = timed_post("/api/accounts/login/", {"email": f"migrated{first}@bench.example.com",
+                                                       "password": "Bench-storm-2026"})
+        assert code == 200, code
+        alone.append(ms)
+        first += 1
+
+    def storm_while(measure):
+        """Runs `measure` during a storm of first logins; returns its result
+        and the first logins/s done meanwhile."""
+        nonlocal first
+        proc = login_storm(bench, DURATION + 2, first)
+        time.sleep(1)
+        start, before = time.time(), rehashed()
+        out = measure()
+        rate = (rehashed() - before) / (time.time() - start)
+        first += storm_result(proc)["requests"] + 16  # and those in flight when wrk stopped
+        drain()
+        return out, rate
+
+    _, storm_alone = storm_while(lambda: time.sleep(DURATION))
+    quiet, storm, during = [], [], []
+    for _ in range(ROUNDS):
+        quiet.append(bench.wrk(PORTS["vigile"], DURATION, connections=8)["p99_us"])
+        p99, rate = storm_while(lambda: bench.wrk(PORTS["vigile"], DURATION, connections=8)["p99_us"])
+        storm.append(p99)
+        during.append(rate)
+    if first > accounts:
+        log(f"WARNING: {first} logins for {accounts} accounts: raise MIGRATED_ACCOUNTS")
+    total = rehashed()
+    bench.stop("vigile")
+    q, s, d = (statistics.median(x) for x in (quiet, storm, during))
+    a = statistics.median(alone)
+    print(f"\n## First logins of migrated accounts ({ROUNDS} rounds; vigile pinned to 1 CPU; proxied load: "
+          "8 connections; logins: 16 connections, each the first of a pbkdf2_sha256 account at 1,000,000 iterations)\n")
+    print("| first login alone (ms) | ideal first logins/s (1 CPU) | first logins/s, storm alone | "
+          "proxied p99 quiet (us) | proxied p99 during storm (us) | ratio | first logins/s during proxied load | "
+          "accounts rehashed |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {a:.0f} | {1000 / a:.2f} | {storm_alone:.2f} | {q:.0f} | {s:.0f} | {s / q:.2f} | {d:.2f} | {total:.0f} |")
+    print(f"\nRounds (quiet / storm p99, us): {', '.join(f'{x:.0f}/{y:.0f}' for x, y in zip(quiet, storm))}")
 
 
 def timed_post(path, body):
@@ -601,7 +698,7 @@ def main():
         print(f"# vigile load benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
         bench.start_upstream()
-        if any(m in modes for m in ("proxy", "revoked", "storm", "timing", "instructions")):
+        if any(m in modes for m in ("proxy", "revoked", "storm", "migrated", "timing", "instructions")):
             bench.setup_vigile()
         if "proxy" in modes:
             run_proxy(bench)
@@ -609,6 +706,8 @@ def main():
             run_revoked(bench)
         if "storm" in modes:
             run_storm(bench)
+        if "migrated" in modes:
+            run_migrated(bench)
         if "timing" in modes:
             run_timing(bench)
         if "instructions" in modes:

@@ -4,6 +4,7 @@
 #
 #   bash benches/load.sh            # everything: proxy comparison, revoked mode, login storm, scale
 #   bash benches/load.sh proxy      # only the proxy comparison (also: storm, scale)
+#   ROUNDS=3 bash benches/load.sh migrated   # the storm of first logins of Django accounts
 #   ROUNDS=7 DURATION=10 bash benches/load.sh proxy
 #
 # Needs wrk, haproxy and nginx (Debian packages): installed as root with

@@ -435,7 +435,7 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
                 store,
                 Arc::new(tokens),
                 Arc::new(RevocationList::default()),
-                metrics.password_hash_seconds.clone(),
+                metrics.passwords(),
                 None,
             );
             operator::execute(&service, command)
@@ -493,6 +493,35 @@ fn remote(config: &Config, command: &OperatorCommand) -> Result<OperatorReply, F
     }
 }
 
+/// The line under `user list`'s table (a `#` comment): how many accounts
+/// still hold a Django hash (rehashed at their next login), and how many an
+/// unusable password (only a reset gives them one).
+fn print_legacy_count(accounts: &[serde_json::Value]) {
+    let mut legacy = std::collections::BTreeMap::<&str, usize>::new();
+    let mut unusable = 0;
+    for format in accounts
+        .iter()
+        .filter_map(|a| a["password_format"].as_str())
+    {
+        if let Some(name) = format.strip_prefix(crate::passwords::DJANGO_FORMAT_PREFIX) {
+            *legacy.entry(name).or_default() += 1;
+        } else if format == "unusable" {
+            unusable += 1;
+        }
+    }
+    let detail: Vec<String> = legacy.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    println!(
+        "# {} of {} accounts hold a Django password hash{}; {unusable} an unusable password",
+        legacy.values().sum::<usize>(),
+        accounts.len(),
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", detail.join(", "))
+        },
+    );
+}
+
 fn print_reply(reply: &OperatorReply) {
     match reply {
         OperatorReply::Account(account) => {
@@ -525,6 +554,7 @@ fn print_reply(reply: &OperatorReply) {
                     }
                 );
             }
+            print_legacy_count(accounts);
         }
         OperatorReply::Roles(roles) => {
             for r in roles {

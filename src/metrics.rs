@@ -21,6 +21,9 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub revoked_sessions: IntGauge,
     pub password_hash_seconds: Histogram,
+    /// `vigile_password_rehash_total{from}`: Django hashes upgraded to
+    /// argon2id at a login, by Django algorithm.
+    pub password_rehashes: IntCounterVec,
     pub reset_mails: IntCounterVec,
     pub store_rows: IntGaugeVec,
     pub client_connections: IntGauge,
@@ -118,11 +121,20 @@ impl Metrics {
         let password_hash_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "vigile_password_hash_seconds",
-                "Time of one argon2 hash or verification",
+                "Time of one password hash or verification (argon2, or a Django hash)",
             )
             .buckets(vec![0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),
         )?;
         registry.register(Box::new(password_hash_seconds.clone()))?;
+        let password_rehashes = counter(
+            &registry,
+            "vigile_password_rehash_total",
+            "Django password hashes upgraded to argon2id at a login, by Django algorithm",
+            &["from"],
+        )?;
+        for from in crate::passwords::django::ALGORITHMS {
+            password_rehashes.with_label_values(&[from]);
+        }
         let reset_mails = counter(
             &registry,
             "vigile_password_reset_mails_total",
@@ -210,6 +222,7 @@ impl Metrics {
             auth_failures,
             revoked_sessions,
             password_hash_seconds,
+            password_rehashes,
             reset_mails,
             store_rows,
             client_connections,
@@ -221,6 +234,14 @@ impl Metrics {
             config_reloads,
             config_info,
         })
+    }
+
+    /// What the account service counts of password hashing.
+    pub fn passwords(&self) -> PasswordMetrics {
+        PasswordMetrics {
+            hash_seconds: self.password_hash_seconds.clone(),
+            rehashes: self.password_rehashes.clone(),
+        }
     }
 
     /// `vigile_config_info{sha256}`: this file is in force (and no other).
@@ -235,6 +256,13 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+}
+
+/// `vigile_password_hash_seconds` and `vigile_password_rehash_total`.
+#[derive(Clone)]
+pub struct PasswordMetrics {
+    pub hash_seconds: Histogram,
+    pub rehashes: IntCounterVec,
 }
 
 /// Largest number of (method, status) counters one route keeps at hand.

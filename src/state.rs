@@ -111,7 +111,7 @@ impl Gateway {
             store,
             Arc::new(tokens),
             revocations,
-            metrics.password_hash_seconds.clone(),
+            metrics.passwords(),
             Some(reset_queue),
         );
         let admin_token = {

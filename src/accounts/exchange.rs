@@ -55,7 +55,7 @@ pub fn apply(service: &AccountService, legacy: &SimpleJwt, token: &str) -> Resul
             return Err(ApiError::token_reused());
         }
     }
-    let (access, refresh) = login::open_session(service, &account)?;
+    let (access, refresh) = login::open_session(service, &account, None)?;
     tracing::info!(account_id = account.id, "Django refresh token exchanged");
     Reply::json(200, ExchangeReply { access, refresh })
 }

@@ -73,7 +73,7 @@ impl Fixture {
             store,
             Arc::new(tokens),
             Arc::new(RevocationList::default()),
-            metrics.password_hash_seconds.clone(),
+            metrics.passwords(),
             reset_queue,
         );
         Fixture {
@@ -131,6 +131,20 @@ impl Fixture {
             )
             .expect("registered");
         reply.body["id"].as_u64().expect("an id")
+    }
+
+    /// Registers Jean Dupont with `email`, then gives the account the Django
+    /// hash of the vector `name` (`passwords::django::tests`), as an import
+    /// would; returns the vector's password.
+    pub fn imported(&self, email: &str, vector: &str) -> String {
+        let (password, encoded) = crate::passwords::django::tests::vector(vector);
+        let id = self.register(email);
+        self.service
+            .store
+            .update_account(id, 0, |a| a.password_hash = encoded)
+            .expect("store")
+            .expect("account");
+        password
     }
 
     /// Registers Jean Dupont with `email` and opens a session.

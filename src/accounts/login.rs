@@ -5,6 +5,9 @@
 //! all get the same 401 after the same argon2 work, so neither the message nor
 //! the timing tells which. Repeated failures on one account are throttled
 //! (429); each attempt is counted before its hash runs (see `throttle`).
+//! An account imported from Django with its old hash (`passwords/django.rs`)
+//! gets it replaced by argon2id at its first successful login, in the store
+//! write that records the login; an unusable one (`!...`) never logs in.
 
 use std::net::IpAddr;
 
@@ -14,7 +17,8 @@ use super::input::{self, Secret};
 use super::{store_failed, AccountService, Reply};
 use crate::error::ApiError;
 use crate::passwords;
-use crate::store::{normalize_email, AccountRecord, SessionRecord};
+use crate::passwords::StoredHash;
+use crate::store::{normalize_email, AccountRecord, PasswordUpgrade, SessionRecord};
 use crate::tokens::{random_token_id, SessionId};
 
 #[derive(Serialize)]
@@ -71,7 +75,9 @@ pub fn apply(
         .account_by_email(&email)
         .map_err(store_failed)?;
     let verified = match &account {
-        Some(a) => service.timed_hash(|| passwords::verify_password(password, &a.password_hash)),
+        Some(a) => service.timed_hash(|| {
+            passwords::verify_login(password, &a.password_hash, &service.dummy_hash)
+        }),
         None => {
             service.timed_hash(|| passwords::verify_password(password, &service.dummy_hash));
             false
@@ -85,7 +91,8 @@ pub fn apply(
         }
     };
     attempts.success();
-    let (access, refresh) = open_session(service, &account)?;
+    let upgrade = rehash(service, &account, password);
+    let (access, refresh) = open_session(service, &account, upgrade.as_ref())?;
     Reply::json(
         200,
         LoginReply {
@@ -101,10 +108,34 @@ pub fn apply(
     )
 }
 
-/// Starts a session for the account: records it, returns (access, refresh).
+/// A legacy hash just verified, and its argon2id replacement (made on this
+/// hashing thread).
+pub struct Rehash {
+    from: &'static str,
+    new_hash: String,
+}
+
+/// The argon2id hash replacing the account's legacy one, if it holds one;
+/// `None` too if hashing fails (the login goes on, the upgrade waits).
+fn rehash(service: &AccountService, account: &AccountRecord, password: &str) -> Option<Rehash> {
+    let StoredHash::Legacy(from) = StoredHash::of(&account.password_hash) else {
+        return None;
+    };
+    match service.timed_hash(|| passwords::hash_password(password)) {
+        Ok(new_hash) => Some(Rehash { from, new_hash }),
+        Err(e) => {
+            tracing::error!(account_id = account.id, error = %e, "cannot rehash a legacy password");
+            None
+        }
+    }
+}
+
+/// Starts a session for the account: records it (with the account's
+/// `rehash`, if any, in the same write), returns (access, refresh).
 pub fn open_session(
     service: &AccountService,
     account: &AccountRecord,
+    rehash: Option<&Rehash>,
 ) -> Result<(String, String), ApiError> {
     let now = crate::unix_now();
     let session = SessionId::random();
@@ -120,10 +151,22 @@ pub fn open_session(
         revoked_at: None,
         rotated_at_ms: None,
     };
-    service
+    let upgrade = rehash.map(|r| PasswordUpgrade {
+        verified: &account.password_hash,
+        new_hash: &r.new_hash,
+    });
+    let upgraded = service
         .store
-        .create_session(session, &record)
+        .create_session_upgrading(session, &record, upgrade)
         .map_err(store_failed)?;
+    if let Some(r) = rehash.filter(|_| upgraded) {
+        service.count_rehash(r.from);
+        tracing::info!(
+            account_id = account.id,
+            from = r.from,
+            "password rehashed to argon2id"
+        );
+    }
     let pair = service.issue_tokens(account, session, jti, now, expires_at)?;
     tracing::info!(account_id = account.id, session = %session, "login");
     Ok(pair)
@@ -203,6 +246,53 @@ mod tests {
         .expect("deactivated");
         let e = login(&f, "jean@example.com", PASSWORD).expect_err("inactive");
         assert_eq!((e.status, e.code.as_str()), (401, "invalid_credentials"));
+    }
+
+    #[test]
+    fn a_django_hash_logs_in_and_becomes_argon2id_in_the_login_write() {
+        let f = Fixture::new();
+        let password = f.imported("jean@example.com", "pbkdf2_sha256_unicode");
+        let old = f.account("jean@example.com").password_hash;
+        let e = login(&f, "jean@example.com", PASSWORD).expect_err("wrong");
+        assert_eq!((e.status, e.code.as_str()), (401, "invalid_credentials"));
+        assert_eq!(f.account("jean@example.com").password_hash, old, "kept");
+        let rehashed = |from: &str| f.service.rehashes.with_label_values(&[from]).get();
+        assert_eq!(rehashed("pbkdf2_sha256"), 0);
+
+        let reply = login(&f, "jean@example.com", &password).expect("logged in");
+        assert_eq!(reply.status, 200);
+        let account = f.account("jean@example.com");
+        assert!(
+            account
+                .password_hash
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            account.password_hash
+        );
+        assert!(account.last_login.is_some());
+        assert_eq!(rehashed("pbkdf2_sha256"), 1);
+        login(&f, "jean@example.com", &password).expect("again");
+        assert_eq!(rehashed("pbkdf2_sha256"), 1, "once");
+
+        let password = f.imported("marie@example.com", "bcrypt_sha256_2a");
+        login(&f, "marie@example.com", &password).expect("bcrypt_sha256");
+        assert_eq!(rehashed("bcrypt_sha256"), 1);
+    }
+
+    #[test]
+    fn an_unusable_password_gets_the_answer_of_a_wrong_one() {
+        let f = Fixture::with("accounts:\n  login_throttle: {max_failures: 4, window: 15m}\n");
+        let password = f.imported("jean@example.com", "unusable");
+        let unusable = f.account("jean@example.com").password_hash;
+        f.register("marie@example.com");
+        let wrong = login(&f, "marie@example.com", "pas-le-bon").expect_err("wrong");
+        for candidate in [password.as_str(), PASSWORD, &unusable, &unusable[1..]] {
+            let e = login(&f, "jean@example.com", candidate).expect_err("unusable");
+            assert_eq!(e, wrong);
+        }
+        assert_eq!(f.account("jean@example.com").password_hash, unusable);
+        let e = login(&f, "jean@example.com", PASSWORD).expect_err("throttled");
+        assert_eq!(e.code.as_str(), "too_many_attempts", "throttled the same");
     }
 
     #[test]

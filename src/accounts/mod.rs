@@ -245,6 +245,7 @@ pub struct AccountService {
     reset_queue: Option<password_reset::ResetQueue>,
     dummy_hash: String,
     hash_seconds: prometheus::Histogram,
+    rehashes: prometheus::IntCounterVec,
 }
 
 impl AccountService {
@@ -253,7 +254,7 @@ impl AccountService {
         store: Arc<Store>,
         tokens: Arc<TokenKeys>,
         revocations: Arc<RevocationList>,
-        hash_seconds: prometheus::Histogram,
+        passwords: crate::metrics::PasswordMetrics,
         reset_queue: Option<password_reset::ResetQueue>,
     ) -> AccountService {
         let login = &config.accounts.login_throttle;
@@ -280,7 +281,8 @@ impl AccountService {
             reset_throttle_ip: Limit::Local(Throttle::new(reset.max_requests_per_ip, reset.window)),
             reset_queue,
             dummy_hash: crate::passwords::dummy_hash(),
-            hash_seconds,
+            hash_seconds: passwords.hash_seconds,
+            rehashes: passwords.rehashes,
         }
     }
 
@@ -311,7 +313,12 @@ impl AccountService {
         }
     }
 
-    /// Runs an argon2 hash or check, timing it for the metrics.
+    /// Counts a legacy hash upgraded to argon2id (`vigile_password_rehash_total`).
+    fn count_rehash(&self, from: &str) {
+        self.rehashes.with_label_values(&[from]).inc();
+    }
+
+    /// Runs a password hash or check, timing it for the metrics.
     fn timed_hash<T>(&self, f: impl FnOnce() -> T) -> T {
         let timer = self.hash_seconds.start_timer();
         let out = f();

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::{internal, register, store_failed, AccountService, AccountView};
 use crate::error::{ApiError, ErrorCode};
+use crate::passwords::StoredHash;
 use crate::store::AccountRecord;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,8 +62,15 @@ pub enum OperatorReply {
     Done(String),
 }
 
+/// The account as the operator sees it: its API view, and the format of its
+/// password hash (`password_format`, never the hash).
 fn account_value(account: &AccountRecord) -> Result<Value, ApiError> {
-    serde_json::to_value(AccountView::from(account)).map_err(internal)
+    let mut value = serde_json::to_value(AccountView::from(account)).map_err(internal)?;
+    if let Value::Object(fields) = &mut value {
+        let format = StoredHash::of(&account.password_hash).format();
+        fields.insert("password_format".into(), Value::String(format));
+    }
+    Ok(value)
 }
 
 fn no_such_account(email: &str) -> ApiError {

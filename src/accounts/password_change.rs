@@ -115,6 +115,24 @@ mod tests {
     }
 
     #[test]
+    fn the_old_password_may_be_checked_against_a_django_hash() {
+        let f = Fixture::new();
+        let caller = f.signed_in("jean@example.com");
+        let (old, encoded) = crate::passwords::django::tests::vector("scrypt_unicode");
+        let id = f.account("jean@example.com").id;
+        f.service
+            .store
+            .update_account(id, 0, |a| a.password_hash = encoded)
+            .expect("store");
+        let e = change(&f, &caller, PASSWORD, NEW).expect_err("not the old one");
+        assert_eq!(e.status, 400);
+        change(&f, &caller, &old, NEW).expect("changed");
+        let stored = f.account("jean@example.com");
+        assert!(stored.password_hash.starts_with("$argon2id$"));
+        assert!(passwords::verify_password(NEW, &stored.password_hash));
+    }
+
+    #[test]
     fn a_change_keeps_the_callers_session_and_ends_the_others() {
         let f = Fixture::new();
         let caller = f.signed_in("jean@example.com");

@@ -1,11 +1,14 @@
-//! Password hashing (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane)
-//! and the password policy. Hashing is CPU-heavy: callers run it on the
-//! bounded blocking pool, never on the proxy's event loop.
+//! Password hashing (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane),
+//! the check of stored hashes (vigile's own, and Django's until an imported
+//! account's first login: `django.rs`) and the password policy. Hashing is
+//! CPU-heavy: callers run it on the bounded hashing pool, never on the
+//! proxy's event loop.
 
+pub mod django;
 pub mod pool;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -32,14 +35,67 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
         .to_string())
 }
 
-/// Checks a password against a stored PHC string, with the parameters the
-/// string names.
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => hasher()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+/// What a stored password hash is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredHash {
+    /// vigile's own PHC argon2 string (`$argon2id$...`).
+    Current,
+    /// A hash as Django stores it (an imported account not logged in
+    /// since), by Django's algorithm name (`django::ALGORITHMS`).
+    Legacy(&'static str),
+    /// Django's unusable password (`!` and random characters): no password
+    /// matches it; the account can still reset its password.
+    Unusable,
+    /// Anything else: no password matches it.
+    Unknown,
+}
+
+/// `StoredHash::format`'s prefix for a Django hash.
+pub const DJANGO_FORMAT_PREFIX: &str = "django_";
+
+impl StoredHash {
+    /// What `vigile user list` and `show` say of it: `argon2id`,
+    /// `django_<algorithm>`, `unusable` or `unknown`.
+    pub fn format(&self) -> String {
+        match self {
+            StoredHash::Current => "argon2id".into(),
+            StoredHash::Legacy(name) => format!("{DJANGO_FORMAT_PREFIX}{name}"),
+            StoredHash::Unusable => "unusable".into(),
+            StoredHash::Unknown => "unknown".into(),
+        }
+    }
+
+    pub fn of(stored: &str) -> StoredHash {
+        if stored.starts_with("$argon2") {
+            StoredHash::Current
+        } else if stored.starts_with('!') {
+            StoredHash::Unusable
+        } else {
+            django::algorithm(stored).map_or(StoredHash::Unknown, StoredHash::Legacy)
+        }
+    }
+}
+
+/// Checks a password against a stored hash, with the algorithm and the
+/// parameters the hash names (within `django.rs`'s bounds).
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    match StoredHash::of(stored) {
+        StoredHash::Current => django::verify_argon2(password, stored, Version::V0x13),
+        StoredHash::Legacy(_) => django::verify(password, stored),
+        StoredHash::Unusable | StoredHash::Unknown => false,
+    }
+}
+
+/// `verify_password` for a login: a hash no password matches (unusable,
+/// unknown) is checked against `dummy` instead, so that it costs the time
+/// of a real check (as Django does), and the answer is `false`.
+pub fn verify_login(password: &str, stored: &str, dummy: &str) -> bool {
+    match StoredHash::of(stored) {
+        StoredHash::Current | StoredHash::Legacy(_) => verify_password(password, stored),
+        StoredHash::Unusable | StoredHash::Unknown => {
+            verify_password(password, dummy);
+            false
+        }
     }
 }
 

@@ -9,8 +9,9 @@ use prometheus::IntCounterVec;
 
 use super::{
     AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ImportBatch, ImportError,
-    ImportReport, KeysChange, LegacyToken, LegacyUse, ResetRecord, Revocation, SequencedRevocation,
-    SessionChange, SessionRecord, Store, StoreBackend, StoreContents, StoreCounts, StoreResult,
+    ImportReport, KeysChange, LegacyToken, LegacyUse, PasswordUpgrade, ResetRecord, Revocation,
+    SequencedRevocation, SessionChange, SessionRecord, Store, StoreBackend, StoreContents,
+    StoreCounts, StoreResult,
 };
 use crate::tokens::{SessionId, StoredKey};
 
@@ -122,8 +123,16 @@ impl StoreBackend for Metered {
         self.count("role_exists", self.inner.role_exists(name))
     }
 
-    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
-        self.count("create_session", self.inner.create_session(session, record))
+    fn create_session_upgrading(
+        &self,
+        session: SessionId,
+        record: &SessionRecord,
+        upgrade: Option<PasswordUpgrade<'_>>,
+    ) -> StoreResult<bool> {
+        let out = self
+            .inner
+            .create_session_upgrading(session, record, upgrade);
+        self.count("create_session", out)
     }
 
     fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>> {

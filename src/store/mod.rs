@@ -38,8 +38,8 @@ pub use import::{
 };
 pub use metered::Metered;
 pub use records::{
-    email_names, normalize_email, AccountRecord, ResetRecord, Revocation, SessionRecord,
-    StoreCounts,
+    email_names, normalize_email, AccountRecord, PasswordUpgrade, ResetRecord, Revocation,
+    SessionRecord, StoreCounts,
 };
 pub use sync::{ApplyRevocations, Follow, SequencedRevocation, SyncStatus};
 
@@ -152,7 +152,20 @@ pub trait StoreBackend: Send + Sync {
 
     /// Records a new session (a login) and sets the account's `last_login`
     /// to the session's `created_at`.
-    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()>;
+    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
+        self.create_session_upgrading(session, record, None)
+            .map(|_| ())
+    }
+
+    /// `create_session`, and in the same transaction, with `upgrade`, the
+    /// account's password hash becomes `upgrade.new_hash` if it still is
+    /// `upgrade.verified`. Returns whether the hash was replaced.
+    fn create_session_upgrading(
+        &self,
+        session: SessionId,
+        record: &SessionRecord,
+        upgrade: Option<PasswordUpgrade<'_>>,
+    ) -> StoreResult<bool>;
 
     fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>>;
 

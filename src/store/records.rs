@@ -59,6 +59,15 @@ pub struct ResetRecord {
     pub expires_at: u64,
 }
 
+/// A login's upgrade of the account's password hash (a Django hash just
+/// verified, replaced by argon2id): applied only if the account still holds
+/// `verified`, so that a password changed meanwhile is not overwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordUpgrade<'a> {
+    pub verified: &'a str,
+    pub new_hash: &'a str,
+}
+
 /// How many rows each table holds (for metrics and housekeeping checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreCounts {

@@ -28,13 +28,8 @@ fn edge_gateway(options: Options) -> Gateway {
     )
 }
 
-/// One series of the gateway's metrics (`name` or `name{labels}`).
 fn metric(gw: &Gateway, series: &str) -> f64 {
-    let text = gw.admin_get("/metrics").text;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+    gw.metric(series)
 }
 
 /// Polls `check` until it holds or `within` has passed; returns the last result.

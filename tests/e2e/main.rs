@@ -9,6 +9,7 @@ mod account_limits;
 mod accounts;
 mod cli;
 mod django;
+mod django_hashes;
 mod forwarding;
 mod hardening;
 mod hardening_edge;

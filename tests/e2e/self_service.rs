@@ -12,7 +12,7 @@ use serde_json::json;
 const PASSWORD: &str = "motdepasse123";
 const NEW_PASSWORD: &str = "Un-nouveau-secret-2026";
 
-fn token_of(mail: &str) -> String {
+pub(crate) fn token_of(mail: &str) -> String {
     let start = mail.find("token=").expect("a link in the mail") + "token=".len();
     mail[start..]
         .chars()
@@ -20,7 +20,7 @@ fn token_of(mail: &str) -> String {
         .collect()
 }
 
-fn forgotten(gw: &Gateway, email: &str) -> common::Resp {
+pub(crate) fn forgotten(gw: &Gateway, email: &str) -> common::Resp {
     gw.post(
         "/api/accounts/password-forgotten/",
         &json!({ "email": email }),
@@ -28,7 +28,7 @@ fn forgotten(gw: &Gateway, email: &str) -> common::Resp {
     )
 }
 
-fn reset(gw: &Gateway, token: &str, password: &str) -> common::Resp {
+pub(crate) fn reset(gw: &Gateway, token: &str, password: &str) -> common::Resp {
     gw.post(
         "/api/accounts/password-reset/",
         &json!({"token": token, "password": password, "password_confirm": password}),

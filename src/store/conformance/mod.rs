@@ -57,6 +57,7 @@ macro_rules! conformance_tests {
             a_password_change_ends_every_other_session,
             deleting_an_account_frees_its_email_and_revokes_its_sessions,
             sessions_are_created_read_and_updated,
+            a_login_upgrades_the_hash_it_verified_and_no_other,
             a_rotation_keeps_the_previous_refresh_for_the_reuse_grace,
             revoking_a_session_by_update_records_the_revocation_once,
             revoking_the_sessions_of_an_account_spares_the_rest,

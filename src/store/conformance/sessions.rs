@@ -1,6 +1,7 @@
 //! Sessions: creation, updates, rotation and revocation.
 
 use super::{create, open, session, with_sessions, Harness, WINDOW};
+use crate::store::PasswordUpgrade;
 use crate::tokens::SessionId;
 
 pub(crate) fn sessions_are_created_read_and_updated(harness: &dyn Harness) {
@@ -154,5 +155,53 @@ pub(crate) fn revoking_the_sessions_of_an_account_spares_the_rest(harness: &dyn 
             .revoke_account_sessions(b.id, 1_010, None)
             .expect("revoke"),
         vec![(SessionId(5), 1_310)]
+    );
+}
+
+pub(crate) fn a_login_upgrades_the_hash_it_verified_and_no_other(harness: &dyn Harness) {
+    let store = open(harness);
+    let mut old = super::account("a@example.com");
+    old.password_hash = "pbkdf2_sha256$1000000$salt$hash=".into();
+    let a = store.create_account(old).expect("create");
+    let upgrade = |verified| PasswordUpgrade {
+        verified,
+        new_hash: "$argon2id$new",
+    };
+    let mut record = session(a.id, 5_000);
+    record.created_at = 42;
+    let upgraded = store
+        .create_session_upgrading(SessionId(1), &record, Some(upgrade(&a.password_hash)))
+        .expect("login");
+    assert!(upgraded);
+    let after = store.account(a.id).expect("read").expect("a");
+    assert_eq!(
+        (after.password_hash.as_str(), after.last_login),
+        ("$argon2id$new", Some(42)),
+        "the new hash and the login, in one write"
+    );
+    assert!(store.session(SessionId(1)).expect("read").is_some());
+
+    // A login that verified a hash the account no longer holds (a password
+    // changed meanwhile) records the login and leaves the hash alone.
+    store
+        .set_password(a.id, "$argon2id$changed".into(), 50, None)
+        .expect("change");
+    record.created_at = 60;
+    let upgraded = store
+        .create_session_upgrading(SessionId(2), &record, Some(upgrade(&a.password_hash)))
+        .expect("login");
+    assert!(!upgraded);
+    let after = store.account(a.id).expect("read").expect("a");
+    assert_eq!(
+        (after.password_hash.as_str(), after.last_login),
+        ("$argon2id$changed", Some(60))
+    );
+    assert!(store.session(SessionId(2)).expect("read").is_some());
+    assert!(!store
+        .create_session_upgrading(SessionId(3), &session(a.id, 5_000), None)
+        .expect("login without upgrade"));
+    assert_eq!(
+        store.account(a.id).expect("read").expect("a").password_hash,
+        "$argon2id$changed"
     );
 }

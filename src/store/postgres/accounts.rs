@@ -10,8 +10,8 @@ use super::{
     execute, int, opt_uint, query, query_opt, reset_tokens, roles, sessions, uint, Params,
 };
 use crate::store::{
-    email_names, normalize_email, AccountChange, AccountRecord, CreateAccountError, Revocation,
-    StoreError, StoreResult,
+    email_names, normalize_email, AccountChange, AccountRecord, CreateAccountError,
+    PasswordUpgrade, Revocation, StoreError, StoreResult,
 };
 use crate::tokens::SessionId;
 
@@ -304,14 +304,34 @@ pub(super) async fn reset_password(
     one(txn, &sql, &[&int(id)?, &password_hash]).await
 }
 
-pub(super) async fn set_last_login(txn: &Transaction<'_>, id: u64, at: u64) -> StoreResult<()> {
-    execute(
+/// Sets `last_login`, and applies `upgrade` (see `PasswordUpgrade`) in the
+/// same statement; whether the hash was replaced.
+pub(super) async fn set_last_login(
+    txn: &Transaction<'_>,
+    id: u64,
+    at: u64,
+    upgrade: Option<PasswordUpgrade<'_>>,
+) -> StoreResult<bool> {
+    let Some(u) = upgrade else {
+        execute(
+            txn,
+            "UPDATE accounts SET last_login = $2 WHERE id = $1",
+            &[&int(id)?, &int(at)?],
+        )
+        .await?;
+        return Ok(false);
+    };
+    let row = query_opt(
         txn,
-        "UPDATE accounts SET last_login = $2 WHERE id = $1",
-        &[&int(id)?, &int(at)?],
+        "UPDATE accounts SET last_login = $2, password_hash = CASE WHEN password_hash = $3 \
+         THEN $4 ELSE password_hash END WHERE id = $1 RETURNING password_hash = $4 AS upgraded",
+        &[&int(id)?, &int(at)?, &u.verified, &u.new_hash],
     )
     .await?;
-    Ok(())
+    Ok(match row {
+        Some(row) => row.try_get("upgraded")?,
+        None => false,
+    })
 }
 
 /// Deletes the account and its reset tokens, and revokes its sessions;

@@ -86,9 +86,9 @@ use tokio_postgres::{IsolationLevel, Row};
 
 use super::{
     AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ImportBatch, ImportError,
-    ImportReport, KeysChange, LegacyToken, LegacyUse, ResetRecord, Revocation, SequencedRevocation,
-    SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError,
-    StoreResult,
+    ImportReport, KeysChange, LegacyToken, LegacyUse, PasswordUpgrade, ResetRecord, Revocation,
+    SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts,
+    StoreError, StoreResult,
 };
 use crate::config::DatabaseUrl;
 use crate::tokens::{SessionId, StoredKey};
@@ -476,8 +476,13 @@ impl StoreBackend for PgStore {
         self.read(async |c| roles::exists(c, name).await)
     }
 
-    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
-        self.write(async |txn| sessions::create(txn, session, record).await)
+    fn create_session_upgrading(
+        &self,
+        session: SessionId,
+        record: &SessionRecord,
+        upgrade: Option<PasswordUpgrade<'_>>,
+    ) -> StoreResult<bool> {
+        self.write(async |txn| sessions::create(txn, session, record, upgrade).await)
     }
 
     fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>> {

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::{
     accounts, id_bytes, id_of, int, opt_id_of, opt_uint, query, query_opt, revocations, uint,
 };
-use crate::store::{Revocation, SessionChange, SessionRecord, StoreResult};
+use crate::store::{PasswordUpgrade, Revocation, SessionChange, SessionRecord, StoreResult};
 use crate::tokens::SessionId;
 
 const COLUMNS: &str = "account_id, created_at, expires_at, refresh_jti, previous_jti, \
@@ -92,14 +92,16 @@ pub(super) async fn all(c: &impl GenericClient) -> StoreResult<Vec<(SessionId, S
         .collect()
 }
 
-/// Records a new session and sets its account's `last_login`.
+/// Records a new session and sets its account's `last_login`, applying
+/// `upgrade` (see `PasswordUpgrade`); whether the hash was replaced.
 pub(super) async fn create(
     txn: &Transaction<'_>,
     session: SessionId,
     record: &SessionRecord,
-) -> StoreResult<()> {
+    upgrade: Option<PasswordUpgrade<'_>>,
+) -> StoreResult<bool> {
     save(txn, session, record, false).await?;
-    accounts::set_last_login(txn, record.account_id, record.created_at).await
+    accounts::set_last_login(txn, record.account_id, record.created_at, upgrade).await
 }
 
 pub(super) async fn get(

@@ -5,8 +5,8 @@ use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 
 use super::{get, put, reset_tokens, roles, sessions, ACCOUNTS, EMAILS, META};
 use crate::store::{
-    email_names, normalize_email, AccountChange, AccountRecord, CreateAccountError, Revocation,
-    StoreError, StoreResult,
+    email_names, normalize_email, AccountChange, AccountRecord, CreateAccountError,
+    PasswordUpgrade, Revocation, StoreError, StoreResult,
 };
 use crate::tokens::SessionId;
 
@@ -174,12 +174,24 @@ pub(super) fn reset_password(
     })
 }
 
-pub(super) fn set_last_login(txn: &WriteTransaction, id: u64, at: u64) -> StoreResult<()> {
+/// Sets `last_login`, and applies `upgrade` (see `PasswordUpgrade`);
+/// whether the hash was replaced.
+pub(super) fn set_last_login(
+    txn: &WriteTransaction,
+    id: u64,
+    at: u64,
+    upgrade: Option<PasswordUpgrade<'_>>,
+) -> StoreResult<bool> {
+    let mut upgraded = false;
     modify(txn, id, |account| {
         account.last_login = Some(at);
+        if let Some(u) = upgrade.filter(|u| account.password_hash == u.verified) {
+            account.password_hash = u.new_hash.to_string();
+            upgraded = true;
+        }
         Ok(true)
     })?;
-    Ok(())
+    Ok(upgraded)
 }
 
 /// Deletes the account, its email and reset tokens, and revokes its

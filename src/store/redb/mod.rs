@@ -32,8 +32,8 @@ use serde::Serialize;
 
 use super::{
     AccountChange, AccountRecord, CreateAccountError, ImportBatch, ImportError, ImportReport,
-    KeysChange, LegacyToken, LegacyUse, ResetRecord, Revocation, SessionChange, SessionRecord,
-    StoreBackend, StoreContents, StoreCounts, StoreError, StoreResult,
+    KeysChange, LegacyToken, LegacyUse, PasswordUpgrade, ResetRecord, Revocation, SessionChange,
+    SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError, StoreResult,
 };
 use crate::tokens::{SessionId, StoredKey};
 
@@ -270,10 +270,15 @@ impl StoreBackend for RedbStore {
         self.read(|txn| roles::exists(txn, name))
     }
 
-    fn create_session(&self, session: SessionId, record: &SessionRecord) -> StoreResult<()> {
+    fn create_session_upgrading(
+        &self,
+        session: SessionId,
+        record: &SessionRecord,
+        upgrade: Option<PasswordUpgrade<'_>>,
+    ) -> StoreResult<bool> {
         self.write(|txn| {
             sessions::create(txn, session, record)?;
-            accounts::set_last_login(txn, record.account_id, record.created_at)
+            accounts::set_last_login(txn, record.account_id, record.created_at, upgrade)
         })
     }
 

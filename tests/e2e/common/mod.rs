@@ -231,6 +231,27 @@ impl Gateway {
     }
 
     pub fn start_with(options: Options) -> Gateway {
+        let mut gw = Gateway::prepare(options);
+        gw.launch();
+        gw
+    }
+
+    /// `start_with`, once `seed` has written into the gateway's store (the
+    /// one its configuration names, opened through the library), as an
+    /// import before the first start would.
+    pub fn start_seeded(options: Options, seed: impl FnOnce(&vigile::store::Store)) -> Gateway {
+        let mut gw = Gateway::prepare(options);
+        let config = vigile::config::Config::load(&gw.config_path()).expect("the config");
+        let store = vigile::store::open(&config.store, 300).expect("the store");
+        seed(store.as_ref());
+        store.close();
+        drop(store);
+        gw.launch();
+        gw
+    }
+
+    /// The gateway's folder, configuration and upstreams, not started yet.
+    fn prepare(options: Options) -> Gateway {
         let stocks = DemoUpstream::start("stocks");
         let jobs = DemoUpstream::start("jobs");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -280,7 +301,7 @@ impl Gateway {
             upstreams,
         }
         .write(&dir.path().join("vigile.yaml"));
-        let mut gw = Gateway {
+        Gateway {
             child: None,
             dir,
             addr,
@@ -288,9 +309,7 @@ impl Gateway {
             _upstreams: vec![stocks, jobs],
             agent: agent(),
             rust_log: options.rust_log,
-        };
-        gw.launch();
-        gw
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -421,6 +440,16 @@ impl Gateway {
             headers.push(("Authorization", a.as_str()));
         }
         self.request("POST", path, &headers, Some(&body.to_string()))
+    }
+
+    /// One series of the gateway's metrics (`name` or `name{labels}`);
+    /// panics when it is not there.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.admin_get("/metrics").text;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
     }
 
     pub fn admin_get(&self, path: &str) -> Resp {
