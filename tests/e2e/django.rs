@@ -378,3 +378,76 @@ fn django_access_tokens_pass_the_proxy_path_when_accepted() {
     assert_eq!(answer.code(), "token_not_valid");
     gw.terminate();
 }
+
+#[test]
+fn every_imported_user_logs_in_with_the_django_password() {
+    let data = django();
+    let mut gw = imported("--dumpdata", &data.dump(), false);
+    for user in data.users() {
+        let email = user["email"].as_str().expect("email");
+        let hasher = user["hasher"].as_str().expect("hasher");
+        let wrong = gw.post(
+            "/api/accounts/login/",
+            &json!({"email": email, "password": "Pas-le-bon-1!"}),
+            None,
+        );
+        assert_eq!(wrong.status, 401, "{email}: {}", wrong.text);
+        assert_eq!(wrong.code(), "invalid_credentials");
+        let Some(password) = user["password"].as_str() else {
+            continue; // the unusable one: refused above as any wrong password
+        };
+        let login = gw.post(
+            "/api/accounts/login/",
+            &json!({"email": email, "password": password}),
+            None,
+        );
+        if user["is_active"] == false {
+            assert_eq!(login.status, 401, "{email}: {}", login.text);
+            continue;
+        }
+        assert_eq!(login.status, 200, "{email} ({hasher}): {}", login.text);
+        assert_eq!(login.json["account"]["id"], user["id"], "{email}");
+        let shown = gw.cli(&["user", "show", email], None);
+        let account: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+        assert_eq!(account["password_format"], "argon2id", "{email} ({hasher})");
+        // The upgraded hash logs in too.
+        let again = gw.post(
+            "/api/accounts/login/",
+            &json!({"email": email, "password": password}),
+            None,
+        );
+        assert_eq!(again.status, 200, "{email}: {}", again.text);
+    }
+    let metrics = gw.admin_get("/metrics").text;
+    for (from, count) in [("pbkdf2_sha256", 4), ("pbkdf2_sha1", 1), ("argon2", 1)] {
+        let series = format!("vigile_password_rehash_total{{from=\"{from}\"}} {count}");
+        assert!(metrics.contains(&series), "{series}");
+    }
+    // A final import at the cut-over keeps what changed here: the upgraded
+    // hashes and the later logins.
+    gw.terminate();
+    let again = gw.cli(&["import", "django", "--dumpdata", &data.dump()], None);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("accounts      0 added, 0 updated, 10 unchanged"),
+        "{}",
+        text(&again)
+    );
+    gw.restart_after_kill();
+    let login = gw.post(
+        "/api/accounts/login/",
+        &json!({"email": "scrypt@example.com", "password": "Mot-de-passe-6!"}),
+        None,
+    );
+    assert_eq!(login.status, 200, "{}", login.text);
+    let listed = gw.cli(&["user", "list"], None);
+    // Only the inactive account (it cannot log in) keeps its Django hash.
+    assert!(
+        text(&listed).contains(
+            "# 1 of 10 accounts hold a Django password hash (pbkdf2_sha256: 1); \
+             1 an unusable password"
+        ),
+        "{}",
+        text(&listed)
+    );
+}
