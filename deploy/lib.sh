@@ -92,3 +92,23 @@ ensure_ops_deps() {
     echo "${OPS_PYPI[*]}" >"$stamp"
   fi
 }
+
+# The account API's contract test (tests/ops/openapi.rs): schemathesis from
+# PyPI, pinned, in a venv of its own under target/api-tools (git-ignored),
+# where the test looks for it first.
+API_VENV=target/api-tools/venv
+API_PYPI=(schemathesis==4.32.5)
+ensure_api_test_deps() {
+  local missing=()
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  install_missing "${missing[@]}"
+  local stamp="$API_VENV/.vigile-packages"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "${API_PYPI[*]}" ]; then
+    echo "vigile: installing ${API_PYPI[*]} in $API_VENV" >&2
+    rm -rf "$API_VENV"
+    python3 -m venv "$API_VENV"
+    "$API_VENV/bin/python" -m pip install -q --disable-pip-version-check "${API_PYPI[@]}"
+    echo "${API_PYPI[*]}" >"$stamp"
+  fi
+}

@@ -15,6 +15,7 @@ pub mod keys;
 mod limit;
 mod login;
 mod logout;
+pub mod openapi;
 pub mod operator;
 mod password_change;
 pub mod password_reset;
@@ -56,6 +57,8 @@ pub enum Endpoint {
     PasswordForgotten,
     PasswordReset,
     Jwks,
+    /// This API's OpenAPI description (`openapi.rs`).
+    OpenApi,
 }
 
 impl Endpoint {
@@ -71,6 +74,7 @@ impl Endpoint {
             Endpoint::PasswordForgotten => "accounts.password_forgotten",
             Endpoint::PasswordReset => "accounts.password_reset",
             Endpoint::Jwks => "jwks",
+            Endpoint::OpenApi => "accounts.openapi",
         }
     }
 
@@ -114,6 +118,7 @@ pub fn resolve(method: &str, path: &str) -> Option<Result<Endpoint, ApiError>> {
         "/login" => only(method, "POST", Endpoint::Login),
         "/refresh-token" | "/refresh" => only(method, "POST", Endpoint::Refresh),
         "/logout" => only(method, "POST", Endpoint::Logout),
+        "/openapi.json" => only(method, "GET", Endpoint::OpenApi),
         _ => Err(ApiError::not_found()),
     })
 }
@@ -387,6 +392,12 @@ impl AccountService {
                     after: None,
                 })
             }
+            // The proxy serves the document's bytes as they are (`respond::document`).
+            Endpoint::OpenApi => Ok(Reply {
+                status: 200,
+                body: serde_json::from_str(openapi::DOCUMENT).map_err(internal)?,
+                after: None,
+            }),
         }
     }
 
