@@ -75,6 +75,11 @@ impl Fixture {
             Arc::new(RevocationList::default()),
             metrics.password_hash_seconds.clone(),
             reset_queue,
+            Arc::new(crate::audit::Auditor::new(
+                metrics.audit_events.clone(),
+                None,
+                false,
+            )),
         );
         Fixture {
             service,
@@ -117,6 +122,7 @@ impl Fixture {
             authorization: authorization.as_deref().map(str::as_bytes),
             body,
             client_ip: Some(client),
+            request_id: "test-request",
         })
     }
 

@@ -14,6 +14,7 @@ mod input;
 pub mod keys;
 mod limit;
 mod login;
+mod login_audit;
 mod logout;
 pub mod openapi;
 pub mod operator;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::audit::{Auditor, Origin};
 use crate::auth::{self, AuthFailure};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -138,6 +140,8 @@ pub struct AccountRequest<'a> {
     pub authorization: Option<&'a [u8]>,
     pub body: &'a [u8],
     pub client_ip: Option<IpAddr>,
+    /// The `X-Request-Id` of the answer, for the audit log.
+    pub request_id: &'a str,
 }
 
 /// A successful answer: status and JSON body, and work to start once the
@@ -234,6 +238,8 @@ pub struct AccountService {
     pub store: Arc<Store>,
     pub tokens: Arc<TokenKeys>,
     pub revocations: Arc<RevocationList>,
+    /// The audit log (`audit.rs`).
+    pub audit: Arc<Auditor>,
     /// What a reload can change (`reconfigure`).
     policy: arc_swap::ArcSwap<Policy>,
     /// Failed password checks (login, password change) per (account, client
@@ -260,6 +266,7 @@ impl AccountService {
         revocations: Arc<RevocationList>,
         hash_seconds: prometheus::Histogram,
         reset_queue: Option<password_reset::ResetQueue>,
+        audit: Arc<Auditor>,
     ) -> AccountService {
         let login = &config.accounts.login_throttle;
         let reset = &config.accounts.reset_throttle;
@@ -267,6 +274,7 @@ impl AccountService {
             store: store.clone(),
             tokens,
             revocations,
+            audit,
             policy: arc_swap::ArcSwap::from_pointee(Policy::of(config)),
             login_throttle_pair: Limit::Local(Throttle::new(login.max_failures, login.window)),
             login_throttle_ip: Limit::Local(Throttle::new(login.max_failures_per_ip, login.window)),
@@ -351,16 +359,24 @@ impl AccountService {
     }
 
     fn endpoint(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
+        let origin = &Origin::api(req.client_ip, req.request_id);
         match req.endpoint {
             Endpoint::Register => register::apply(
                 self,
                 register::parse(req.body, self.policy().password_min_length)?,
+                origin,
             ),
-            Endpoint::Login => login::apply(self, login::parse(req.body)?, req.client_ip),
-            Endpoint::Refresh => refresh::apply(self, refresh::parse(req.body)?),
+            Endpoint::Login => {
+                let request = login::parse(req.body)?;
+                let email = request.email.clone();
+                let result = login::apply(self, request, req.client_ip);
+                login_audit::record(self, &email, &result, origin);
+                result
+            }
+            Endpoint::Refresh => refresh::apply(self, refresh::parse(req.body)?, origin),
             Endpoint::Logout => {
                 let who = self.authenticate(req.authorization)?;
-                logout::apply(self, &who, logout::parse(req.body)?)
+                logout::apply(self, &who, logout::parse(req.body)?, origin)
             }
             Endpoint::Profile => {
                 let who = self.authenticate(req.authorization)?;
@@ -373,15 +389,13 @@ impl AccountService {
             Endpoint::PasswordChange => {
                 let (who, account, body) = self.caller_with_body(req)?;
                 let request = password_change::from_object(&body)?;
-                password_change::apply(self, &who, &account, request, req.client_ip)
+                password_change::apply(self, &who, &account, request, origin)
             }
-            Endpoint::PasswordForgotten => password_reset::forgotten(
-                self,
-                password_reset::parse_forgotten(req.body)?,
-                req.client_ip,
-            ),
+            Endpoint::PasswordForgotten => {
+                password_reset::forgotten(self, password_reset::parse_forgotten(req.body)?, origin)
+            }
             Endpoint::PasswordReset => {
-                password_reset::reset(self, password_reset::parse_reset(req.body)?)
+                password_reset::reset(self, password_reset::parse_reset(req.body)?, origin)
             }
             Endpoint::Jwks => {
                 let keys: Value = serde_json::from_slice(&self.tokens.jwks_json())

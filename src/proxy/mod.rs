@@ -278,7 +278,8 @@ impl ProxyHttp for Proxy {
                 respond::document(session, DOCUMENT, CACHE_CONTROL, ctx).await?;
             }
             Action::Account(endpoint) => {
-                let result = self.answer_account(session, endpoint).await;
+                let request_id = mutate::request_id_str(&ctx.request_id);
+                let result = self.answer_account(session, endpoint, request_id).await;
                 self.count_account_result(endpoint, &result);
                 match result {
                     Ok(reply) => {
