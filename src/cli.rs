@@ -50,8 +50,9 @@ pub enum Command {
     /// Make the gateway running with this configuration file re-read it
     /// (as SIGHUP does): routes, upstreams, CORS, identity headers, account
     /// policy and throttles, mailer, token lifetimes and keys, log level and
-    /// format change live; listeners, threads, store and the other keys
-    /// bound at start are refused by name. Non-zero when refused.
+    /// format, the audit file (opened again) change live; listeners,
+    /// threads, store and the other keys bound at start are refused by
+    /// name. Non-zero when refused.
     Reload,
     /// Manage accounts.
     #[command(subcommand)]

@@ -38,3 +38,35 @@ impl AuditConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn check(yaml: &str) -> Result<(), String> {
+        Config::from_yaml(yaml, &|_| None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_file_needs_an_existing_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = format!(
+            "audit:\n  file: {}\n",
+            dir.path().join("audit.log").display()
+        );
+        assert_eq!(check(&ok), Ok(()));
+        assert_eq!(check("audit: {}\n"), Ok(()));
+        let missing = format!(
+            "audit:\n  file: {}\n",
+            dir.path().join("no/audit.log").display()
+        );
+        let e = check(&missing).expect_err("no such folder");
+        assert!(e.starts_with("audit.file: the folder"), "{e}");
+        let e = check(&format!("audit:\n  file: {}\n", dir.path().display())).expect_err("a dir");
+        assert!(e.starts_with("audit.file:"), "{e}");
+        let e = check("audit:\n  path: x\n").expect_err("unknown key");
+        assert!(e.contains("unknown field"), "{e}");
+    }
+}
