@@ -1,8 +1,8 @@
 //! The audit log of a scripted session: the API calls of one account's
 //! life (register, logins failed and not, refresh, refresh reuse, password
 //! change failed and done, reset asked and done, logout), operator commands
-//! through the running gateway (role change, deactivate, delete, key
-//! rotation), reloads (`vigile reload`, refused and not, and SIGHUP), and a
+//! through the running gateway (role change, deactivate, activate, delete,
+//! key rotation), reloads (`vigile reload`, refused and not, and SIGHUP), and a
 //! command run on the store once the gateway is gone. `audit.file` must hold
 //! exactly the lines of those events, in order, with the request ids of the
 //! answers; the gateway's log the same lines; the metric their counts; and
@@ -234,6 +234,7 @@ fn a_scripted_session_gives_exactly_its_audit_lines() {
     cli_ok(&gw, &["role", "create", "Admin"]);
     cli_ok(&gw, &["user", "set-role", EMAIL, "Admin"]);
     cli_ok(&gw, &["user", "deactivate", EMAIL]);
+    cli_ok(&gw, &["user", "activate", EMAIL]);
     cli_ok(&gw, &["user", "delete", EMAIL]);
     let rotated = cli_ok(&gw, &["keys", "rotate"]);
     let kid = rotated
@@ -253,7 +254,25 @@ fn a_scripted_session_gives_exactly_its_audit_lines() {
         .status()
         .expect("kill");
     assert!(hup.success());
-    let from_gateway = wait_for_lines(&gw, 21);
+    let from_gateway = wait_for_lines(&gw, 22);
+    // The metric counts the gateway's lines, event by event.
+    let metrics = gw.admin_get("/metrics").text;
+    let mut counted = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("vigile_audit_events_total{event=\"") {
+            let (event, n) = rest.split_once("\"} ").expect("a sample");
+            let n: u64 = n.parse().expect("a count");
+            if n > 0 {
+                counted.insert(event.to_string(), n);
+            }
+        }
+    }
+    let mut lines_by_event = std::collections::BTreeMap::new();
+    for line in &from_gateway {
+        let event = line["event"].as_str().unwrap_or("").to_string();
+        *lines_by_event.entry(event).or_insert(0u64) += 1;
+    }
+    assert_eq!(counted, lines_by_event);
     let admin_token = std::fs::read_to_string(gw.dir.path().join("data/admin.token"))
         .expect("the operator token");
     secrets.push(admin_token.trim().to_string());
@@ -314,6 +333,7 @@ fn a_scripted_session_gives_exactly_its_audit_lines() {
         api("logout", me, None, "r-logout"),
         op("role_changed", me),
         op("account_deactivated", me),
+        op("account_activated", me),
         op("account_deleted", me),
         op("key_rotated", None),
         op("config_reloaded", None),
@@ -340,8 +360,8 @@ fn a_scripted_session_gives_exactly_its_audit_lines() {
     }
     assert_eq!(file[12]["all"], false);
     assert_eq!(file[13]["role"], "Admin");
-    assert_eq!(file[16]["kid"], kid.as_str());
-    assert_eq!(file[17]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(file[17]["kid"], kid.as_str());
+    assert_eq!(file[18]["sha256"].as_str().map(str::len), Some(64));
     for line in &file {
         let time = line["time"].as_str().expect("time");
         assert!(
@@ -353,9 +373,9 @@ fn a_scripted_session_gives_exactly_its_audit_lines() {
     // The gateway's log has its lines, the same; the command line's went to
     // its stderr.
     let logged = lines_of(&gw.log());
-    assert_eq!(logged, file[..20], "the log's audit lines");
-    assert_eq!(from_gateway, file[..20]);
-    assert_eq!(cli_stderr, file[20..]);
+    assert_eq!(logged, file[..21], "the log's audit lines");
+    assert_eq!(from_gateway, file[..21]);
+    assert_eq!(cli_stderr, file[21..]);
 
     // Nothing secret, anywhere.
     let everything = format!(
@@ -400,4 +420,32 @@ fn audit_events_are_counted_by_event() {
         events,
         ["account_created", "login_succeeded", "login_failed"]
     );
+}
+
+#[test]
+fn a_reload_opens_the_audit_file_again_after_a_rotation() {
+    let gw = Gateway::start_with(Options::default().audit_file());
+    gw.register_and_login("compte@example.com", PASSWORD);
+    let rotated = gw.dir.path().join("audit.log.1");
+    std::fs::rename(gw.audit_path(), &rotated).expect("rotate");
+    let out = gw.cli(&["reload"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = |path: &std::path::Path| -> Vec<String> {
+        lines_of(&std::fs::read_to_string(path).unwrap_or_default())
+            .iter()
+            .map(|l| l["event"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(events(&rotated), ["account_created", "login_succeeded"]);
+    assert_eq!(events(&gw.audit_path()), ["config_reloaded"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(gw.audit_path())
+        .expect("audit.log")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
