@@ -36,30 +36,10 @@ use serde_json::{Map, Value};
 /// The `tracing` target of audit events.
 pub const TARGET: &str = "vigile::audit";
 
-/// Declares `AuditEvent` with the stable name of each variant.
-macro_rules! audit_events {
-    ($($(#[$doc:meta])* $variant:ident = $text:literal,)+) => {
-        /// What happened. The names are stable: operators' queries and the
-        /// metric's label rely on them.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum AuditEvent {
-            $($(#[$doc])* $variant,)+
-        }
-
-        impl AuditEvent {
-            /// Every event, in declaration order.
-            pub const ALL: &'static [AuditEvent] = &[$(AuditEvent::$variant,)+];
-
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(AuditEvent::$variant => $text,)+
-                }
-            }
-        }
-    };
-}
-
-audit_events! {
+stable_names! {
+    /// What happened. The names are stable: operators' queries and the
+    /// metric's label rely on them.
+    pub enum AuditEvent {
     /// A login opened a session.
     LoginSucceeded = "login_succeeded",
     /// A login was refused: `wrong_password`, `unknown_account`,
@@ -92,6 +72,7 @@ audit_events! {
     KeyRetired = "key_retired",
     /// `sha256`: the file now in force; a refused reload is a failure.
     ConfigReloaded = "config_reloaded",
+    }
 }
 
 /// Who made it happen.

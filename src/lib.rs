@@ -18,6 +18,9 @@
 //!   `redact` keeps credentials out of the libraries' log lines; `audit`
 //!   writes the audit log (one JSON line per security event).
 
+#[macro_use]
+mod names;
+
 pub mod accounts;
 pub mod admin;
 pub mod audit;

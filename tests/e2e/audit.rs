@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{Gateway, Options, Resp};
+use crate::common::{Gateway, Options};
 
 const EMAIL: &str = "jean.audit@example.com";
 const PASSWORD: &str = "Premier-secret-2026";
@@ -20,21 +20,35 @@ const WRONG: &str = "Pas-le-bon-2026";
 const CHANGED: &str = "Deuxieme-secret-2026";
 const RESET: &str = "Troisieme-secret-2026";
 
-/// A POST with its own request id; the answer must carry it back.
-fn call(gw: &Gateway, path: &str, body: &Value, token: Option<&str>, id: &str) -> Resp {
+/// One step of the script: a POST with its own request id, which the
+/// answer must carry back, and the status it must get; its JSON body.
+fn step(
+    gw: &Gateway,
+    id: &str,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+    status: u16,
+) -> Value {
     let auth = token.map(|t| format!("Bearer {t}"));
     let mut headers = vec![("Content-Type", "application/json"), ("X-Request-Id", id)];
     if let Some(a) = &auth {
         headers.push(("Authorization", a.as_str()));
     }
-    let r = gw.request("POST", path, &headers, Some(&body.to_string()));
+    let r = gw.request(
+        "POST",
+        &format!("/api/accounts/{path}/"),
+        &headers,
+        Some(&body.to_string()),
+    );
     assert_eq!(r.header("x-request-id"), Some(id), "{path}: {}", r.text);
-    r
+    assert_eq!(r.status, status, "{id}: {}", r.text);
+    r.json
 }
 
-fn login(gw: &Gateway, password: &str, id: &str) -> Resp {
-    let body = json!({"email": EMAIL, "password": password});
-    call(gw, "/api/accounts/login/", &body, None, id)
+fn login(gw: &Gateway, id: &str, email: &str, password: &str, status: u16) -> Value {
+    let body = json!({"email": email, "password": password});
+    step(gw, id, "login", body, None, status)
 }
 
 fn cli_ok(gw: &Gateway, args: &[&str]) -> String {
@@ -47,25 +61,18 @@ fn cli_ok(gw: &Gateway, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn reset_token(mail: &str) -> String {
-    let start = mail.find("token=").expect("a link in the mail") + "token=".len();
-    mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
-}
-
-/// What a line must say, time and details aside.
-fn summary(
-    line: &Value,
-) -> (
+/// What a line must say, time and details aside: event, account id,
+/// outcome, reason, request id, source.
+type Summary = (
     String,
     Option<u64>,
     String,
     Option<String>,
     Option<String>,
     String,
-) {
+);
+
+fn summary(line: &Value) -> Summary {
     let text = |k: &str| line[k].as_str().map(str::to_string);
     (
         text("event").unwrap_or_default(),
@@ -83,14 +90,7 @@ fn expect(
     reason: Option<&str>,
     request_id: Option<&str>,
     source: &str,
-) -> (
-    String,
-    Option<u64>,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-) {
+) -> Summary {
     (
         event.to_string(),
         account,
@@ -135,95 +135,54 @@ fn a_scripted_session_gives_exactly_its_audit_lines() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let r = call(
+    let body = json!({"email": EMAIL, "password": PASSWORD, "first_name": "Jean",
+        "last_name": "Audit"});
+    let id = step(&gw, "r-register", "register", body, None, 201)["id"]
+        .as_u64()
+        .expect("an id");
+    login(&gw, "r-login-wrong", EMAIL, WRONG, 401);
+    login(&gw, "r-login-unknown", "nobody@example.com", WRONG, 401);
+    let first = login(&gw, "r-login", EMAIL, PASSWORD, 200);
+    let refresh = json!({ "refresh": first["refresh"] });
+    let rotated = step(
         &gw,
-        "/api/accounts/register/",
-        &json!({"email": EMAIL, "password": PASSWORD, "first_name": "Jean", "last_name": "Audit"}),
-        None,
-        "r-register",
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.json["id"].as_u64().expect("an id");
-    assert_eq!(login(&gw, WRONG, "r-login-wrong").status, 401);
-    let r = call(
-        &gw,
-        "/api/accounts/login/",
-        &json!({"email": "nobody@example.com", "password": WRONG}),
-        None,
-        "r-login-unknown",
-    );
-    assert_eq!(r.status, 401);
-    let first = login(&gw, PASSWORD, "r-login").json;
-    let refresh = first["refresh"].as_str().expect("refresh").to_string();
-    let r = call(
-        &gw,
-        "/api/accounts/refresh-token/",
-        &json!({ "refresh": refresh }),
-        None,
         "r-refresh",
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    secrets.extend(
-        ["access", "refresh"]
-            .iter()
-            .filter_map(|k| r.json[k].as_str().map(str::to_string)),
+        "refresh-token",
+        refresh.clone(),
+        None,
+        200,
     );
     std::thread::sleep(Duration::from_millis(600));
-    let r = call(
+    let reused = step(&gw, "r-reuse", "refresh", refresh, None, 401);
+    assert_eq!(reused["code"], "token_reused");
+    let second = login(&gw, "r-login-2", EMAIL, PASSWORD, 200);
+    let access = second["access"].as_str();
+    let wrong = json!({"old_password": WRONG, "new_password": CHANGED});
+    step(&gw, "r-change-wrong", "password-change", wrong, access, 400);
+    let change = json!({"old_password": PASSWORD, "new_password": CHANGED});
+    step(&gw, "r-change", "password-change", change, access, 200);
+    let forgotten = json!({ "email": EMAIL });
+    step(
         &gw,
-        "/api/accounts/refresh/",
-        &json!({ "refresh": refresh }),
-        None,
-        "r-reuse",
-    );
-    assert_eq!((r.status, r.code()), (401, "token_reused"));
-    let second = login(&gw, PASSWORD, "r-login-2").json;
-    let access = second["access"].as_str().expect("access").to_string();
-    let change = "/api/accounts/password-change/";
-    let r = call(
-        &gw,
-        change,
-        &json!({"old_password": WRONG, "new_password": CHANGED}),
-        Some(&access),
-        "r-change-wrong",
-    );
-    assert_eq!(r.status, 400, "{}", r.text);
-    let r = call(
-        &gw,
-        change,
-        &json!({"old_password": PASSWORD, "new_password": CHANGED}),
-        Some(&access),
-        "r-change",
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = call(
-        &gw,
-        "/api/accounts/password-forgotten/",
-        &json!({ "email": EMAIL }),
-        None,
         "r-forgotten",
-    );
-    assert_eq!(r.status, 202);
-    let token = reset_token(gw.wait_for_mails(1).first().expect("the reset mail"));
-    let r = call(
-        &gw,
-        "/api/accounts/password-reset/",
-        &json!({"token": token, "password": RESET, "password_confirm": RESET}),
+        "password-forgotten",
+        forgotten,
         None,
-        "r-reset",
+        202,
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let third = login(&gw, RESET, "r-login-3").json;
-    let access = third["access"].as_str().expect("access").to_string();
-    let r = call(
+    let token = crate::common::reset_token_of(gw.wait_for_mails(1).first().expect("a mail"));
+    let reset = json!({"token": token, "password": RESET, "password_confirm": RESET});
+    step(&gw, "r-reset", "password-reset", reset, None, 200);
+    let third = login(&gw, "r-login-3", EMAIL, RESET, 200);
+    step(
         &gw,
-        "/api/accounts/logout/",
-        &json!({}),
-        Some(&access),
         "r-logout",
+        "logout",
+        json!({}),
+        third["access"].as_str(),
+        200,
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    for body in [&first, &second, &third] {
+    for body in [&first, &rotated, &second, &third] {
         for key in ["access", "refresh"] {
             secrets.push(body[key].as_str().expect("a token").to_string());
         }

@@ -551,6 +551,15 @@ pub fn send(
     }
 }
 
+/// The reset token of a reset mail's link.
+pub fn reset_token_of(mail: &str) -> String {
+    let start = mail.find("token=").expect("a link in the mail") + "token=".len();
+    mail[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
 /// Signs arbitrary claims with the test secret (HS256), for forged tokens.
 pub fn sign(claims: &Value) -> String {
     jsonwebtoken::encode(
