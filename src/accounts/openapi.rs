@@ -32,6 +32,7 @@ mod tests {
     fn every_described_operation_is_an_endpoint_and_every_endpoint_is_described() {
         let doc = document();
         assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
         let mut described = BTreeSet::new();
         let paths = doc["paths"].as_object().expect("paths");
         for (path, item) in paths {
