@@ -83,12 +83,34 @@ ensure_ops_deps() {
     echo "vigile: stopping and disabling the prometheus service the package started" >&2
     systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
   fi
-  local stamp="$OPS_VENV/.vigile-packages"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "${OPS_PYPI[*]}" ]; then
-    echo "vigile: installing ${OPS_PYPI[*]} in $OPS_VENV" >&2
-    rm -rf "$OPS_VENV"
-    python3 -m venv "$OPS_VENV"
-    "$OPS_VENV/bin/python" -m pip install -q --disable-pip-version-check "${OPS_PYPI[@]}"
-    echo "${OPS_PYPI[*]}" >"$stamp"
+  ensure_pypi_venv "$OPS_VENV" "${OPS_PYPI[@]}"
+}
+
+# A venv at $1 holding exactly the pinned PyPI packages $2...: made again
+# when the list changed (a stamp file in it remembers the list).
+ensure_pypi_venv() {
+  local venv=$1
+  shift
+  local stamp="$venv/.vigile-packages"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$*" ]; then
+    echo "vigile: installing $* in $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"
+    echo "$*" >"$stamp"
   fi
+}
+
+# The account API's contract test (tests/ops/openapi.rs): schemathesis from
+# PyPI, pinned, in a venv of its own under target/api-tools (git-ignored),
+# where the test looks for it first (apart from the operations kit's tools:
+# its own dependencies, hypothesis among them, are pinned differently).
+API_VENV=target/api-tools/venv
+API_PYPI=(schemathesis==4.32.5)
+ensure_api_test_deps() {
+  local missing=()
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  install_missing "${missing[@]}"
+  ensure_pypi_venv "$API_VENV" "${API_PYPI[@]}"
 }

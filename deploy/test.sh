@@ -17,6 +17,7 @@ ensure_build_deps
 ensure_test_deps
 ensure_django_venv
 ensure_ops_deps
+ensure_api_test_deps
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

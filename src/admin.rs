@@ -163,7 +163,8 @@ impl AdminApp {
         let body = self.operator_body(session).await?;
         let request: Request =
             serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
-        match self.reloader.reload(request.config).await {
+        let origin = crate::audit::Origin::OPERATOR;
+        match self.reloader.reload(request.config, &origin).await {
             Ok(done) => Ok(json!({"reloaded": true, "config": done.path, "sha256": done.sha256})),
             Err(message) => Err(ApiError::new(422, ErrorCode::ReloadRefused, message)),
         }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::accounts::{operator, AccountService, OperatorCommand, OperatorReply};
+use crate::audit::{Auditor, Origin};
 use crate::config::{default_config_path, Config, LogFormat, StoreKind};
 use crate::revocation::RevocationList;
 use crate::store::redb::RedbStore;
@@ -49,8 +50,9 @@ pub enum Command {
     /// Make the gateway running with this configuration file re-read it
     /// (as SIGHUP does): routes, upstreams, CORS, identity headers, account
     /// policy and throttles, mailer, token lifetimes and keys, log level and
-    /// format change live; listeners, threads, store and the other keys
-    /// bound at start are refused by name. Non-zero when refused.
+    /// format, the audit file (opened again) change live; listeners,
+    /// threads, store and the other keys bound at start are refused by
+    /// name. Non-zero when refused.
     Reload,
     /// Manage accounts.
     #[command(subcommand)]
@@ -307,6 +309,8 @@ enum CliError {
     Keys(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Metrics(prometheus::Error),
+    #[error("{0}")]
+    Audit(String),
     #[error("a gateway holds the store; its operator token {} cannot be read: {source}", path.display())]
     AdminToken {
         path: PathBuf,
@@ -430,6 +434,11 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
                 tracing::debug!(error = %e, "the stored signing keys cannot be loaded");
             }
             let metrics = crate::metrics::Metrics::new().map_err(CliError::Metrics)?;
+            // No gateway, no log: the audit line goes to stderr (and to
+            // `audit.file` when configured).
+            let audit_file = crate::state::open_audit_file(config)
+                .map_err(|e| CliError::Audit(e.to_string()))?;
+            let audit = Auditor::new(metrics.audit_events.clone(), audit_file, true);
             let service = AccountService::new(
                 config,
                 store,
@@ -437,8 +446,9 @@ fn execute(config: &Config, command: OperatorCommand) -> Result<OperatorReply, F
                 Arc::new(RevocationList::default()),
                 metrics.passwords(),
                 None,
+                Arc::new(audit),
             );
-            operator::execute(&service, command)
+            operator::execute_from(&service, command, &Origin::CLI)
                 .map_err(|e| Failure::Api(serde_json::from_slice(&e.body()).unwrap_or_default()))
         }
         Err(StoreError::Locked) => remote(config, &command),

@@ -12,30 +12,10 @@ use serde::Serialize;
 /// Messages per field, in the order they were found.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
-/// Declares `ErrorCode` with the stable English string of each variant.
-macro_rules! error_codes {
-    ($($(#[$doc:meta])* $variant:ident = $text:literal,)+) => {
-        /// The stable, English `code` of an error body: clients and the
-        /// metrics' labels rely on these strings, never on the French message.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum ErrorCode {
-            $($(#[$doc])* $variant,)+
-        }
-
-        impl ErrorCode {
-            /// Every code, in declaration order.
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
-
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$variant => $text,)+
-                }
-            }
-        }
-    };
-}
-
-error_codes! {
+stable_names! {
+    /// The stable, English `code` of an error body: clients and the
+    /// metrics' labels rely on these strings, never on the French message.
+    pub enum ErrorCode {
     // --- request shape
     InvalidJson = "invalid_json",
     PayloadTooLarge = "payload_too_large",
@@ -80,6 +60,7 @@ error_codes! {
     StoreUnavailable = "store_unavailable",
     UpstreamUnavailable = "upstream_unavailable",
     UpstreamTimeout = "upstream_timeout",
+    }
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -15,10 +15,15 @@
 //!   holds each upstream's targets, health and idle connections.
 //! - `connections` is the client side below HTTP: the connection cap, the
 //!   request-head deadline, JSON answers to what Pingora refuses;
-//!   `redact` keeps credentials out of the libraries' log lines.
+//!   `redact` keeps credentials out of the libraries' log lines; `audit`
+//!   writes the audit log (one JSON line per security event).
+
+#[macro_use]
+mod names;
 
 pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

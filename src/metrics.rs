@@ -36,6 +36,8 @@ pub struct Metrics {
     /// `vigile_config_info{sha256}`: 1 for the file in force.
     pub config_info: IntGaugeVec,
     pub store_errors: IntCounterVec,
+    /// `vigile_audit_events_total{event}`: audit lines written (`audit.rs`).
+    pub audit_events: IntCounterVec,
 }
 
 fn counter(
@@ -209,6 +211,15 @@ impl Metrics {
             &["sha256"],
         )?;
         registry.register(Box::new(config_info.clone()))?;
+        let audit_events = counter(
+            &registry,
+            "vigile_audit_events_total",
+            "Audit log lines (target vigile::audit), by event",
+            &["event"],
+        )?;
+        for event in crate::audit::AuditEvent::ALL {
+            audit_events.with_label_values(&[event.as_str()]);
+        }
         Ok(Metrics {
             registry,
             requests,
@@ -233,6 +244,7 @@ impl Metrics {
             store_errors,
             config_reloads,
             config_info,
+            audit_events,
         })
     }
 

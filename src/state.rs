@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::accounts::password_reset::{MailSettings, ResetWorker};
 use crate::accounts::AccountService;
+use crate::audit::Auditor;
 use crate::config::{Config, KeySource, StoreKind};
 use crate::connections::{ConnectionLimit, ADMIN_MAX_CONNECTIONS};
 use crate::mailer::MailerError;
@@ -35,6 +36,11 @@ pub enum OpenError {
     Metrics(prometheus::Error),
     #[error(transparent)]
     Mailer(#[from] MailerError),
+    #[error("audit.file: cannot open {}: {source}", path.display())]
+    AuditFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {}: {source}", path.display())]
     TokenFile {
         path: PathBuf,
@@ -106,6 +112,7 @@ impl Gateway {
             outcomes: metrics.reset_mails.clone(),
         }
         .start();
+        let audit_file = open_audit_file(&config)?;
         let accounts = AccountService::new(
             &config,
             store,
@@ -113,6 +120,11 @@ impl Gateway {
             revocations,
             metrics.passwords(),
             Some(reset_queue),
+            Arc::new(Auditor::new(
+                metrics.audit_events.clone(),
+                audit_file,
+                false,
+            )),
         );
         let admin_token = {
             use base64::Engine;
@@ -151,6 +163,21 @@ impl Gateway {
             admin_connections,
         })
     }
+}
+
+/// `audit.file`, open for appending (none without the key).
+pub fn open_audit_file(config: &Config) -> Result<Option<std::fs::File>, OpenError> {
+    config
+        .audit
+        .file
+        .as_deref()
+        .map(|path| {
+            crate::audit::open_file(path).map_err(|source| OpenError::AuditFile {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
+        .transpose()
 }
 
 /// The revocation list, loaded from the store and (on a store shared by

@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::{login, store_failed, AccountService, Reply};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::ApiError;
 use crate::store::{LegacyToken, LegacyUse};
 use crate::tokens::SimpleJwt;
@@ -20,7 +21,12 @@ struct ExchangeReply {
 }
 
 /// Answers a refresh request whose token is not vigile's.
-pub fn apply(service: &AccountService, legacy: &SimpleJwt, token: &str) -> Result<Reply, ApiError> {
+pub fn apply(
+    service: &AccountService,
+    legacy: &SimpleJwt,
+    token: &str,
+    origin: &Origin,
+) -> Result<Reply, ApiError> {
     let claims = legacy
         .verify(token, crate::unix_now())
         .map_err(|_| ApiError::refresh_not_valid())?;
@@ -52,10 +58,21 @@ pub fn apply(service: &AccountService, legacy: &SimpleJwt, token: &str) -> Resul
                 account_id = account.id,
                 "a Django refresh token was presented again after its exchange"
             );
+            let entry = Entry::new(AuditEvent::TokenReused).account(account.id);
+            service.audit.record(
+                origin,
+                entry
+                    .failure("already_exchanged")
+                    .detail("via", "simplejwt"),
+            );
             return Err(ApiError::token_reused());
         }
     }
     let (access, refresh) = login::open_session(service, &account, None)?;
     tracing::info!(account_id = account.id, "Django refresh token exchanged");
+    let entry = Entry::new(AuditEvent::TokenRefreshed).account(account.id);
+    service
+        .audit
+        .record(origin, entry.detail("via", "simplejwt"));
     Reply::json(200, ExchangeReply { access, refresh })
 }

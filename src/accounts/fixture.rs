@@ -75,6 +75,11 @@ impl Fixture {
             Arc::new(RevocationList::default()),
             metrics.passwords(),
             reset_queue,
+            Arc::new(crate::audit::Auditor::new(
+                metrics.audit_events.clone(),
+                Some(crate::audit::open_file(&dir.path().join("audit.log")).expect("audit")),
+                false,
+            )),
         );
         Fixture {
             service,
@@ -117,7 +122,17 @@ impl Fixture {
             authorization: authorization.as_deref().map(str::as_bytes),
             body,
             client_ip: Some(client),
+            request_id: "test-request",
         })
+    }
+
+    /// The audit lines written so far.
+    pub fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self._dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an audit line"))
+            .collect()
     }
 
     /// Registers Jean Dupont with `email`; returns the account id.

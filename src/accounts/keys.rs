@@ -9,6 +9,7 @@
 //! active key.
 
 use super::{store_failed, AccountService};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Store, StoreError};
 use crate::tokens::{generate_stored_key, KeyError, KeyInfo, KeyState, StoredKey, TokenKeys};
@@ -42,7 +43,7 @@ pub fn list(service: &AccountService) -> Result<Vec<KeyInfo>, ApiError> {
 /// that signed until now (the configuration's key on the first rotation)
 /// verifies only.
 /// What to tell the operator.
-pub fn rotate(service: &AccountService, now: u64) -> Result<String, ApiError> {
+pub fn rotate(service: &AccountService, origin: &Origin, now: u64) -> Result<String, ApiError> {
     let tokens = &service.tokens;
     let new = generate_stored_key(tokens.algorithm(), now).map_err(|e| {
         ApiError::new(
@@ -91,6 +92,8 @@ pub fn rotate(service: &AccountService, now: u64) -> Result<String, ApiError> {
         .map_err(store_failed)?;
     tokens.set_stored(keys).map_err(sync_failed)?;
     tracing::info!(kid = %new.kid, previous = ?previous, "signing key rotated");
+    let entry = Entry::new(AuditEvent::KeyRotated).detail("kid", new.kid.as_str());
+    service.audit.record(origin, entry);
     let until = now + tokens.refresh_ttl() + tokens.leeway();
     Ok(format!(
         "key {} ({algorithm}) active; {} verify_only until {} at the latest, then retired",
@@ -113,7 +116,12 @@ enum Retire {
 
 /// Key `kid` verifies nothing from now on; its private part is erased.
 /// What to tell the operator.
-pub fn retire(service: &AccountService, kid: &str, now: u64) -> Result<String, ApiError> {
+pub fn retire(
+    service: &AccountService,
+    kid: &str,
+    origin: &Origin,
+    now: u64,
+) -> Result<String, ApiError> {
     let tokens = &service.tokens;
     let config_kid = tokens.config_kid();
     let (keys, outcome) = service
@@ -154,6 +162,8 @@ pub fn retire(service: &AccountService, kid: &str, now: u64) -> Result<String, A
         Retire::Done => {
             tokens.set_stored(keys).map_err(sync_failed)?;
             tracing::info!(kid = %shown, "signing key retired");
+            let entry = Entry::new(AuditEvent::KeyRetired).detail("kid", shown.as_str());
+            service.audit.record(origin, entry);
             Ok(format!(
                 "key {shown} retired: its tokens are refused from now on"
             ))

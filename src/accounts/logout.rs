@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::input::{self, Secret};
 use super::{store_failed, AccountService, Reply};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::ApiError;
 use crate::tokens::{Identity, SessionId};
 
@@ -30,6 +31,7 @@ pub fn apply(
     service: &AccountService,
     who: &Identity,
     request: LogoutRequest,
+    origin: &Origin,
 ) -> Result<Reply, ApiError> {
     let account_id: u64 = who
         .account_id
@@ -58,6 +60,8 @@ pub fn apply(
         }
     }
     tracing::info!(account_id, session = %who.session, all, "logout");
+    let entry = Entry::new(AuditEvent::Logout).account(account_id);
+    service.audit.record(origin, entry.detail("all", all));
     Reply::json(200, json!({"message": "Déconnexion réussie"}))
 }
 

@@ -14,7 +14,9 @@ mod input;
 pub mod keys;
 mod limit;
 mod login;
+mod login_audit;
 mod logout;
+pub mod openapi;
 pub mod operator;
 mod password_change;
 pub mod password_reset;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::audit::{Auditor, Origin};
 use crate::auth::{self, AuthFailure};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -56,6 +59,8 @@ pub enum Endpoint {
     PasswordForgotten,
     PasswordReset,
     Jwks,
+    /// This API's OpenAPI description (`openapi.rs`).
+    OpenApi,
 }
 
 impl Endpoint {
@@ -71,6 +76,7 @@ impl Endpoint {
             Endpoint::PasswordForgotten => "accounts.password_forgotten",
             Endpoint::PasswordReset => "accounts.password_reset",
             Endpoint::Jwks => "jwks",
+            Endpoint::OpenApi => "accounts.openapi",
         }
     }
 
@@ -114,6 +120,7 @@ pub fn resolve(method: &str, path: &str) -> Option<Result<Endpoint, ApiError>> {
         "/login" => only(method, "POST", Endpoint::Login),
         "/refresh-token" | "/refresh" => only(method, "POST", Endpoint::Refresh),
         "/logout" => only(method, "POST", Endpoint::Logout),
+        "/openapi.json" => only(method, "GET", Endpoint::OpenApi),
         _ => Err(ApiError::not_found()),
     })
 }
@@ -133,6 +140,8 @@ pub struct AccountRequest<'a> {
     pub authorization: Option<&'a [u8]>,
     pub body: &'a [u8],
     pub client_ip: Option<IpAddr>,
+    /// The `X-Request-Id` of the answer, for the audit log.
+    pub request_id: &'a str,
 }
 
 /// A successful answer: status and JSON body, and work to start once the
@@ -229,6 +238,8 @@ pub struct AccountService {
     pub store: Arc<Store>,
     pub tokens: Arc<TokenKeys>,
     pub revocations: Arc<RevocationList>,
+    /// The audit log (`audit.rs`).
+    pub audit: Arc<Auditor>,
     /// What a reload can change (`reconfigure`).
     policy: arc_swap::ArcSwap<Policy>,
     /// Failed password checks (login, password change) per (account, client
@@ -256,6 +267,7 @@ impl AccountService {
         revocations: Arc<RevocationList>,
         passwords: crate::metrics::PasswordMetrics,
         reset_queue: Option<password_reset::ResetQueue>,
+        audit: Arc<Auditor>,
     ) -> AccountService {
         let login = &config.accounts.login_throttle;
         let reset = &config.accounts.reset_throttle;
@@ -263,6 +275,7 @@ impl AccountService {
             store: store.clone(),
             tokens,
             revocations,
+            audit,
             policy: arc_swap::ArcSwap::from_pointee(Policy::of(config)),
             login_throttle_pair: Limit::Local(Throttle::new(login.max_failures, login.window)),
             login_throttle_ip: Limit::Local(Throttle::new(login.max_failures_per_ip, login.window)),
@@ -353,16 +366,24 @@ impl AccountService {
     }
 
     fn endpoint(&self, req: &AccountRequest) -> Result<Reply, ApiError> {
+        let origin = &Origin::api(req.client_ip, req.request_id);
         match req.endpoint {
             Endpoint::Register => register::apply(
                 self,
                 register::parse(req.body, self.policy().password_min_length)?,
+                origin,
             ),
-            Endpoint::Login => login::apply(self, login::parse(req.body)?, req.client_ip),
-            Endpoint::Refresh => refresh::apply(self, refresh::parse(req.body)?),
+            Endpoint::Login => {
+                let request = login::parse(req.body)?;
+                let email = request.email.clone();
+                let result = login::apply(self, request, req.client_ip);
+                login_audit::record(self, &email, &result, origin);
+                result
+            }
+            Endpoint::Refresh => refresh::apply(self, refresh::parse(req.body)?, origin),
             Endpoint::Logout => {
                 let who = self.authenticate(req.authorization)?;
-                logout::apply(self, &who, logout::parse(req.body)?)
+                logout::apply(self, &who, logout::parse(req.body)?, origin)
             }
             Endpoint::Profile => {
                 let who = self.authenticate(req.authorization)?;
@@ -375,15 +396,13 @@ impl AccountService {
             Endpoint::PasswordChange => {
                 let (who, account, body) = self.caller_with_body(req)?;
                 let request = password_change::from_object(&body)?;
-                password_change::apply(self, &who, &account, request, req.client_ip)
+                password_change::apply(self, &who, &account, request, origin)
             }
-            Endpoint::PasswordForgotten => password_reset::forgotten(
-                self,
-                password_reset::parse_forgotten(req.body)?,
-                req.client_ip,
-            ),
+            Endpoint::PasswordForgotten => {
+                password_reset::forgotten(self, password_reset::parse_forgotten(req.body)?, origin)
+            }
             Endpoint::PasswordReset => {
-                password_reset::reset(self, password_reset::parse_reset(req.body)?)
+                password_reset::reset(self, password_reset::parse_reset(req.body)?, origin)
             }
             Endpoint::Jwks => {
                 let keys: Value = serde_json::from_slice(&self.tokens.jwks_json())
@@ -394,6 +413,12 @@ impl AccountService {
                     after: None,
                 })
             }
+            // The proxy serves the document's bytes as they are (`respond::document`).
+            Endpoint::OpenApi => Ok(Reply {
+                status: 200,
+                body: serde_json::from_str(openapi::DOCUMENT).map_err(internal)?,
+                after: None,
+            }),
         }
     }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{internal, register, store_failed, AccountService, AccountView};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::{ApiError, ErrorCode};
 use crate::passwords::StoredHash;
 use crate::store::AccountRecord;
@@ -103,10 +104,12 @@ fn find(service: &AccountService, email: &str) -> Result<AccountRecord, ApiError
         .ok_or_else(|| no_such_account(email))
 }
 
+/// Changes the account of `email`, then writes `event`'s audit line.
 fn update(
     service: &AccountService,
     email: &str,
     change: impl FnOnce(&mut AccountRecord),
+    (origin, event): (&Origin, AuditEvent),
 ) -> Result<OperatorReply, ApiError> {
     let account = find(service, email)?;
     let (updated, revoked) = service
@@ -115,13 +118,28 @@ fn update(
         .map_err(store_failed)?
         .ok_or_else(|| no_such_account(email))?;
     service.revoked(&revoked);
+    let mut entry = Entry::new(event).account(updated.id);
+    if event == AuditEvent::RoleChanged {
+        entry = entry.detail("role", updated.role.as_str());
+    }
+    service.audit.record(origin, entry);
     Ok(OperatorReply::Account(account_value(&updated)?))
 }
 
-/// Runs one command. Blocks (argon2, store commits).
+/// Runs one command through the gateway's admin channel. Blocks (argon2,
+/// store commits).
 pub fn execute(
     service: &AccountService,
     command: OperatorCommand,
+) -> Result<OperatorReply, ApiError> {
+    execute_from(service, command, &Origin::OPERATOR)
+}
+
+/// `execute`, its audit lines saying where the command came from.
+pub fn execute_from(
+    service: &AccountService,
+    command: OperatorCommand,
+    origin: &Origin,
 ) -> Result<OperatorReply, ApiError> {
     match command {
         OperatorCommand::CreateUser {
@@ -142,7 +160,7 @@ pub fn execute(
             if let Some(r) = &role {
                 check_role(service, r)?;
             }
-            let account = register::create(service, reg, role)?;
+            let account = register::create(service, reg, role, origin)?;
             Ok(OperatorReply::Account(account_value(&account)?))
         }
         OperatorCommand::ListUsers => {
@@ -159,10 +177,17 @@ pub fn execute(
         )?)?)),
         OperatorCommand::SetRole { email, role } => {
             check_role(service, &role)?;
-            update(service, &email, |a| a.role = role)
+            let audit = (origin, AuditEvent::RoleChanged);
+            update(service, &email, |a| a.role = role, audit)
         }
-        OperatorCommand::Deactivate { email } => update(service, &email, |a| a.is_active = false),
-        OperatorCommand::Activate { email } => update(service, &email, |a| a.is_active = true),
+        OperatorCommand::Deactivate { email } => {
+            let audit = (origin, AuditEvent::AccountDeactivated);
+            update(service, &email, |a| a.is_active = false, audit)
+        }
+        OperatorCommand::Activate { email } => {
+            let audit = (origin, AuditEvent::AccountActivated);
+            update(service, &email, |a| a.is_active = true, audit)
+        }
         OperatorCommand::Delete { email } => {
             let account = find(service, &email)?;
             let revoked = service
@@ -176,6 +201,8 @@ pub fn execute(
                 sessions_ended = revoked.len(),
                 "account deleted"
             );
+            let entry = Entry::new(AuditEvent::AccountDeleted).account(account.id);
+            service.audit.record(origin, entry);
             Ok(OperatorReply::Done(format!(
                 "account {} deleted",
                 account.email
@@ -211,11 +238,13 @@ pub fn execute(
         )),
         OperatorCommand::RotateKey => Ok(OperatorReply::Done(super::keys::rotate(
             service,
+            origin,
             crate::unix_now(),
         )?)),
         OperatorCommand::RetireKey { kid } => Ok(OperatorReply::Done(super::keys::retire(
             service,
             &kid,
+            origin,
             crate::unix_now(),
         )?)),
     }

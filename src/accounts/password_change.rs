@@ -8,12 +8,11 @@
 //! two endpoints share one budget. Over the limit: 429 `too_many_attempts`
 //! with `Retry-After`, without running argon2.
 
-use std::net::IpAddr;
-
 use serde_json::json;
 
 use super::input::{self, Object, Secret};
 use super::{internal, store_failed, AccountService, Reply};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
 use crate::store::{normalize_email, AccountRecord};
@@ -50,8 +49,12 @@ pub fn apply(
     who: &Identity,
     account: &AccountRecord,
     request: PasswordChangeRequest,
-    client_ip: Option<IpAddr>,
+    origin: &Origin,
 ) -> Result<Reply, ApiError> {
+    let failed = |reason| {
+        let entry = Entry::new(AuditEvent::PasswordChangeFailed).account(account.id);
+        service.audit.record(origin, entry.failure(reason));
+    };
     let PasswordChangeRequest {
         old_password: old,
         new_password: new,
@@ -63,11 +66,15 @@ pub fn apply(
         v.finish().err().unwrap_or_else(ApiError::internal)
     };
     if old.expose().len() > passwords::MAX_PASSWORD_BYTES {
+        failed("wrong_old_password");
         return Err(wrong_old_password());
     }
-    let attempts = service.reserve_password_check(&normalize_email(&account.email), client_ip)?;
+    let attempts = service
+        .reserve_password_check(&normalize_email(&account.email), origin.client)
+        .inspect_err(|e| failed(e.code.as_str()))?;
     if !service.timed_hash(|| passwords::verify_password(old.expose(), &account.password_hash)) {
         attempts.failure();
+        failed("wrong_old_password");
         return Err(wrong_old_password());
     }
     attempts.success();
@@ -95,6 +102,8 @@ pub fn apply(
         sessions_ended = revoked.len(),
         "password changed"
     );
+    let entry = Entry::new(AuditEvent::PasswordChanged).account(account.id);
+    service.audit.record(origin, entry);
     Reply::json(200, json!({"message": "Votre mot de passe a été modifié"}))
 }
 

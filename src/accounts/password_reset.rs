@@ -11,7 +11,6 @@
 //! `invalid_reset_token`. On success the password changes, every session of
 //! the account ends and every other reset token of it dies.
 
-use std::net::IpAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -20,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::input::{self, Secret};
 use super::{internal, store_failed, AccountService, Reply};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::{ApiError, ErrorCode, Validator};
 use crate::mailer::{Mail, Mailer, MailerError};
 use crate::passwords;
@@ -204,13 +204,16 @@ pub fn parse_forgotten(body: &[u8]) -> Result<PasswordForgottenRequest, ApiError
 pub fn forgotten(
     service: &AccountService,
     request: PasswordForgottenRequest,
-    client_ip: Option<IpAddr>,
+    origin: &Origin,
 ) -> Result<Reply, ApiError> {
     // The address as typed (trimmed) goes to the worker: the store decides
     // which account it names (a look-alike names none, see `email_names`).
     let email = request.email;
     let key = crate::store::normalize_email(&email);
-    let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let ip = origin.client.map(|ip| ip.to_string()).unwrap_or_default();
+    // No account: the answer does not tell whether the address has one, and
+    // the audit line names none (nor the address: see `audit.rs`).
+    let requested = Entry::new(AuditEvent::PasswordResetRequested);
     // Every request counts, reserved at once so that parallel ones cannot
     // pass the limit together.
     // The address first: a refusal there costs no call to a shared store.
@@ -222,10 +225,14 @@ pub fn forgotten(
         Err(super::Refusal::Wait(wait)) => {
             let mut e = ApiError::too_many_attempts(wait);
             e.message = "Trop de demandes de réinitialisation, réessayez plus tard".into();
+            service
+                .audit
+                .record(origin, requested.failure("too_many_attempts"));
             return Err(e);
         }
         Err(super::Refusal::Store(e)) => return Err(super::store_failed(e)),
     }
+    service.audit.record(origin, requested);
     let mut reply = Reply::json(202, json!({ "message": FORGOTTEN_MESSAGE }))?;
     // Queued once the 202 is written: a known email must not make its own
     // answer slower than an unknown one's.
@@ -274,7 +281,11 @@ pub fn parse_reset(body: &[u8]) -> Result<PasswordResetRequest, ApiError> {
     }
 }
 
-pub fn reset(service: &AccountService, request: PasswordResetRequest) -> Result<Reply, ApiError> {
+pub fn reset(
+    service: &AccountService,
+    request: PasswordResetRequest,
+    origin: &Origin,
+) -> Result<Reply, ApiError> {
     let PasswordResetRequest {
         token,
         password,
@@ -314,6 +325,8 @@ pub fn reset(service: &AccountService, request: PasswordResetRequest) -> Result<
         sessions_ended = revoked.len(),
         "password reset"
     );
+    let entry = Entry::new(AuditEvent::PasswordResetDone).account(account.id);
+    service.audit.record(origin, entry);
     Reply::json(
         200,
         json!({"message": "Votre mot de passe a été réinitialisé"}),

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::input::{self, Secret};
 use super::{store_failed, AccountService, Reply};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::ApiError;
 use crate::store::SessionRecord;
 use crate::tokens::random_token_id;
@@ -80,13 +81,19 @@ pub fn parse(body: &[u8]) -> Result<RefreshRequest, ApiError> {
         .ok_or_else(ApiError::missing_refresh)
 }
 
-pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply, ApiError> {
+pub fn apply(
+    service: &AccountService,
+    request: RefreshRequest,
+    origin: &Origin,
+) -> Result<Reply, ApiError> {
     let (account_id, session, jti) = match service.tokens.verify_refresh(request.refresh.expose()) {
         Ok(verified) => verified,
         // Not vigile's: during the cut-over, maybe Django's (`exchange`).
         Err(_) => {
             return match &service.policy().simplejwt {
-                Some(legacy) => super::exchange::apply(service, legacy, request.refresh.expose()),
+                Some(legacy) => {
+                    super::exchange::apply(service, legacy, request.refresh.expose(), origin)
+                }
                 None => Err(ApiError::refresh_not_valid()),
             }
         }
@@ -120,6 +127,10 @@ pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply,
         Decision::Rotated { jti } | Decision::Grace { jti } => jti,
         Decision::Reused => {
             tracing::warn!(account_id, session = %session, "refresh token reused: session revoked");
+            let entry = Entry::new(AuditEvent::TokenReused).account(account_id);
+            service
+                .audit
+                .record(origin, entry.failure("session_revoked"));
             return Err(ApiError::token_reused());
         }
         Decision::Ended => return Err(ApiError::refresh_not_valid()),
@@ -129,6 +140,8 @@ pub fn apply(service: &AccountService, request: RefreshRequest) -> Result<Reply,
         _ => return Err(ApiError::refresh_not_valid()),
     };
     let (access, refresh) = service.issue_tokens(&account, session, new_jti, now, expires_at)?;
+    let entry = Entry::new(AuditEvent::TokenRefreshed).account(account.id);
+    service.audit.record(origin, entry);
     Reply::json(200, RefreshReply { access, refresh })
 }
 

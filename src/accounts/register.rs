@@ -6,6 +6,7 @@
 
 use super::input::{self, Object, Secret};
 use super::{internal, store_failed, AccountService, AccountView, Reply};
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::{ApiError, Validator};
 use crate::passwords;
 use crate::store::{AccountRecord, CreateAccountError};
@@ -75,6 +76,7 @@ pub fn create(
     service: &AccountService,
     reg: RegisterRequest,
     role: Option<String>,
+    origin: &Origin,
 ) -> Result<AccountRecord, ApiError> {
     let email_taken = || {
         let mut v = Validator::default();
@@ -109,6 +111,10 @@ pub fn create(
     match service.store.create_account(record) {
         Ok(account) => {
             tracing::info!(account_id = account.id, "account created");
+            let entry = Entry::new(AuditEvent::AccountCreated).account(account.id);
+            service
+                .audit
+                .record(origin, entry.detail("role", account.role.as_str()));
             Ok(account)
         }
         Err(CreateAccountError::EmailTaken) => Err(email_taken()),
@@ -116,8 +122,12 @@ pub fn create(
     }
 }
 
-pub fn apply(service: &AccountService, request: RegisterRequest) -> Result<Reply, ApiError> {
-    let account = create(service, request, None)?;
+pub fn apply(
+    service: &AccountService,
+    request: RegisterRequest,
+    origin: &Origin,
+) -> Result<Reply, ApiError> {
+    let account = create(service, request, None, origin)?;
     Reply::json(201, AccountView::from(&account))
 }
 

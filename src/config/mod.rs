@@ -10,6 +10,7 @@
 //! operator reading it has only the YAML in front of them.
 
 mod accounts;
+mod audit;
 mod cors;
 mod duration;
 mod identity;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use accounts::{AccountsConfig, ResetThrottleConfig, ThrottleConfig};
+pub use audit::AuditConfig;
 pub use cors::CorsConfig;
 pub use duration::parse_duration;
 pub use identity::IdentityHeaders;
@@ -68,6 +70,8 @@ pub struct Config {
     pub identity_headers: IdentityHeaders,
     /// The cut-over from the system vigile replaces.
     pub migration: MigrationConfig,
+    /// Where the audit log goes besides the log.
+    pub audit: AuditConfig,
     pub routes: Vec<RouteConfig>,
     /// In name order; `RouteConfig::upstream` holds an index into it.
     #[serde(deserialize_with = "upstreams::by_name")]
@@ -128,6 +132,7 @@ impl Config {
         self.accounts.check()?;
         self.mailer.check(env)?;
         self.identity_headers.check()?;
+        self.audit.check()?;
         for upstream in &self.upstreams {
             upstream.check()?;
         }

@@ -3,7 +3,7 @@
 //! Live: routes, upstreams, CORS, identity headers, `server.log_level`,
 //! `server.log_format`, `server.underscore_headers`, `server.direct_path`,
 //! the account policy and throttles, the mailer, token lifetimes and the
-//! verification keys. Everything else is bound at start (listeners, worker
+//! verification keys, `audit.file` (opened again at every reload). Everything else is bound at start (listeners, worker
 //! threads, connection limits and timeouts of the edge, the store, the
 //! hashing pool, the token algorithm and cache): a reload that changes it
 //! is refused, naming the key, and the running configuration stays.

@@ -54,8 +54,10 @@ impl Proxy {
         &self,
         session: &mut Session,
         endpoint: Endpoint,
+        request_id: &str,
     ) -> Result<Reply, ApiError> {
         let body = Self::read_body(session).await?;
+        let request_id = request_id.to_string();
         let authorization = session
             .req_header()
             .headers
@@ -74,6 +76,7 @@ impl Proxy {
                     authorization: authorization.as_deref(),
                     body: &body,
                     client_ip,
+                    request_id: &request_id,
                 })
             })
         };

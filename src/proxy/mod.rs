@@ -26,6 +26,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
+use crate::accounts::Endpoint;
 use crate::error::ApiError;
 use crate::metrics::method_label;
 use crate::routes::Route;
@@ -272,8 +273,13 @@ impl ProxyHttp for Proxy {
         match decision.action {
             Action::Preflight => respond::no_content(session, ctx).await?,
             Action::Reject(e) => respond::error(session, &e, ctx).await?,
+            Action::Account(Endpoint::OpenApi) => {
+                use crate::accounts::openapi::{CACHE_CONTROL, DOCUMENT};
+                respond::document(session, DOCUMENT, CACHE_CONTROL, ctx).await?;
+            }
             Action::Account(endpoint) => {
-                let result = self.answer_account(session, endpoint).await;
+                let request_id = mutate::request_id_str(&ctx.request_id);
+                let result = self.answer_account(session, endpoint, request_id).await;
                 self.count_account_result(endpoint, &result);
                 match result {
                     Ok(reply) => {

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 async fn write(
     session: &mut Session,
     status: u16,
-    body: Vec<u8>,
+    body: Bytes,
     ctx: &RequestCtx,
     extra: &[(&'static str, &str)],
 ) -> Result<()> {
@@ -24,7 +24,9 @@ async fn write(
         header.insert_header("Content-Type", "application/json")?;
     }
     header.insert_header("Content-Length", body.len().to_string())?;
-    header.insert_header("Cache-Control", "no-store")?;
+    if !extra.iter().any(|(name, _)| *name == "Cache-Control") {
+        header.insert_header("Cache-Control", "no-store")?;
+    }
     header.insert_header(REQUEST_ID, ctx.request_id.clone())?;
     for (name, value) in extra {
         header.insert_header(*name, *value)?;
@@ -37,9 +39,7 @@ async fn write(
     if end {
         return Ok(());
     }
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await
+    session.write_response_body(Some(body), true).await
 }
 
 pub async fn json(
@@ -49,12 +49,23 @@ pub async fn json(
     ctx: &RequestCtx,
 ) -> Result<()> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    write(session, status, bytes, ctx, &[]).await
+    write(session, status, bytes.into(), ctx, &[]).await
+}
+
+/// 200 with a JSON document of the binary's own, as it is, cacheable.
+pub async fn document(
+    session: &mut Session,
+    document: &'static str,
+    cache_control: &'static str,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    let body = Bytes::from_static(document.as_bytes());
+    write(session, 200, body, ctx, &[("Cache-Control", cache_control)]).await
 }
 
 /// 204 to an allowed CORS preflight; its headers are in `ctx.cors`.
 pub async fn no_content(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
-    write(session, 204, Vec::new(), ctx, &[]).await
+    write(session, 204, Bytes::new(), ctx, &[]).await
 }
 
 pub async fn error(session: &mut Session, e: &ApiError, ctx: &RequestCtx) -> Result<()> {
@@ -76,5 +87,5 @@ pub async fn error(session: &mut Session, e: &ApiError, ctx: &RequestCtx) -> Res
         // The rest of the body was not read: the connection cannot be reused.
         session.set_keepalive(None);
     }
-    write(session, e.status, e.body(), ctx, &extra).await
+    write(session, e.status, e.body().into(), ctx, &extra).await
 }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accounts::password_reset::MailSettings;
+use crate::audit::{AuditEvent, Entry, Origin};
 use crate::config::Config;
 use crate::proxy::{Live, Lives};
 use crate::state::Gateway;
@@ -95,7 +96,12 @@ impl Reloader {
     /// file is the one in force from now on. The error is the message the
     /// operator sees (as `check-config` prints it, or the key that needs a
     /// restart); the running configuration is then unchanged.
-    pub async fn reload(&self, path: Option<PathBuf>) -> Result<Reloaded, String> {
+    /// `origin` says who asked, for the audit line (`config_reloaded`).
+    pub async fn reload(
+        &self,
+        path: Option<PathBuf>,
+        origin: &Origin<'_>,
+    ) -> Result<Reloaded, String> {
         let mut in_force = self.in_force.lock().await;
         let path = path.map_or_else(|| in_force.path.clone(), |p| absolute(&p));
         let outcome = self.try_reload(&path).await;
@@ -105,6 +111,9 @@ impl Reloader {
                 metrics.config_reloads.with_label_values(&["ok"]).inc();
                 metrics.config_in_force(&sha256);
                 tracing::info!(config = %path.display(), sha256 = %sha256, "configuration reloaded");
+                let entry =
+                    Entry::new(AuditEvent::ConfigReloaded).detail("sha256", sha256.as_str());
+                self.gateway.accounts.audit.record(origin, entry);
                 in_force.path.clone_from(&path);
                 in_force.sha256.clone_from(&sha256);
                 Ok(Reloaded { path, sha256 })
@@ -115,6 +124,8 @@ impl Reloader {
                     config = %path.display(),
                     "reload refused, the running configuration stays: {message}"
                 );
+                let entry = Entry::new(AuditEvent::ConfigReloaded).failure("reload_refused");
+                self.gateway.accounts.audit.record(origin, entry);
                 Err(message)
             }
         }
@@ -141,6 +152,7 @@ impl Reloader {
         let config = Arc::new(config);
         // Everything that can fail, beside what runs.
         let mail = MailSettings::of(&config).map_err(|e| e.to_string())?;
+        let audit_file = crate::state::open_audit_file(&config).map_err(|e| e.to_string())?;
         let (live, fresh) = Live::build(
             config.clone(),
             &self.gateway,
@@ -193,6 +205,7 @@ impl Reloader {
         .map_err(|e| e.to_string())?;
         // From here on nothing fails: swap.
         self.gateway.accounts.reconfigure(&config, Some(mail));
+        self.gateway.accounts.audit.set_file(audit_file);
         crate::logging::apply(config.server.log_format, &config.server.log_level);
         self.lives.store(Arc::new(live));
         self.forget_gone_upstreams(&current.config, &config);
@@ -226,7 +239,7 @@ impl pingora::services::background::BackgroundService for Hangups {
                 _ = hangups.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     // The outcome is logged and counted by `reload`.
-                    let _ = self.0.reload(None).await;
+                    let _ = self.0.reload(None, &Origin::SIGNAL).await;
                 }
                 _ = shutdown.changed() => return,
             }

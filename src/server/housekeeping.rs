@@ -105,6 +105,12 @@ impl Housekeeping {
                         %kid,
                         "signing key retired: no token it signed can still be valid"
                     );
+                    let entry = crate::audit::Entry::new(crate::audit::AuditEvent::KeyRetired);
+                    let origin = &crate::audit::Origin::GATEWAY;
+                    self.gateway
+                        .accounts
+                        .audit
+                        .record(origin, entry.detail("kid", kid));
                 }
             }
             Ok(Err(e)) => {

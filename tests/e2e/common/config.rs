@@ -28,6 +28,7 @@ pub struct Config {
     pub mailer: Option<Mailer>,
     pub cors: Option<Cors>,
     pub migration: Option<Migration>,
+    pub audit: Option<Audit>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -175,6 +176,12 @@ impl Store {
 pub enum StoreKind {
     Redb,
     Postgres,
+}
+
+/// `audit:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Audit {
+    pub file: Option<PathBuf>,
 }
 
 /// `migration:`.

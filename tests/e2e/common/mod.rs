@@ -115,6 +115,8 @@ pub struct Options {
     /// `None`: one `.eml` file per message in `Gateway::outbox`.
     pub mailer: Option<config::Mailer>,
     pub migration: Option<config::Migration>,
+    /// `audit.file`: `audit.log` in the gateway's folder (`Gateway::audit_path`).
+    pub audit_file: bool,
     /// Added after `stocks` and `jobs`.
     pub routes: Vec<config::Route>,
     /// Added beside `stocks` and `jobs`.
@@ -151,6 +153,7 @@ impl Default for Options {
             },
             mailer: None,
             migration: None,
+            audit_file: false,
             routes: Vec::new(),
             upstreams: BTreeMap::new(),
             rust_log: "info",
@@ -186,6 +189,12 @@ impl Options {
 
     pub fn migration(mut self, migration: config::Migration) -> Self {
         self.migration = Some(migration);
+        self
+    }
+
+    /// Writes the audit log to `Gateway::audit_path` too.
+    pub fn audit_file(mut self) -> Self {
+        self.audit_file = true;
         self
     }
 
@@ -297,6 +306,9 @@ impl Gateway {
                 allowed_origins: vec!["http://localhost:3000".into()],
             }),
             migration: options.migration,
+            audit: options.audit_file.then(|| config::Audit {
+                file: Some(dir.path().join("audit.log")),
+            }),
             routes,
             upstreams,
         }
@@ -314,6 +326,11 @@ impl Gateway {
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("vigile.yaml")
+    }
+
+    /// `audit.file` (with `Options::audit_file`).
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -561,6 +578,15 @@ pub fn send(
         text,
         json,
     }
+}
+
+/// The reset token of a reset mail's link.
+pub fn reset_token_of(mail: &str) -> String {
+    let start = mail.find("token=").expect("a link in the mail") + "token=".len();
+    mail[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
 }
 
 /// Signs arbitrary claims with the test secret (HS256), for forged tokens.
