@@ -4,15 +4,17 @@
 //! must be valid and unexpired, of an active account that the import wrote, and neither
 //! blacklisted by Django (imported with the accounts) nor exchanged before:
 //! the store marks it exchanged atomically (across replicas), and a second
-//! presentation is answered 401 `token_reused`.
+//! presentation is answered 401 `token_reused` and ends the session the
+//! first one gave (as vigile's own reuse detection does).
 
 use serde::Serialize;
 
+use super::logout::LogoutRequest;
 use super::{login, store_failed, AccountService, Reply};
 use crate::audit::{AuditEvent, Entry, Origin};
 use crate::error::ApiError;
-use crate::store::{LegacyToken, LegacyUse};
-use crate::tokens::SimpleJwt;
+use crate::store::{AccountRecord, LegacyToken, LegacyUse};
+use crate::tokens::{LegacyClaims, SessionId, SimpleJwt};
 
 #[derive(Serialize)]
 struct ExchangeReply {
@@ -33,30 +35,30 @@ pub fn apply(
     if !claims.refresh {
         return Err(ApiError::refresh_not_valid());
     }
-    // Only an account the import wrote: one made here under an id Django
-    // also gave (after the export) is not the token's.
-    let account = match service
-        .store
-        .imported_account(claims.account_id)
-        .map_err(store_failed)?
-    {
-        Some(account) if account.is_active => account,
-        _ => return Err(ApiError::refresh_not_valid()),
-    };
+    let account = live_account(service, &claims)?;
+    let session = SessionId::random();
     let used = service
         .store
-        .use_legacy_token(&LegacyToken {
-            jti: claims.jti,
-            expires_at: claims.exp,
-        })
+        .use_legacy_token(
+            &LegacyToken {
+                jti: claims.jti,
+                expires_at: claims.exp,
+            },
+            Some(session),
+        )
         .map_err(store_failed)?;
     match used {
         LegacyUse::Fresh => {}
         LegacyUse::Blacklisted => return Err(ApiError::refresh_not_valid()),
-        LegacyUse::Used => {
+        // Spent by a logout: as a refresh token of an ended session.
+        LegacyUse::Used(None) => return Err(ApiError::refresh_not_valid()),
+        LegacyUse::Used(Some(exchanged_for)) => {
+            // As for vigile's own refresh tokens: presented again, the token
+            // is taken as stolen, and the session it gave ends.
+            revoke(service, exchanged_for)?;
             tracing::warn!(
                 account_id = account.id,
-                "a Django refresh token was presented again after its exchange"
+                "a Django refresh token was presented again after its exchange: session revoked"
             );
             let entry = Entry::new(AuditEvent::TokenReused).account(account.id);
             service.audit.record(
@@ -68,11 +70,110 @@ pub fn apply(
             return Err(ApiError::token_reused());
         }
     }
-    let (access, refresh) = login::open_session(service, &account, None)?;
+    let Some((access, refresh)) = login::open_session(service, &account, None, session)? else {
+        return Err(ApiError::refresh_not_valid());
+    };
     tracing::info!(account_id = account.id, "Django refresh token exchanged");
     let entry = Entry::new(AuditEvent::TokenRefreshed).account(account.id);
     service
         .audit
         .record(origin, entry.detail("via", "simplejwt"));
     Reply::json(200, ExchangeReply { access, refresh })
+}
+
+/// The account a Django token names, if it may still use it: written by the
+/// import (one made here under an id Django also gave after the export is
+/// not the token's), active, and the token issued after the account's
+/// cut-off (a password changed or reset here, a logout of every session, a
+/// deactivation end the account's Django tokens as they end its sessions).
+pub fn live_account(
+    service: &AccountService,
+    claims: &LegacyClaims,
+) -> Result<AccountRecord, ApiError> {
+    match service
+        .store
+        .imported_account(claims.account_id)
+        .map_err(store_failed)?
+    {
+        Some(imported) if imported.account.is_active && claims.iat > imported.cut_off => {
+            Ok(imported.account)
+        }
+        _ => Err(ApiError::refresh_not_valid()),
+    }
+}
+
+/// Revokes `session` (a second presentation of the token it was exchanged for).
+fn revoke(service: &AccountService, session: SessionId) -> Result<(), ApiError> {
+    let now = crate::unix_now();
+    let revoked = service
+        .store
+        .update_session(session, |record| {
+            if record.revoked_at.is_none() {
+                record.revoked_at = Some(now);
+            }
+        })
+        .map_err(store_failed)?;
+    if let Some(((), Some(revocation))) = revoked {
+        service.revoked(&[revocation]);
+    }
+    Ok(())
+}
+
+/// `POST /logout/` with a Django access token (a client that has not
+/// refreshed since the cut-over, as the seed documents' logout does): the
+/// Django refresh token in the body, if it is the same account's, can no
+/// longer be exchanged; `{"all": true}` ends every session of the account
+/// here and every Django token of it. `None` when the Bearer token is no
+/// valid Django access token (the caller answers as for any bad token).
+pub fn logout(
+    service: &AccountService,
+    legacy: &SimpleJwt,
+    authorization: Option<&[u8]>,
+    request: LogoutRequest,
+    origin: &Origin,
+) -> Result<Option<Reply>, ApiError> {
+    let now = crate::unix_now();
+    let Some(claims) = authorization
+        .and_then(crate::auth::bearer_token)
+        .and_then(|token| legacy.verify(token, now).ok())
+        .filter(|claims| !claims.refresh)
+    else {
+        return Ok(None);
+    };
+    let Ok(account) = live_account(service, &claims) else {
+        return Ok(None);
+    };
+    if request.all {
+        let revoked = service
+            .store
+            .revoke_account_sessions(account.id, now, None)
+            .map_err(store_failed)?;
+        service.revoked(&revoked);
+    } else if let Some(refresh) = request.refresh {
+        let spent = legacy
+            .verify(refresh.expose(), now)
+            .ok()
+            .filter(|r| r.refresh && r.account_id == account.id);
+        if let Some(r) = spent {
+            let token = LegacyToken {
+                jti: r.jti,
+                expires_at: r.exp,
+            };
+            service
+                .store
+                .use_legacy_token(&token, None)
+                .map_err(store_failed)?;
+        }
+    }
+    tracing::info!(
+        account_id = account.id,
+        all = request.all,
+        "logout with a Django token"
+    );
+    let entry = Entry::new(AuditEvent::Logout).account(account.id);
+    service.audit.record(
+        origin,
+        entry.detail("all", request.all).detail("via", "simplejwt"),
+    );
+    Reply::json(200, serde_json::json!({"message": "Déconnexion réussie"})).map(Some)
 }

@@ -92,7 +92,17 @@ pub fn apply(
     };
     attempts.success();
     let upgrade = rehash(service, &account, password);
-    let (access, refresh) = open_session(service, &account, upgrade.as_ref())?;
+    let verified = Verified {
+        hash: &account.password_hash,
+        rehash: upgrade.as_ref(),
+    };
+    // `None`: the password changed (or the account was deactivated) while
+    // the hash ran; the password checked is no longer the account's.
+    let Some((access, refresh)) =
+        open_session(service, &account, Some(verified), SessionId::random())?
+    else {
+        return Err(ApiError::invalid_credentials());
+    };
     Reply::json(
         200,
         LoginReply {
@@ -130,15 +140,24 @@ fn rehash(service: &AccountService, account: &AccountRecord, password: &str) -> 
     }
 }
 
-/// Starts a session for the account: records it (with the account's
-/// `rehash`, if any, in the same write), returns (access, refresh).
+/// The password a login verified: the hash it matched, and its argon2id
+/// replacement when that was a Django hash.
+pub struct Verified<'a> {
+    pub hash: &'a str,
+    pub rehash: Option<&'a Rehash>,
+}
+
+/// Starts session `session` for the account and returns (access, refresh).
+/// After a password check (`verified`), the session is recorded only if the
+/// account, in the same write, is still active and still holds the hash
+/// verified (the rehash, if any, applied there too); `None` otherwise.
 pub fn open_session(
     service: &AccountService,
     account: &AccountRecord,
-    rehash: Option<&Rehash>,
-) -> Result<(String, String), ApiError> {
+    verified: Option<Verified<'_>>,
+    session: SessionId,
+) -> Result<Option<(String, String)>, ApiError> {
     let now = crate::unix_now();
-    let session = SessionId::random();
     let jti = random_token_id();
     let expires_at = now + service.tokens.refresh_ttl();
     let record = SessionRecord {
@@ -151,14 +170,18 @@ pub fn open_session(
         revoked_at: None,
         rotated_at_ms: None,
     };
-    let upgrade = rehash.map(|r| PasswordUpgrade {
-        verified: &account.password_hash,
-        new_hash: &r.new_hash,
+    let rehash = verified.as_ref().and_then(|v| v.rehash);
+    let upgrade = verified.as_ref().map(|v| PasswordUpgrade {
+        verified: v.hash,
+        new_hash: v.rehash.map(|r| r.new_hash.as_str()),
     });
-    let upgraded = service
+    let Some(upgraded) = service
         .store
         .create_session_upgrading(session, &record, upgrade)
-        .map_err(store_failed)?;
+        .map_err(store_failed)?
+    else {
+        return Ok(None);
+    };
     if let Some(r) = rehash.filter(|_| upgraded) {
         service.count_rehash(r.from);
         tracing::info!(
@@ -169,7 +192,7 @@ pub fn open_session(
     }
     let pair = service.issue_tokens(account, session, jti, now, expires_at)?;
     tracing::info!(account_id = account.id, session = %session, "login");
-    Ok(pair)
+    Ok(Some(pair))
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use crate::revocation::RevocationList;
 use crate::store::{AccountRecord, Revocation, Store, StoreError};
 use crate::tokens::{Identity, SessionId, SimpleJwt, Subject, TokenKeys};
 
+pub use exchange::live_account as legacy_account;
 pub use limit::{Attempts, Limit, Refusal};
 pub use operator::{OperatorCommand, OperatorReply};
 pub use throttle::Throttle;
@@ -225,7 +226,7 @@ impl Policy {
                 .migration
                 .simplejwt
                 .as_ref()
-                .map(|c| Arc::new(SimpleJwt::new(c, config.tokens.leeway.as_secs()))),
+                .map(|c| Arc::new(SimpleJwt::new(c))),
         }
     }
 }
@@ -381,10 +382,18 @@ impl AccountService {
                 result
             }
             Endpoint::Refresh => refresh::apply(self, refresh::parse(req.body)?, origin),
-            Endpoint::Logout => {
-                let who = self.authenticate(req.authorization)?;
-                logout::apply(self, &who, logout::parse(req.body)?, origin)
-            }
+            Endpoint::Logout => match self.authenticate(req.authorization) {
+                Ok(who) => logout::apply(self, &who, logout::parse(req.body)?, origin),
+                // During the cut-over, maybe a Django access token.
+                Err(refused) => {
+                    let Some(legacy) = self.policy().simplejwt.clone() else {
+                        return Err(refused);
+                    };
+                    let request = logout::parse(req.body)?;
+                    exchange::logout(self, &legacy, req.authorization, request, origin)?
+                        .ok_or(refused)
+                }
+            },
             Endpoint::Profile => {
                 let who = self.authenticate(req.authorization)?;
                 profile::show(self, &who)

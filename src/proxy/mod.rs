@@ -308,8 +308,8 @@ impl ProxyHttp for Proxy {
                     .routes
                     .get(route)
                     .map_or(&[][..], |r| r.roles.as_slice());
-                let store = self.gateway.accounts.store.clone();
-                match legacy::identity(store, &claims, roles).await {
+                let accounts = self.gateway.accounts.clone();
+                match legacy::identity(accounts, claims, roles).await {
                     Ok(identity) => {
                         ctx.identity = Some(identity);
                         return self.forward(session, ctx, direct).await;

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use super::{AccountRecord, Revocation, StoreError};
+use crate::tokens::SessionId;
 
 /// Everything one import writes, in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,12 +35,24 @@ pub struct LegacyToken {
 /// What presenting a legacy refresh token for exchange found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LegacyUse {
-    /// First presentation: it is now marked exchanged (committed).
+    /// First presentation: it is now marked used (committed), with the
+    /// session it is exchanged for.
     Fresh,
     /// Blacklisted by the other system before the import.
     Blacklisted,
-    /// Exchanged once already.
-    Used,
+    /// Used once already: for this session (none when a logout spent it).
+    Used(Option<SessionId>),
+}
+
+/// An account an import wrote, as the store has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedAccount {
+    pub account: AccountRecord,
+    /// The other system's tokens issued at or before this time (unix
+    /// seconds) are refused: set when the account's sessions were all
+    /// revoked here (password changed or reset, logout of every session,
+    /// deactivation). 0: never.
+    pub cut_off: u64,
 }
 
 /// How many rows of each kind an import added, updated or left alone.
@@ -102,17 +115,19 @@ pub fn is_own_hash(hash: &str) -> bool {
     hash.starts_with("$argon2")
 }
 
-/// The record `incoming` makes of `existing` (the account with its id here):
-/// the other system's fields, except a password hash vigile made since (the
-/// user's password here is newer) and a later `last_login`.
+/// The record `incoming` makes of `existing` (the account with its id here,
+/// and whether an import wrote it): the other system's fields, except a
+/// password hash vigile made since (the user's password here is newer) and
+/// a later `last_login`. An account vigile made itself is never merged.
 pub fn merge(
     existing: Option<&AccountRecord>,
+    existing_imported: bool,
     incoming: &AccountRecord,
 ) -> Result<Merge, ImportError> {
     let Some(existing) = existing else {
         return Ok(Merge::Add(incoming.clone()));
     };
-    if existing.date_joined != incoming.date_joined {
+    if !existing_imported || existing.date_joined != incoming.date_joined {
         return Err(ImportError::IdTaken {
             id: existing.id,
             email: existing.email.clone(),
@@ -155,23 +170,23 @@ mod tests {
     fn a_second_import_keeps_an_upgraded_hash_and_a_later_login() {
         let incoming = django(7, "jean@example.com");
         assert_eq!(
-            merge(None, &incoming).expect("merge"),
+            merge(None, false, &incoming).expect("merge"),
             Merge::Add(incoming.clone())
         );
         assert_eq!(
-            merge(Some(&incoming), &incoming).expect("merge"),
+            merge(Some(&incoming), true, &incoming).expect("merge"),
             Merge::Unchanged
         );
         let mut here = incoming.clone();
         here.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$x$y".into();
         here.last_login = Some(1_800_000_000);
         assert_eq!(
-            merge(Some(&here), &incoming).expect("merge"),
+            merge(Some(&here), true, &incoming).expect("merge"),
             Merge::Unchanged
         );
         let mut renamed = incoming.clone();
         renamed.last_name = "Durand".into();
-        let Merge::Update(merged) = merge(Some(&here), &renamed).expect("merge") else {
+        let Merge::Update(merged) = merge(Some(&here), true, &renamed).expect("merge") else {
             panic!("an update");
         };
         assert_eq!(merged.last_name, "Durand");
@@ -184,7 +199,13 @@ mod tests {
         let mut here = django(7, "native@example.com");
         here.date_joined += 1;
         assert!(matches!(
-            merge(Some(&here), &django(7, "jean@example.com")),
+            merge(Some(&here), true, &django(7, "jean@example.com")),
+            Err(ImportError::IdTaken { id: 7, .. })
+        ));
+        // Made here, even in the same second: not the other system's.
+        let native = django(7, "native@example.com");
+        assert!(matches!(
+            merge(Some(&native), false, &django(7, "jean@example.com")),
             Err(ImportError::IdTaken { id: 7, .. })
         ));
     }

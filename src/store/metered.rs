@@ -9,9 +9,9 @@ use prometheus::IntCounterVec;
 
 use super::{
     AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ImportBatch, ImportError,
-    ImportReport, KeysChange, LegacyToken, LegacyUse, PasswordUpgrade, ResetRecord, Revocation,
-    SequencedRevocation, SessionChange, SessionRecord, Store, StoreBackend, StoreContents,
-    StoreCounts, StoreResult,
+    ImportReport, ImportedAccount, KeysChange, LegacyToken, LegacyUse, PasswordUpgrade,
+    ResetRecord, Revocation, SequencedRevocation, SessionChange, SessionRecord, Store,
+    StoreBackend, StoreContents, StoreCounts, StoreResult,
 };
 use crate::tokens::{SessionId, StoredKey};
 
@@ -128,7 +128,7 @@ impl StoreBackend for Metered {
         session: SessionId,
         record: &SessionRecord,
         upgrade: Option<PasswordUpgrade<'_>>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<bool>> {
         let out = self
             .inner
             .create_session_upgrading(session, record, upgrade);
@@ -254,12 +254,17 @@ impl StoreBackend for Metered {
         self.count("import_accounts", out)
     }
 
-    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
+    fn imported_account(&self, id: u64) -> StoreResult<Option<ImportedAccount>> {
         self.count("imported_account", self.inner.imported_account(id))
     }
 
-    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
-        self.count("use_legacy_token", self.inner.use_legacy_token(token))
+    fn use_legacy_token(
+        &self,
+        token: &LegacyToken,
+        session: Option<SessionId>,
+    ) -> StoreResult<LegacyUse> {
+        let out = self.inner.use_legacy_token(token, session);
+        self.count("use_legacy_token", out)
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

@@ -34,7 +34,8 @@ use std::sync::Arc;
 
 pub use copy::{copy, Copied, CopyReport, StoreContents};
 pub use import::{
-    is_own_hash, merge, ImportBatch, ImportError, ImportReport, LegacyToken, LegacyUse, Merge,
+    is_own_hash, merge, ImportBatch, ImportError, ImportReport, ImportedAccount, LegacyToken,
+    LegacyUse, Merge,
 };
 pub use metered::Metered;
 pub use records::{
@@ -157,15 +158,17 @@ pub trait StoreBackend: Send + Sync {
             .map(|_| ())
     }
 
-    /// `create_session`, and in the same transaction, with `upgrade`, the
-    /// account's password hash becomes `upgrade.new_hash` if it still is
-    /// `upgrade.verified`. Returns whether the hash was replaced.
+    /// `create_session` for a login that verified a password (`upgrade`,
+    /// see `PasswordUpgrade`): nothing is written, and `None` returned, when
+    /// the account is no longer active or no longer holds
+    /// `upgrade.verified`; otherwise its hash becomes `upgrade.new_hash`
+    /// when given, in the same transaction, and `Some(replaced)`.
     fn create_session_upgrading(
         &self,
         session: SessionId,
         record: &SessionRecord,
         upgrade: Option<PasswordUpgrade<'_>>,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<bool>>;
 
     fn session(&self, session: SessionId) -> StoreResult<Option<SessionRecord>>;
 
@@ -323,12 +326,17 @@ pub trait StoreBackend: Send + Sync {
 
     /// The account `id` if an import wrote it (and it is still the one it
     /// wrote): only these may be named by the other system's tokens.
-    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>>;
+    fn imported_account(&self, id: u64) -> StoreResult<Option<ImportedAccount>>;
 
-    /// Marks the other system's refresh token `token.jti` exchanged, unless
-    /// it is already known: of concurrent calls with one `jti`, on any
-    /// replica, exactly one gets `Fresh`.
-    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse>;
+    /// Marks the other system's refresh token `token.jti` used (exchanged
+    /// for `session`, or spent by a logout when `None`), unless it is
+    /// already known: of concurrent calls with one `jti`, on any replica,
+    /// exactly one gets `Fresh`.
+    fn use_legacy_token(
+        &self,
+        token: &LegacyToken,
+        session: Option<SessionId>,
+    ) -> StoreResult<LegacyUse>;
 
     // --- housekeeping ------------------------------------------------------------
 

@@ -59,13 +59,15 @@ pub struct ResetRecord {
     pub expires_at: u64,
 }
 
-/// A login's upgrade of the account's password hash (a Django hash just
-/// verified, replaced by argon2id): applied only if the account still holds
-/// `verified`, so that a password changed meanwhile is not overwritten.
+/// What a login verified: the hash the password matched, and the argon2id
+/// hash replacing it when that was a Django hash. The session is recorded
+/// only if the account is still active and still holds `verified` (a
+/// password changed or reset, or a deactivation, while the hash ran wins
+/// over the login), and `new_hash` replaces it in the same write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordUpgrade<'a> {
     pub verified: &'a str,
-    pub new_hash: &'a str,
+    pub new_hash: Option<&'a str>,
 }
 
 /// How many rows each table holds (for metrics and housekeeping checks).

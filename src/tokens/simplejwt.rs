@@ -1,7 +1,9 @@
 //! The tokens of the system vigile replaces (Django REST framework
 //! simplejwt), during the cut-over (`migration.simplejwt`): checked with its
-//! signing key and algorithm, its `exp` (with `tokens.leeway`), its
-//! `token_type`, `jti` and user-id claim, and refused from `until` on.
+//! signing key and algorithm, its `exp` (without leeway, as simplejwt's own
+//! default `LEEWAY` of 0: the store keeps a used token's `jti` until `exp`
+//! exactly, and not a second more), its `token_type`, `jti`, `iat` and
+//! user-id claim, and refused from `until` on.
 //! Never on the path of vigile's own tokens: only a token that failed
 //! vigile's check comes here.
 
@@ -17,9 +19,15 @@ pub struct LegacyClaims {
     pub account_id: u64,
     pub jti: String,
     pub exp: u64,
+    /// When it was issued (0 when the token does not say: refused once the
+    /// account has a cut-off).
+    pub iat: u64,
     /// `token_type`: `refresh` or `access`.
     pub refresh: bool,
 }
+
+/// 2^53 - 1.
+const MAX_SAFE: u64 = 9_007_199_254_740_991;
 
 pub struct SimpleJwt {
     key: DecodingKey,
@@ -39,14 +47,14 @@ impl std::fmt::Debug for SimpleJwt {
 }
 
 impl SimpleJwt {
-    pub fn new(config: &SimpleJwtConfig, leeway: u64) -> SimpleJwt {
+    pub fn new(config: &SimpleJwtConfig) -> SimpleJwt {
         let algorithm = match config.algorithm {
             SimpleJwtAlgorithm::HS256 => Algorithm::HS256,
             SimpleJwtAlgorithm::HS384 => Algorithm::HS384,
             SimpleJwtAlgorithm::HS512 => Algorithm::HS512,
         };
         let mut validation = Validation::new(algorithm);
-        validation.leeway = leeway;
+        validation.leeway = 0;
         validation.validate_exp = true;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
@@ -82,21 +90,31 @@ impl SimpleJwt {
             .filter(|j| !j.is_empty() && j.len() <= 255 && j.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or(TokenError::Invalid)?
             .to_string();
+        // Ids and times beyond 2^53 exist in no Django database or clock
+        // (and no store column holds them).
+        let bounded = |n: u64| (n <= MAX_SAFE).then_some(n);
         let account_id = match claims.get(&self.user_id_claim) {
             Some(Value::Number(n)) => n.as_u64(),
             Some(Value::String(s)) => s.parse().ok(),
             _ => None,
         }
         .filter(|id| *id > 0)
+        .and_then(bounded)
         .ok_or(TokenError::Invalid)?;
         let exp = claims
             .get("exp")
             .and_then(Value::as_u64)
+            .and_then(bounded)
             .ok_or(TokenError::Invalid)?;
+        let iat = match claims.get("iat") {
+            None => 0,
+            Some(v) => v.as_u64().and_then(bounded).ok_or(TokenError::Invalid)?,
+        };
         Ok(LegacyClaims {
             account_id,
             jti,
             exp,
+            iat,
             refresh,
         })
     }
@@ -130,7 +148,7 @@ mod tests {
     #[test]
     fn simplejwt_tokens_are_read_and_others_refused() {
         let now = crate::unix_now();
-        let jwt = SimpleJwt::new(&config(now + 100), 0);
+        let jwt = SimpleJwt::new(&config(now + 100));
         let claims = json!({"token_type": "refresh", "exp": now + 60, "iat": now,
                             "jti": "2f7c4bd1a3e04f5e9d5c1e6a7b8c9d0e", "user_id": 7});
         let ok = token(Algorithm::HS256, KEY, claims.clone());
@@ -140,6 +158,7 @@ mod tests {
                 account_id: 7,
                 jti: "2f7c4bd1a3e04f5e9d5c1e6a7b8c9d0e".into(),
                 exp: now + 60,
+                iat: now,
                 refresh: true
             })
         );
@@ -168,6 +187,8 @@ mod tests {
             json!({"token_type": "access", "exp": now + 60, "jti": "a b", "user_id": 7}),
             json!({"token_type": "access", "exp": now + 60, "jti": "a"}),
             json!({"token_type": "access", "jti": "a", "user_id": 7}),
+            json!({"token_type": "access", "exp": now + 60, "jti": "a", "user_id": 1u64 << 60}),
+            json!({"token_type": "access", "exp": now + 60, "jti": "a", "user_id": 7, "iat": "x"}),
         ] {
             let t = token(Algorithm::HS256, KEY, claims.clone());
             assert_eq!(jwt.verify(&t, now), Err(TokenError::Invalid), "{claims}");

@@ -285,13 +285,17 @@ fn a_django_refresh_token_is_exchanged_once_for_a_vigile_session() {
     let proxied = gw.get("/api/stocks/", Some(access));
     assert_eq!(proxied.status, 200, "{}", proxied.text);
     assert_eq!(proxied.json["headers"]["x-user-id"][0], "1");
-    // Once only.
-    let again = exchange(live);
-    assert_eq!(again.status, 401, "{}", again.text);
-    assert_eq!(again.code(), "token_reused");
     // The new session rotates as any vigile session does.
     let rotated = exchange(refresh);
     assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let access = rotated.json["access"].as_str().expect("access");
+    // Once only: a second presentation is taken as theft, and the session
+    // the first one gave ends.
+    let again = exchange(live);
+    assert_eq!(again.status, 401, "{}", again.text);
+    assert_eq!(again.code(), "token_reused");
+    let ended = gw.get("/api/stocks/", Some(access));
+    assert_eq!(ended.code(), "token_revoked", "{}", ended.text);
 
     // Blacklisted by Django (a logout, a rotation), of an inactive account,
     // or an access token: refused.
@@ -459,4 +463,79 @@ fn every_imported_user_logs_in_with_the_django_password() {
         "{}",
         text(&listed)
     );
+}
+
+/// A token as simplejwt makes them, signed with the Django key.
+fn django_token(kind: &str, user_id: u64, jti: &str) -> String {
+    let key = std::fs::read(django().key_file()).expect("key");
+    let now = crate::common::now();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"token_type": kind, "user_id": user_id, "jti": jti,
+                "iat": now - 10, "exp": now + 300}),
+        &jsonwebtoken::EncodingKey::from_secret(&key),
+    )
+    .expect("sign")
+}
+
+#[test]
+fn a_logout_a_reset_or_a_replay_ends_django_tokens_too() {
+    let data = django();
+    let gw = imported("--dumpdata", &data.dump(), true);
+    let exchange = |token: &str| {
+        gw.post(
+            "/api/accounts/refresh-token/",
+            &json!({ "refresh": token }),
+            None,
+        )
+    };
+    // sha1@example.com is account 3.
+    let access = django_token("access", 3, "a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3");
+    let first = django_token("refresh", 3, "r1r1r1r1r1r1r1r1r1r1r1r1r1r1r1r1");
+    let second = django_token("refresh", 3, "r2r2r2r2r2r2r2r2r2r2r2r2r2r2r2r2");
+    assert_eq!(gw.get("/api/stocks/", Some(&access)).status, 200);
+
+    // The seed documents' logout, with Django's tokens: that refresh token
+    // can no longer be exchanged.
+    let out = gw.post(
+        "/api/accounts/logout/",
+        &json!({ "refresh": first }),
+        Some(&access),
+    );
+    assert_eq!(out.status, 200, "{}", out.text);
+    let refused = exchange(&first);
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(refused.code(), "token_not_valid");
+
+    // A reset here ends the account's Django tokens as it ends its sessions.
+    let asked = crate::self_service::forgotten(&gw, "sha1@example.com");
+    assert_eq!(asked.status, 202, "{}", asked.text);
+    let mail = gw.wait_for_mails(1).pop().expect("a mail");
+    let reset = crate::self_service::reset(
+        &gw,
+        &crate::self_service::token_of(&mail),
+        "Nouveau-Mot-2026!",
+    );
+    assert_eq!(reset.status, 200, "{}", reset.text);
+    let refused = exchange(&second);
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(refused.code(), "token_not_valid");
+    let refused = gw.get("/api/stocks/", Some(&access));
+    assert_eq!(refused.status, 401, "{}", refused.text);
+
+    // A Django refresh token presented a second time ends the session the
+    // first presentation gave (bcrypt@example.com is account 5).
+    let stolen = django_token("refresh", 5, "r5r5r5r5r5r5r5r5r5r5r5r5r5r5r5r5");
+    let thief = exchange(&stolen);
+    assert_eq!(thief.status, 200, "{}", thief.text);
+    let thief_access = thief.json["access"].as_str().expect("access").to_string();
+    assert_eq!(gw.get("/api/stocks/", Some(&thief_access)).status, 200);
+    let victim = exchange(&stolen);
+    assert_eq!(victim.status, 401, "{}", victim.text);
+    assert_eq!(victim.code(), "token_reused");
+    let after = gw.get("/api/stocks/", Some(&thief_access));
+    assert_eq!(after.status, 401, "{}", after.text);
+    assert_eq!(after.code(), "token_revoked");
+    let refresh = thief.json["refresh"].as_str().expect("refresh");
+    assert_eq!(exchange(refresh).status, 401);
 }

@@ -104,7 +104,10 @@ pub(crate) fn imports_keep_ids_and_a_second_run_changes_nothing(harness: &dyn Ha
         .is_none());
     // Only what the import wrote may be named by the other system's tokens.
     assert_eq!(
-        store.imported_account(7).expect("read").map(|a| a.id),
+        store
+            .imported_account(7)
+            .expect("read")
+            .map(|a| a.account.id),
         Some(7)
     );
     assert!(store.imported_account(43).expect("read").is_none());
@@ -124,6 +127,13 @@ pub(crate) fn an_import_that_conflicts_writes_nothing(harness: &dyn Harness) {
     ]);
     assert!(matches!(
         store.import_accounts(&clash, 100, false),
+        Err(ImportError::IdTaken { .. })
+    ));
+    // Even joined in the same second: an account made here is not merged.
+    let mut same_second = imported(native.id, "other@example.com");
+    same_second.date_joined = native.date_joined;
+    assert!(matches!(
+        store.import_accounts(&batch(vec![same_second]), 100, false),
         Err(ImportError::IdTaken { .. })
     ));
     // An email another id holds.
@@ -161,12 +171,22 @@ pub(crate) fn a_legacy_refresh_token_is_exchanged_once(harness: &dyn Harness) {
         expires_at: 9_000,
     };
     assert_eq!(
-        store.use_legacy_token(&token("0123abcd")).expect("use"),
+        store
+            .use_legacy_token(&token("0123abcd"), Some(SessionId(1)))
+            .expect("use"),
         LegacyUse::Blacklisted
     );
     let outcomes: Vec<LegacyUse> = std::thread::scope(|s| {
-        let racers: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| store.use_legacy_token(&token("fresh")).expect("use")))
+        let racers: Vec<_> = (1..=4u128)
+            .map(|n| {
+                let store = &store;
+                let token = &token;
+                s.spawn(move || {
+                    store
+                        .use_legacy_token(&token("fresh"), Some(SessionId(n)))
+                        .expect("use")
+                })
+            })
             .collect();
         racers
             .into_iter()
@@ -178,14 +198,49 @@ pub(crate) fn a_legacy_refresh_token_is_exchanged_once(harness: &dyn Harness) {
         1,
         "{outcomes:?}"
     );
+    // The others learn the session the winner exchanged it for.
+    let winner = (1..=4u128)
+        .zip(&outcomes)
+        .find(|(_, u)| **u == LegacyUse::Fresh)
+        .map(|(n, _)| SessionId(n));
     assert!(outcomes
         .iter()
-        .all(|u| matches!(u, LegacyUse::Fresh | LegacyUse::Used)));
+        .all(|u| *u == LegacyUse::Fresh || *u == LegacyUse::Used(winner)));
+    // Spent by a logout: used, for no session.
+    assert_eq!(
+        store.use_legacy_token(&token("logout"), None).expect("use"),
+        LegacyUse::Fresh
+    );
+    assert_eq!(
+        store
+            .use_legacy_token(&token("logout"), Some(SessionId(9)))
+            .expect("use"),
+        LegacyUse::Used(None)
+    );
     // Expired rows go with the purge; the token is refused anyway by then.
     store.purge_expired(9_001).expect("purge");
     let store = reopen(harness, store);
     assert_eq!(
-        store.use_legacy_token(&token("fresh")).expect("use"),
+        store.use_legacy_token(&token("fresh"), None).expect("use"),
         LegacyUse::Fresh
     );
+}
+
+pub(crate) fn revoking_every_session_cuts_off_the_imported_accounts_tokens(harness: &dyn Harness) {
+    let store = open(harness);
+    import(&store, &batch(vec![imported(3, "a@example.com")]), false);
+    let cut_off = |store: &Arc<Store>| store.imported_account(3).expect("read").map(|a| a.cut_off);
+    assert_eq!(cut_off(&store), Some(0));
+    store
+        .revoke_account_sessions(3, 500, None)
+        .expect("logout all");
+    assert_eq!(cut_off(&store), Some(500));
+    store
+        .set_password(3, "$argon2id$new".into(), 700, Some(SessionId(1)))
+        .expect("change");
+    assert_eq!(cut_off(&store), Some(700));
+    // A later import keeps it.
+    import(&store, &batch(vec![imported(3, "a@example.com")]), false);
+    let store = reopen(harness, store);
+    assert_eq!(cut_off(&store), Some(700));
 }

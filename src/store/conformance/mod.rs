@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             an_import_that_conflicts_writes_nothing,
             an_import_that_deactivates_revokes_the_sessions,
             a_legacy_refresh_token_is_exchanged_once,
+            revoking_every_session_cuts_off_the_imported_accounts_tokens,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

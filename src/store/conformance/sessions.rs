@@ -165,14 +165,14 @@ pub(crate) fn a_login_upgrades_the_hash_it_verified_and_no_other(harness: &dyn H
     let a = store.create_account(old).expect("create");
     let upgrade = |verified| PasswordUpgrade {
         verified,
-        new_hash: "$argon2id$new",
+        new_hash: Some("$argon2id$new"),
     };
     let mut record = session(a.id, 5_000);
     record.created_at = 42;
     let upgraded = store
         .create_session_upgrading(SessionId(1), &record, Some(upgrade(&a.password_hash)))
         .expect("login");
-    assert!(upgraded);
+    assert_eq!(upgraded, Some(true));
     let after = store.account(a.id).expect("read").expect("a");
     assert_eq!(
         (after.password_hash.as_str(), after.last_login),
@@ -182,7 +182,8 @@ pub(crate) fn a_login_upgrades_the_hash_it_verified_and_no_other(harness: &dyn H
     assert!(store.session(SessionId(1)).expect("read").is_some());
 
     // A login that verified a hash the account no longer holds (a password
-    // changed meanwhile) records the login and leaves the hash alone.
+    // changed or reset while it hashed) records nothing: no session, no
+    // login time, the new password kept.
     store
         .set_password(a.id, "$argon2id$changed".into(), 50, None)
         .expect("change");
@@ -190,16 +191,43 @@ pub(crate) fn a_login_upgrades_the_hash_it_verified_and_no_other(harness: &dyn H
     let upgraded = store
         .create_session_upgrading(SessionId(2), &record, Some(upgrade(&a.password_hash)))
         .expect("login");
-    assert!(!upgraded);
+    assert_eq!(upgraded, None);
     let after = store.account(a.id).expect("read").expect("a");
     assert_eq!(
         (after.password_hash.as_str(), after.last_login),
-        ("$argon2id$changed", Some(60))
+        ("$argon2id$changed", Some(42))
     );
-    assert!(store.session(SessionId(2)).expect("read").is_some());
-    assert!(!store
-        .create_session_upgrading(SessionId(3), &session(a.id, 5_000), None)
-        .expect("login without upgrade"));
+    assert!(store.session(SessionId(2)).expect("read").is_none());
+    // The hash it holds now logs in, without an upgrade.
+    let current = PasswordUpgrade {
+        verified: "$argon2id$changed",
+        new_hash: None,
+    };
+    assert_eq!(
+        store
+            .create_session_upgrading(SessionId(3), &record, Some(current))
+            .expect("login"),
+        Some(false)
+    );
+    assert!(store.session(SessionId(3)).expect("read").is_some());
+    // Deactivated while it hashed: nothing either.
+    store
+        .update_account(a.id, 70, |acc| acc.is_active = false)
+        .expect("deactivate");
+    assert_eq!(
+        store
+            .create_session_upgrading(SessionId(4), &record, Some(current))
+            .expect("login"),
+        None
+    );
+    assert!(store.session(SessionId(4)).expect("read").is_none());
+    // Without a password checked (a token exchange), the session is recorded.
+    assert_eq!(
+        store
+            .create_session_upgrading(SessionId(5), &session(a.id, 5_000), None)
+            .expect("session"),
+        Some(false)
+    );
     assert_eq!(
         store.account(a.id).expect("read").expect("a").password_hash,
         "$argon2id$changed"

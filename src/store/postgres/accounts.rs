@@ -311,7 +311,7 @@ pub(super) async fn set_last_login(
     id: u64,
     at: u64,
     upgrade: Option<PasswordUpgrade<'_>>,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<bool>> {
     let Some(u) = upgrade else {
         execute(
             txn,
@@ -319,19 +319,18 @@ pub(super) async fn set_last_login(
             &[&int(id)?, &int(at)?],
         )
         .await?;
-        return Ok(false);
+        return Ok(Some(false));
     };
+    // Only while the account is active and still holds the hash verified
+    // (a password changed, reset or deactivated meanwhile wins).
     let row = query_opt(
         txn,
-        "UPDATE accounts SET last_login = $2, password_hash = CASE WHEN password_hash = $3 \
-         THEN $4 ELSE password_hash END WHERE id = $1 RETURNING password_hash = $4 AS upgraded",
+        "UPDATE accounts SET last_login = $2, password_hash = coalesce($4, password_hash) \
+         WHERE id = $1 AND is_active AND password_hash = $3 RETURNING $4::text IS NOT NULL AS upgraded",
         &[&int(id)?, &int(at)?, &u.verified, &u.new_hash],
     )
     .await?;
-    Ok(match row {
-        Some(row) => row.try_get("upgraded")?,
-        None => false,
-    })
+    row.map(|row| Ok(row.try_get("upgraded")?)).transpose()
 }
 
 /// Deletes the account and its reset tokens, and revokes its sessions;

@@ -2,21 +2,23 @@
 //! their ids (the rows locked first), roles, the `legacy_tokens` table, and
 //! the one-time exchange of a legacy refresh token.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Transaction};
 
-use super::{accounts, execute, int, query, query_opt, roles, sessions, uint};
+use super::{accounts, execute, id_bytes, int, opt_id_of, query, query_opt, roles, sessions, uint};
 use crate::store::{
-    merge, normalize_email, AccountRecord, ImportBatch, ImportError, ImportReport, LegacyToken,
+    merge, normalize_email, ImportBatch, ImportError, ImportReport, ImportedAccount, LegacyToken,
     LegacyUse, Merge, StoreResult,
 };
+use crate::tokens::SessionId;
 
 pub(super) async fn import(
     txn: &Transaction<'_>,
     batch: &ImportBatch,
     now: u64,
     access_window: u64,
+    dry_run: bool,
 ) -> Result<ImportReport, ImportError> {
     let ids = batch
         .accounts
@@ -43,13 +45,23 @@ pub(super) async fn import(
     .map(|row| Ok((row.try_get("email_key")?, uint(row, "id")?)))
     .collect::<StoreResult<_>>()?;
 
+    let noted: HashSet<u64> = query(
+        txn,
+        "SELECT id FROM imported_accounts WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await?
+    .iter()
+    .map(|row| uint(row, "id"))
+    .collect::<StoreResult<_>>()?;
+
     let mut report = ImportReport::default();
     let mut deactivated = Vec::new();
     let mut highest = 0;
     for incoming in &batch.accounts {
         highest = highest.max(incoming.id);
         let before = existing.remove(&incoming.id);
-        let merged = merge(before.as_ref(), incoming)?;
+        let merged = merge(before.as_ref(), noted.contains(&incoming.id), incoming)?;
         execute(
             txn,
             "INSERT INTO imported_accounts (id, date_joined) VALUES ($1, $2) \
@@ -85,14 +97,18 @@ pub(super) async fn import(
             deactivated.push(record.id);
         }
     }
-    // New accounts here go on after every imported id (ids are never reused).
-    execute(
-        txn,
-        "SELECT setval(s, $1) FROM (SELECT pg_get_serial_sequence('accounts', 'id') AS s) q \
-         WHERE $1 > coalesce(pg_sequence_last_value(s::regclass), 0)",
-        &[&int(highest)?],
-    )
-    .await?;
+    // New accounts here go on after every imported id (ids are never
+    // reused). Not on a dry run: a sequence change is not undone by the
+    // rollback.
+    if !dry_run {
+        execute(
+            txn,
+            "SELECT setval(s, $1) FROM (SELECT pg_get_serial_sequence('accounts', 'id') AS s) q \
+             WHERE $1 > coalesce(pg_sequence_last_value(s::regclass), 0)",
+            &[&int(highest)?],
+        )
+        .await?;
+    }
     let account_roles = batch.accounts.iter().map(|a| a.role.as_str());
     for role in batch.roles.iter().map(String::as_str).chain(account_roles) {
         if roles::create(txn, role, now).await? {
@@ -120,29 +136,42 @@ pub(super) async fn import(
 pub(super) async fn imported_account(
     c: &impl GenericClient,
     id: u64,
-) -> StoreResult<Option<AccountRecord>> {
+) -> StoreResult<Option<ImportedAccount>> {
     let account = accounts::by_id(c, id).await?;
     let Some(account) = account else {
         return Ok(None);
     };
     let noted = query_opt(
         c,
-        "SELECT 1 FROM imported_accounts WHERE id = $1 AND date_joined = $2",
+        "SELECT cut_off FROM imported_accounts WHERE id = $1 AND date_joined = $2",
         &[&int(id)?, &int(account.date_joined)?],
     )
     .await?;
-    Ok(noted.map(|_| account))
+    noted
+        .map(|row| {
+            Ok(ImportedAccount {
+                account,
+                cut_off: uint(&row, "cut_off")?,
+            })
+        })
+        .transpose()
 }
 
 pub(super) async fn use_token(
     c: &impl GenericClient,
     token: &LegacyToken,
+    session: Option<SessionId>,
 ) -> StoreResult<LegacyUse> {
+    let sid = session.map(|s| id_bytes(s.0));
     let inserted = execute(
         c,
-        "INSERT INTO legacy_tokens (jti, expires_at, exchanged) VALUES ($1, $2, true) \
-         ON CONFLICT (jti) DO NOTHING",
-        &[&token.jti, &int(token.expires_at)?],
+        "INSERT INTO legacy_tokens (jti, expires_at, exchanged, session_id) \
+         VALUES ($1, $2, true, $3) ON CONFLICT (jti) DO NOTHING",
+        &[
+            &token.jti,
+            &int(token.expires_at)?,
+            &sid.as_ref().map(|s| s.as_slice()),
+        ],
     )
     .await?;
     if inserted == 1 {
@@ -150,12 +179,13 @@ pub(super) async fn use_token(
     }
     let row = query_opt(
         c,
-        "SELECT exchanged FROM legacy_tokens WHERE jti = $1",
+        "SELECT exchanged, session_id FROM legacy_tokens WHERE jti = $1",
         &[&token.jti],
     )
     .await?;
     Ok(match row {
         Some(row) if !row.try_get::<_, bool>("exchanged")? => LegacyUse::Blacklisted,
-        _ => LegacyUse::Used,
+        Some(row) => LegacyUse::Used(opt_id_of(&row, "session_id")?.map(SessionId)),
+        None => LegacyUse::Used(None),
     })
 }

@@ -86,9 +86,9 @@ use tokio_postgres::{IsolationLevel, Row};
 
 use super::{
     AccountChange, AccountRecord, CopyReport, CreateAccountError, Follow, ImportBatch, ImportError,
-    ImportReport, KeysChange, LegacyToken, LegacyUse, PasswordUpgrade, ResetRecord, Revocation,
-    SequencedRevocation, SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts,
-    StoreError, StoreResult,
+    ImportReport, ImportedAccount, KeysChange, LegacyToken, LegacyUse, PasswordUpgrade,
+    ResetRecord, Revocation, SequencedRevocation, SessionChange, SessionRecord, StoreBackend,
+    StoreContents, StoreCounts, StoreError, StoreResult,
 };
 use crate::config::DatabaseUrl;
 use crate::tokens::{SessionId, StoredKey};
@@ -481,7 +481,7 @@ impl StoreBackend for PgStore {
         session: SessionId,
         record: &SessionRecord,
         upgrade: Option<PasswordUpgrade<'_>>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<bool>> {
         self.write(async |txn| sessions::create(txn, session, record, upgrade).await)
     }
 
@@ -602,17 +602,21 @@ impl StoreBackend for PgStore {
         self.driver.run_within(
             IMPORT_TIMEOUT,
             self.transaction(!dry_run, async |txn| {
-                import::import(txn, batch, now, self.access_window).await
+                import::import(txn, batch, now, self.access_window, dry_run).await
             }),
         )
     }
 
-    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
+    fn imported_account(&self, id: u64) -> StoreResult<Option<ImportedAccount>> {
         self.read(async |c| import::imported_account(c, id).await)
     }
 
-    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
-        self.read(async |c| import::use_token(c, token).await)
+    fn use_legacy_token(
+        &self,
+        token: &LegacyToken,
+        session: Option<SessionId>,
+    ) -> StoreResult<LegacyUse> {
+        self.read(async |c| import::use_token(c, token, session).await)
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

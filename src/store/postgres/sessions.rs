@@ -5,7 +5,8 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use super::{
-    accounts, id_bytes, id_of, int, opt_id_of, opt_uint, query, query_opt, revocations, uint,
+    accounts, execute, id_bytes, id_of, int, opt_id_of, opt_uint, query, query_opt, revocations,
+    uint,
 };
 use crate::store::{PasswordUpgrade, Revocation, SessionChange, SessionRecord, StoreResult};
 use crate::tokens::SessionId;
@@ -92,16 +93,21 @@ pub(super) async fn all(c: &impl GenericClient) -> StoreResult<Vec<(SessionId, S
         .collect()
 }
 
-/// Records a new session and sets its account's `last_login`, applying
-/// `upgrade` (see `PasswordUpgrade`); whether the hash was replaced.
+/// Sets the account's `last_login`, applying `upgrade` (see
+/// `PasswordUpgrade`), then records the new session; `None` (nothing
+/// written) when `upgrade`'s check fails, else whether the hash was replaced.
 pub(super) async fn create(
     txn: &Transaction<'_>,
     session: SessionId,
     record: &SessionRecord,
     upgrade: Option<PasswordUpgrade<'_>>,
-) -> StoreResult<bool> {
-    save(txn, session, record, false).await?;
-    accounts::set_last_login(txn, record.account_id, record.created_at, upgrade).await
+) -> StoreResult<Option<bool>> {
+    let login =
+        accounts::set_last_login(txn, record.account_id, record.created_at, upgrade).await?;
+    if login.is_some() {
+        save(txn, session, record, false).await?;
+    }
+    Ok(login)
 }
 
 pub(super) async fn get(
@@ -176,6 +182,13 @@ pub(super) async fn revoke_all(
         .map(|row| Ok((SessionId(id_of(row, "id")?), now + access_window)))
         .collect::<StoreResult<Vec<Revocation>>>()?;
     out.sort();
+    // The other system's tokens of the account end with its sessions.
+    execute(
+        txn,
+        "UPDATE imported_accounts SET cut_off = greatest(cut_off, $2) WHERE id = $1",
+        &[&int(account_id)?, &int(now)?],
+    )
+    .await?;
     revocations::insert(txn, &out).await?;
     Ok(out)
 }

@@ -181,17 +181,23 @@ pub(super) fn set_last_login(
     id: u64,
     at: u64,
     upgrade: Option<PasswordUpgrade<'_>>,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<bool>> {
     let mut upgraded = false;
-    modify(txn, id, |account| {
-        account.last_login = Some(at);
-        if let Some(u) = upgrade.filter(|u| account.password_hash == u.verified) {
-            account.password_hash = u.new_hash.to_string();
-            upgraded = true;
+    let saved = modify(txn, id, |account| {
+        if let Some(u) = upgrade {
+            if !account.is_active || account.password_hash != u.verified {
+                return Ok(false);
+            }
+            if let Some(new_hash) = u.new_hash {
+                account.password_hash = new_hash.to_string();
+                upgraded = true;
+            }
         }
+        account.last_login = Some(at);
         Ok(true)
     })?;
-    Ok(upgraded)
+    // Without a password verified, a missing account changes nothing (as before).
+    Ok((saved.is_some() || upgrade.is_none()).then_some(upgraded))
 }
 
 /// Deletes the account, its email and reset tokens, and revokes its

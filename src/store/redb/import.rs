@@ -6,13 +6,14 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 
 use super::{accounts, get, put, roles, sessions, ACCOUNTS, EMAILS, IMPORTED, LEGACY_TOKENS, META};
 use crate::store::{
-    merge, normalize_email, AccountRecord, ImportBatch, ImportError, ImportReport, LegacyToken,
-    LegacyUse, Merge, StoreResult,
+    merge, normalize_email, AccountRecord, ImportBatch, ImportError, ImportReport, ImportedAccount,
+    LegacyToken, LegacyUse, Merge, StoreResult,
 };
+use crate::tokens::SessionId;
 
-/// A row of `legacy_tokens`: `(expires_at, exchanged)`.
+/// A row of `legacy_tokens`: `(expires_at, used, session)`.
 const BLACKLISTED: bool = false;
-const EXCHANGED: bool = true;
+const USED: bool = true;
 
 pub(super) fn import(
     txn: &WriteTransaction,
@@ -22,6 +23,7 @@ pub(super) fn import(
 ) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
     let mut highest = 0;
+    let mut deactivated = Vec::new();
     {
         let mut table = txn.open_table(ACCOUNTS)?;
         let mut emails = txn.open_table(EMAILS)?;
@@ -29,8 +31,10 @@ pub(super) fn import(
         for incoming in &batch.accounts {
             highest = highest.max(incoming.id);
             let existing: Option<AccountRecord> = get(&table, incoming.id)?;
-            let merged = merge(existing.as_ref(), incoming)?;
-            imported.insert(incoming.id, incoming.date_joined)?;
+            let noted = imported.get(incoming.id)?.map(|v| v.value());
+            let merged = merge(existing.as_ref(), noted.is_some(), incoming)?;
+            let cut_off = noted.map_or(0, |(_, cut_off)| cut_off);
+            imported.insert(incoming.id, (incoming.date_joined, cut_off))?;
             let record = match merged {
                 Merge::Unchanged => {
                     report.accounts_unchanged += 1;
@@ -65,15 +69,15 @@ pub(super) fn import(
             }
             put(&mut table, record.id, &record)?;
             if existing.is_some_and(|old| old.is_active) && !record.is_active {
-                report.revoked.extend(sessions::revoke_all(
-                    txn,
-                    record.id,
-                    now,
-                    None,
-                    access_window,
-                )?);
+                deactivated.push(record.id);
             }
         }
+    }
+    // Once the tables above are closed (a revocation writes `imported_accounts` too).
+    for id in deactivated {
+        report
+            .revoked
+            .extend(sessions::revoke_all(txn, id, now, None, access_window)?);
     }
     let mut meta = txn.open_table(META)?;
     let next = accounts::next_id(&meta)?.max(highest.saturating_add(1));
@@ -87,7 +91,7 @@ pub(super) fn import(
     let mut tokens = txn.open_table(LEGACY_TOKENS)?;
     for token in &batch.blacklisted {
         if tokens.get(token.jti.as_str())?.is_none() {
-            tokens.insert(token.jti.as_str(), (token.expires_at, BLACKLISTED))?;
+            tokens.insert(token.jti.as_str(), (token.expires_at, BLACKLISTED, 0))?;
             report.blacklisted_added += 1;
         }
     }
@@ -97,22 +101,40 @@ pub(super) fn import(
 pub(super) fn imported_account(
     txn: &ReadTransaction,
     id: u64,
-) -> StoreResult<Option<AccountRecord>> {
-    let Some(joined) = txn.open_table(IMPORTED)?.get(id)?.map(|v| v.value()) else {
+) -> StoreResult<Option<ImportedAccount>> {
+    let Some((joined, cut_off)) = txn.open_table(IMPORTED)?.get(id)?.map(|v| v.value()) else {
         return Ok(None);
     };
     let account: Option<AccountRecord> = get(&txn.open_table(ACCOUNTS)?, id)?;
-    Ok(account.filter(|a| a.date_joined == joined))
+    Ok(account
+        .filter(|a| a.date_joined == joined)
+        .map(|account| ImportedAccount { account, cut_off }))
 }
 
-pub(super) fn use_token(txn: &WriteTransaction, token: &LegacyToken) -> StoreResult<LegacyUse> {
+/// From `now` on, the other system's tokens of account `id` (if imported)
+/// issued until now are refused.
+pub(super) fn cut_off(txn: &WriteTransaction, id: u64, now: u64) -> StoreResult<()> {
+    let mut imported = txn.open_table(IMPORTED)?;
+    let noted = imported.get(id)?.map(|v| v.value());
+    if let Some((joined, before)) = noted {
+        imported.insert(id, (joined, before.max(now)))?;
+    }
+    Ok(())
+}
+
+pub(super) fn use_token(
+    txn: &WriteTransaction,
+    token: &LegacyToken,
+    session: Option<SessionId>,
+) -> StoreResult<LegacyUse> {
     let mut tokens = txn.open_table(LEGACY_TOKENS)?;
-    let known = tokens.get(token.jti.as_str())?.map(|v| v.value().1);
+    let known = tokens.get(token.jti.as_str())?.map(|v| v.value());
     Ok(match known {
-        Some(EXCHANGED) => LegacyUse::Used,
-        Some(BLACKLISTED) => LegacyUse::Blacklisted,
+        Some((_, USED, sid)) => LegacyUse::Used((sid != 0).then_some(SessionId(sid))),
+        Some((_, BLACKLISTED, _)) => LegacyUse::Blacklisted,
         None => {
-            tokens.insert(token.jti.as_str(), (token.expires_at, EXCHANGED))?;
+            let sid = session.map_or(0, |s| s.0);
+            tokens.insert(token.jti.as_str(), (token.expires_at, USED, sid))?;
             LegacyUse::Fresh
         }
     })
@@ -122,6 +144,6 @@ pub(super) fn use_token(txn: &WriteTransaction, token: &LegacyToken) -> StoreRes
 pub(super) fn purge(txn: &WriteTransaction, now: u64) -> StoreResult<usize> {
     let mut tokens = txn.open_table(LEGACY_TOKENS)?;
     let before = tokens.len()?;
-    tokens.retain(|_, (expires_at, _)| expires_at >= now)?;
+    tokens.retain(|_, (expires_at, _, _)| expires_at >= now)?;
     Ok((before - tokens.len()?) as usize)
 }

@@ -32,8 +32,9 @@ use serde::Serialize;
 
 use super::{
     AccountChange, AccountRecord, CreateAccountError, ImportBatch, ImportError, ImportReport,
-    KeysChange, LegacyToken, LegacyUse, PasswordUpgrade, ResetRecord, Revocation, SessionChange,
-    SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError, StoreResult,
+    ImportedAccount, KeysChange, LegacyToken, LegacyUse, PasswordUpgrade, ResetRecord, Revocation,
+    SessionChange, SessionRecord, StoreBackend, StoreContents, StoreCounts, StoreError,
+    StoreResult,
 };
 use crate::tokens::{SessionId, StoredKey};
 
@@ -54,10 +55,13 @@ const RESET_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reset_
 /// signing key id -> JSON `StoredKey` (`vigile keys`)
 const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 /// the other system's refresh token `jti` (`vigile import django`) ->
-/// (unix time it expires, exchanged here: else blacklisted there)
-const LEGACY_TOKENS: TableDefinition<&str, (u64, bool)> = TableDefinition::new("legacy_tokens");
-/// account id -> its `date_joined` when `vigile import django` wrote it
-const IMPORTED: TableDefinition<u64, u64> = TableDefinition::new("imported_accounts");
+/// (unix time it expires, used here: else blacklisted there, the session it
+/// was exchanged for: 0 for none)
+const LEGACY_TOKENS: TableDefinition<&str, (u64, bool, u128)> =
+    TableDefinition::new("legacy_tokens");
+/// account id -> (its `date_joined` when `vigile import django` wrote it,
+/// the cut-off of the other system's tokens: see `ImportedAccount`)
+const IMPORTED: TableDefinition<u64, (u64, u64)> = TableDefinition::new("imported_accounts");
 /// counters: "next_account_id", "signing_keys_version"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -275,10 +279,14 @@ impl StoreBackend for RedbStore {
         session: SessionId,
         record: &SessionRecord,
         upgrade: Option<PasswordUpgrade<'_>>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<bool>> {
         self.write(|txn| {
-            sessions::create(txn, session, record)?;
-            accounts::set_last_login(txn, record.account_id, record.created_at, upgrade)
+            let login =
+                accounts::set_last_login(txn, record.account_id, record.created_at, upgrade)?;
+            if login.is_some() {
+                sessions::create(txn, session, record)?;
+            }
+            Ok(login)
         })
     }
 
@@ -360,12 +368,16 @@ impl StoreBackend for RedbStore {
         }
     }
 
-    fn imported_account(&self, id: u64) -> StoreResult<Option<AccountRecord>> {
+    fn imported_account(&self, id: u64) -> StoreResult<Option<ImportedAccount>> {
         self.read(|txn| import::imported_account(txn, id))
     }
 
-    fn use_legacy_token(&self, token: &LegacyToken) -> StoreResult<LegacyUse> {
-        self.write(|txn| import::use_token(txn, token))
+    fn use_legacy_token(
+        &self,
+        token: &LegacyToken,
+        session: Option<SessionId>,
+    ) -> StoreResult<LegacyUse> {
+        self.write(|txn| import::use_token(txn, token, session))
     }
 
     fn counts(&self) -> StoreResult<StoreCounts> {

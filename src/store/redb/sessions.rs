@@ -74,6 +74,8 @@ pub(super) fn revoke_all(
         out.push((SessionId(id), now + access_window));
     }
     revocations::insert(txn, &out)?;
+    // The other system's tokens of the account end with its sessions.
+    super::import::cut_off(txn, account_id, now)?;
     Ok(out)
 }
 
