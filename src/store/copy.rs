@@ -30,6 +30,21 @@ pub struct StoreContents {
     pub revocations: Vec<Revocation>,
     /// SHA-256 of the token and its record, by hash.
     pub reset_tokens: Vec<(Vec<u8>, ResetRecord)>,
+    /// The accounts an import wrote: (id, date_joined, cut_off), by id.
+    pub imported_accounts: Vec<(u64, u64, u64)>,
+    /// The other system's refresh tokens known here, by jti.
+    pub legacy_tokens: Vec<LegacyTokenRow>,
+}
+
+/// A row of the other system's refresh tokens (`vigile import django`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyTokenRow {
+    pub jti: String,
+    pub expires_at: u64,
+    /// Used here (exchanged, or spent by a logout); else blacklisted there.
+    pub used: bool,
+    /// The session it was exchanged for.
+    pub session: Option<SessionId>,
 }
 
 /// What a copy did to one table's rows.
@@ -61,6 +76,9 @@ pub struct CopyReport {
     pub reset_tokens: Copied,
     /// The rotated signing keys (`vigile keys`), by kid.
     pub signing_keys: Copied,
+    /// The accounts an import wrote, and the other system's refresh tokens.
+    pub imported_accounts: Copied,
+    pub legacy_tokens: Copied,
 }
 
 impl fmt::Display for CopyReport {
@@ -72,6 +90,8 @@ impl fmt::Display for CopyReport {
             ("revocations", self.revocations),
             ("reset_tokens", self.reset_tokens),
             ("signing_keys", self.signing_keys),
+            ("imported", self.imported_accounts),
+            ("legacy_tokens", self.legacy_tokens),
         ];
         for (name, c) in tables {
             writeln!(

@@ -32,7 +32,7 @@ pub(crate) mod conformance;
 
 use std::sync::Arc;
 
-pub use copy::{copy, Copied, CopyReport, StoreContents};
+pub use copy::{copy, Copied, CopyReport, LegacyTokenRow, StoreContents};
 pub use import::{
     is_own_hash, merge, ImportBatch, ImportError, ImportReport, ImportedAccount, LegacyToken,
     LegacyUse, Merge,

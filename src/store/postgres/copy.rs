@@ -6,9 +6,10 @@
 use deadpool_postgres::{GenericClient, Transaction};
 
 use super::{
-    accounts, execute, id_bytes, id_of, int, query, query_opt, revocations, sessions, uint,
+    accounts, execute, id_bytes, id_of, int, opt_id_of, query, query_opt, revocations, sessions,
+    uint,
 };
-use crate::store::{Copied, CopyReport, ResetRecord, StoreContents, StoreResult};
+use crate::store::{Copied, CopyReport, LegacyTokenRow, ResetRecord, StoreContents, StoreResult};
 use crate::tokens::SessionId;
 
 /// Every table, in key order, from one snapshot (REPEATABLE READ).
@@ -47,6 +48,37 @@ pub(super) async fn contents(txn: &Transaction<'_>) -> StoreResult<StoreContents
             .iter()
             .map(|row| Ok((SessionId(id_of(row, "session_id")?), uint(row, "until")?)))
             .collect::<StoreResult<_>>()?,
+        imported_accounts: query(
+            txn,
+            "SELECT id, date_joined, cut_off FROM imported_accounts ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                uint(row, "id")?,
+                uint(row, "date_joined")?,
+                uint(row, "cut_off")?,
+            ))
+        })
+        .collect::<StoreResult<_>>()?,
+        legacy_tokens: query(
+            txn,
+            "SELECT jti, expires_at, exchanged, session_id FROM legacy_tokens ORDER BY jti",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(LegacyTokenRow {
+                jti: row.try_get("jti")?,
+                expires_at: uint(row, "expires_at")?,
+                used: row.try_get("exchanged")?,
+                session: opt_id_of(row, "session_id")?.map(SessionId),
+            })
+        })
+        .collect::<StoreResult<_>>()?,
         reset_tokens: reset
             .iter()
             .map(|row| {
@@ -165,6 +197,47 @@ pub(super) async fn copy_in(
         );
     }
     report.reset_tokens = tally.done();
+
+    let mut tally = Tally::default();
+    for (id, joined, cut_off) in &contents.imported_accounts {
+        tally.count(
+            upsert(
+                txn,
+                "INSERT INTO imported_accounts (id, date_joined, cut_off) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET date_joined = excluded.date_joined, \
+                     cut_off = greatest(imported_accounts.cut_off, excluded.cut_off) \
+                 WHERE ROW(imported_accounts.*) IS DISTINCT FROM ROW(excluded.*) \
+                 RETURNING (xmax = 0) AS added",
+                &[&int(*id)?, &int(*joined)?, &int(*cut_off)?],
+            )
+            .await?,
+        );
+    }
+    report.imported_accounts = tally.done();
+
+    let mut tally = Tally::default();
+    for row in &contents.legacy_tokens {
+        let session = row.session.map(|s| id_bytes(s.0));
+        tally.count(
+            upsert(
+                txn,
+                "INSERT INTO legacy_tokens (jti, expires_at, exchanged, session_id) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO UPDATE \
+                 SET expires_at = excluded.expires_at, exchanged = excluded.exchanged, \
+                     session_id = excluded.session_id \
+                 WHERE ROW(legacy_tokens.*) IS DISTINCT FROM ROW(excluded.*) \
+                 RETURNING (xmax = 0) AS added",
+                &[
+                    &row.jti,
+                    &int(row.expires_at)?,
+                    &row.used,
+                    &session.as_ref().map(|s| s.as_slice()),
+                ],
+            )
+            .await?,
+        );
+    }
+    report.legacy_tokens = tally.done();
 
     // Last: numbering revocations holds the sequence lock until the commit.
     let mut tally = Tally::default();

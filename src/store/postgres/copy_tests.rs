@@ -69,6 +69,31 @@ fn source(dir: &tempfile::TempDir) -> RedbStore {
         },
     )
     .expect("reset token");
+    // An account imported from Django (id 10), a token Django blacklisted,
+    // one exchanged here, and the account's cut-off.
+    let django = crate::store::AccountRecord {
+        id: 10,
+        password_hash: "pbkdf2_sha256$1000000$salt$hash".into(),
+        date_joined: 77,
+        ..account("django@example.com")
+    };
+    let batch = crate::store::ImportBatch {
+        accounts: vec![django],
+        roles: Vec::new(),
+        blacklisted: vec![crate::store::LegacyToken {
+            jti: "blacklisted".into(),
+            expires_at: 9_000_000_000,
+        }],
+    };
+    redb.import_accounts(&batch, 500, false).expect("import");
+    let exchanged = crate::store::LegacyToken {
+        jti: "exchanged".into(),
+        expires_at: 9_000_000_000,
+    };
+    redb.use_legacy_token(&exchanged, Some(SessionId(0x55)))
+        .expect("exchange");
+    redb.revoke_account_sessions(10, 600, None)
+        .expect("cut-off");
     redb
 }
 
@@ -78,13 +103,17 @@ fn a_redb_store_is_copied_whole_and_a_second_copy_changes_nothing() {
     let redb = source(&dir);
     let pg = postgres();
     let expected = redb.contents().expect("redb contents");
-    assert_eq!(expected.accounts.len(), 2);
-    assert_eq!(expected.next_account_id, 4);
+    assert_eq!(expected.accounts.len(), 3);
+    assert_eq!(expected.next_account_id, 11);
+    assert_eq!(expected.imported_accounts, [(10, 77, 600)]);
+    assert_eq!(expected.legacy_tokens.len(), 2);
     assert_eq!(expected.sessions.len(), 3);
     assert_eq!(expected.revocations.len(), 3);
 
     let first = copy(&redb, pg.as_ref()).expect("copy");
-    assert_eq!(first.accounts, Copied::of(2, 2, 0));
+    assert_eq!(first.accounts, Copied::of(3, 3, 0));
+    assert_eq!(first.imported_accounts, Copied::of(1, 1, 0));
+    assert_eq!(first.legacy_tokens, Copied::of(2, 2, 0));
     assert_eq!(first.roles, Copied::of(2, 2, 0), "Visiteur and Admin");
     assert_eq!(first.sessions, Copied::of(3, 3, 0));
     assert_eq!(first.revocations, Copied::of(3, 3, 0));
@@ -100,10 +129,22 @@ fn a_redb_store_is_copied_whole_and_a_second_copy_changes_nothing() {
         ("sessions", second.sessions),
         ("revocations", second.revocations),
         ("reset_tokens", second.reset_tokens),
+        ("imported", second.imported_accounts),
+        ("legacy_tokens", second.legacy_tokens),
     ] {
         assert_eq!((c.added, c.updated), (0, 0), "{table}: {second}");
     }
-    assert_eq!(second.accounts.unchanged, 2);
+    assert_eq!(second.accounts.unchanged, 3);
+    // The exchange and the cut-off came along: Django's tokens are judged
+    // on PostgreSQL as they were on redb.
+    assert_eq!(
+        pg.use_legacy_token(&exchanged(), None).expect("use"),
+        crate::store::LegacyUse::Used(Some(SessionId(0x55)))
+    );
+    assert_eq!(
+        pg.imported_account(10).expect("read").map(|a| a.cut_off),
+        Some(600)
+    );
     assert_eq!(pg.contents().expect("pg contents"), expected);
     assert_eq!(pg.revocation_seq().expect("seq"), seq, "nothing renumbered");
 
@@ -112,7 +153,7 @@ fn a_redb_store_is_copied_whole_and_a_second_copy_changes_nothing() {
         .update_account(2, 500, |a| a.first_name = "Paule".into())
         .expect("update");
     let third = copy(&redb, pg.as_ref()).expect("copy a change");
-    assert_eq!(third.accounts, Copied::of(2, 0, 1));
+    assert_eq!(third.accounts, Copied::of(3, 0, 1));
     assert_eq!(
         pg.account(2).expect("read").expect("there").first_name,
         "Paule"
@@ -122,7 +163,14 @@ fn a_redb_store_is_copied_whole_and_a_second_copy_changes_nothing() {
     let next = pg
         .create_account(account("new@example.com"))
         .expect("create");
-    assert_eq!(next.id, 4);
+    assert_eq!(next.id, 11);
+}
+
+fn exchanged() -> crate::store::LegacyToken {
+    crate::store::LegacyToken {
+        jti: "exchanged".into(),
+        expires_at: 9_000_000_000,
+    }
 }
 
 #[test]

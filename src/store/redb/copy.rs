@@ -2,8 +2,10 @@
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::{accounts, each, ACCOUNTS, META, RESET_TOKENS, REVOKED, ROLES, SESSIONS};
-use crate::store::{StoreContents, StoreResult};
+use super::{
+    accounts, each, ACCOUNTS, IMPORTED, LEGACY_TOKENS, META, RESET_TOKENS, REVOKED, ROLES, SESSIONS,
+};
+use crate::store::{LegacyTokenRow, StoreContents, StoreResult};
 use crate::tokens::SessionId;
 
 /// Every table, in key order, from one read transaction.
@@ -30,5 +32,20 @@ pub(super) fn contents(txn: &ReadTransaction) -> StoreResult<StoreContents> {
     each(&txn.open_table(RESET_TOKENS)?, |hash: &[u8], record| {
         out.reset_tokens.push((hash.to_vec(), record))
     })?;
+    for row in txn.open_table(IMPORTED)?.iter()? {
+        let (id, value) = row?;
+        let (joined, cut_off) = value.value();
+        out.imported_accounts.push((id.value(), joined, cut_off));
+    }
+    for row in txn.open_table(LEGACY_TOKENS)?.iter()? {
+        let (jti, value) = row?;
+        let (expires_at, used, session) = value.value();
+        out.legacy_tokens.push(LegacyTokenRow {
+            jti: jti.value().to_string(),
+            expires_at,
+            used,
+            session: (session != 0).then_some(SessionId(session)),
+        });
+    }
     Ok(out)
 }
