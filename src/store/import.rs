@@ -116,16 +116,23 @@ pub fn is_own_hash(hash: &str) -> bool {
 }
 
 /// The record `incoming` makes of `existing` (the account with its id here,
-/// and whether an import wrote it): the other system's fields, except a
-/// password hash vigile made since (the user's password here is newer) and
-/// a later `last_login`. An account vigile made itself is never merged.
+/// and whether an import wrote that id): the other system's fields, except
+/// what vigile decided since, which wins: a password hash it made (the
+/// user's password here is newer), a later `last_login`, a deactivation
+/// (an import deactivates, never reactivates), a deletion (an imported
+/// account deleted here is not brought back). An account vigile made
+/// itself is never merged.
 pub fn merge(
     existing: Option<&AccountRecord>,
     existing_imported: bool,
     incoming: &AccountRecord,
 ) -> Result<Merge, ImportError> {
     let Some(existing) = existing else {
-        return Ok(Merge::Add(incoming.clone()));
+        return Ok(if existing_imported {
+            Merge::Unchanged
+        } else {
+            Merge::Add(incoming.clone())
+        });
     };
     if !existing_imported || existing.date_joined != incoming.date_joined {
         return Err(ImportError::IdTaken {
@@ -139,6 +146,7 @@ pub fn merge(
         merged.password_hash = existing.password_hash.clone();
     }
     merged.last_login = existing.last_login.max(incoming.last_login);
+    merged.is_active = existing.is_active && incoming.is_active;
     Ok(if &merged == existing {
         Merge::Unchanged
     } else {
@@ -192,6 +200,28 @@ mod tests {
         assert_eq!(merged.last_name, "Durand");
         assert_eq!(merged.password_hash, here.password_hash);
         assert_eq!(merged.last_login, Some(1_800_000_000));
+    }
+
+    #[test]
+    fn what_vigile_decided_since_wins() {
+        let incoming = django(7, "jean@example.com");
+        let mut deactivated = incoming.clone();
+        deactivated.is_active = false;
+        assert_eq!(
+            merge(Some(&deactivated), true, &incoming).expect("merge"),
+            Merge::Unchanged,
+            "not reactivated"
+        );
+        let Merge::Update(merged) = merge(Some(&incoming), true, &deactivated).expect("merge")
+        else {
+            panic!("an update");
+        };
+        assert!(!merged.is_active, "deactivated by the import");
+        assert_eq!(
+            merge(None, true, &incoming).expect("merge"),
+            Merge::Unchanged,
+            "deleted here: not brought back"
+        );
     }
 
     #[test]

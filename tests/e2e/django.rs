@@ -192,6 +192,29 @@ fn django_accounts_are_imported_with_their_ids_roles_and_hashes() {
     );
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json["id"], 11);
+
+    // What the operator decided here since stays: a second import neither
+    // reactivates nor brings back a deleted account.
+    for args in [
+        ["user", "deactivate", "argon2@example.com"],
+        ["user", "delete", "scrypt@example.com"],
+    ] {
+        let out = gw.cli(&args, None);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    gw.terminate();
+    let again = gw.cli(&["import", "django", "--dumpdata", &dump], None);
+    assert!(
+        text(&again).contains("accounts      0 added, 0 updated, 10 unchanged"),
+        "{}",
+        text(&again)
+    );
+    gw.restart_after_kill();
+    let shown = gw.cli(&["user", "show", "argon2@example.com"], None);
+    let account: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(account["is_active"], false);
+    let gone = gw.cli(&["user", "show", "scrypt@example.com"], None);
+    assert!(!gone.status.success(), "{}", text(&gone));
 }
 
 #[test]
