@@ -55,7 +55,7 @@ pub fn apply(
         LegacyUse::Used(Some(exchanged_for)) => {
             // As for vigile's own refresh tokens: presented again, the token
             // is taken as stolen, and the session it gave ends.
-            revoke(service, exchanged_for)?;
+            super::logout::end_session(service, exchanged_for, crate::unix_now())?;
             tracing::warn!(
                 account_id = account.id,
                 "a Django refresh token was presented again after its exchange: session revoked"
@@ -100,23 +100,6 @@ pub fn live_account(
         }
         _ => Err(ApiError::refresh_not_valid()),
     }
-}
-
-/// Revokes `session` (a second presentation of the token it was exchanged for).
-fn revoke(service: &AccountService, session: SessionId) -> Result<(), ApiError> {
-    let now = crate::unix_now();
-    let revoked = service
-        .store
-        .update_session(session, |record| {
-            if record.revoked_at.is_none() {
-                record.revoked_at = Some(now);
-            }
-        })
-        .map_err(store_failed)?;
-    if let Some(((), Some(revocation))) = revoked {
-        service.revoked(&[revocation]);
-    }
-    Ok(())
 }
 
 /// `POST /logout/` with a Django access token (a client that has not

@@ -65,7 +65,12 @@ pub fn apply(
     Reply::json(200, json!({"message": "Déconnexion réussie"}))
 }
 
-fn end_session(service: &AccountService, session: SessionId, now: u64) -> Result<(), ApiError> {
+/// Revokes `session` (if not already), in the store and in memory.
+pub(super) fn end_session(
+    service: &AccountService,
+    session: SessionId,
+    now: u64,
+) -> Result<(), ApiError> {
     let updated = service
         .store
         .update_session(session, |record| {

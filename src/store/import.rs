@@ -101,6 +101,26 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+impl ImportReport {
+    /// Counts what `merge` decided; the record to write, if any.
+    pub fn count(&mut self, merge: Merge) -> Option<AccountRecord> {
+        match merge {
+            Merge::Unchanged => {
+                self.accounts_unchanged += 1;
+                None
+            }
+            Merge::Add(record) => {
+                self.accounts_added += 1;
+                Some(record)
+            }
+            Merge::Update(record) => {
+                self.accounts_updated += 1;
+                Some(record)
+            }
+        }
+    }
+}
+
 /// What an import does to one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Merge {

@@ -9,7 +9,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use super::{accounts, execute, id_bytes, int, opt_id_of, query, query_opt, roles, sessions, uint};
 use crate::store::{
     merge, normalize_email, ImportBatch, ImportError, ImportReport, ImportedAccount, LegacyToken,
-    LegacyUse, Merge, StoreResult,
+    LegacyUse, StoreResult,
 };
 use crate::tokens::SessionId;
 
@@ -69,19 +69,8 @@ pub(super) async fn import(
             &[&int(incoming.id)?, &int(incoming.date_joined)?],
         )
         .await?;
-        let record = match merged {
-            Merge::Unchanged => {
-                report.accounts_unchanged += 1;
-                continue;
-            }
-            Merge::Add(record) => {
-                report.accounts_added += 1;
-                record
-            }
-            Merge::Update(record) => {
-                report.accounts_updated += 1;
-                record
-            }
+        let Some(record) = report.count(merged) else {
+            continue;
         };
         if let Some(&other) = holders.get(&normalize_email(&record.email)) {
             if other != record.id {

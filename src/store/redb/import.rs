@@ -7,7 +7,7 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 use super::{accounts, get, put, roles, sessions, ACCOUNTS, EMAILS, IMPORTED, LEGACY_TOKENS, META};
 use crate::store::{
     merge, normalize_email, AccountRecord, ImportBatch, ImportError, ImportReport, ImportedAccount,
-    LegacyToken, LegacyUse, Merge, StoreResult,
+    LegacyToken, LegacyUse, StoreResult,
 };
 use crate::tokens::SessionId;
 
@@ -35,19 +35,8 @@ pub(super) fn import(
             let merged = merge(existing.as_ref(), noted.is_some(), incoming)?;
             let cut_off = noted.map_or(0, |(_, cut_off)| cut_off);
             imported.insert(incoming.id, (incoming.date_joined, cut_off))?;
-            let record = match merged {
-                Merge::Unchanged => {
-                    report.accounts_unchanged += 1;
-                    continue;
-                }
-                Merge::Add(record) => {
-                    report.accounts_added += 1;
-                    record
-                }
-                Merge::Update(record) => {
-                    report.accounts_updated += 1;
-                    record
-                }
+            let Some(record) = report.count(merged) else {
+                continue;
             };
             let key = normalize_email(&record.email);
             let holder = emails.get(key.as_str())?.map(|v| v.value());
