@@ -80,6 +80,7 @@ fn table(db: &Connection, name: &str, keys: &[&str]) -> Result<Option<Vec<Row>>,
         out.push(Row {
             label: format!("{name} id {id}"),
             fields,
+            fault: None,
         });
     }
     Ok(Some(out))
