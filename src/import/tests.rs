@@ -375,3 +375,18 @@ fn a_duplicate_id_is_a_skippable_refusal_naming_both_records() {
         .collect();
     assert_eq!(kept, ["b@example.com"]);
 }
+
+#[test]
+fn the_skip_hint_is_given_only_when_it_applies() {
+    let refusal = Refusal {
+        label: "record 4 (accounts.customuser)".into(),
+        reason: "no email".into(),
+    };
+    assert!(command::refused(&refusal, false).contains("--skip-invalid leaves"));
+    let told = command::refused(&refusal, true);
+    assert!(!told.contains("--skip-invalid"), "{told}");
+    assert!(
+        told.contains("record 4 (accounts.customuser): no email"),
+        "{told}"
+    );
+}
