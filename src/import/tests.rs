@@ -390,3 +390,100 @@ fn the_skip_hint_is_given_only_when_it_applies() {
         "{told}"
     );
 }
+
+/// A Django-like SQLite file: two roles, users 7 (good) and 8 (a first
+/// name over 4096 bytes), a generated column of 300 MB that nothing
+/// stores, and simplejwt's tables with token 4 blacklisted.
+fn sqlite_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("db.sqlite3");
+    let db = rusqlite::Connection::open(&path).expect("open");
+    let long = "x".repeat(5000);
+    db.execute_batch(&format!(
+        "CREATE TABLE accounts_role (id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO accounts_role VALUES (1, 'Visiteur'), (2, 'Gérant');
+         CREATE TABLE accounts_customuser (id INTEGER PRIMARY KEY, password TEXT, email TEXT,
+           first_name TEXT, last_name TEXT, role_id INTEGER, is_active BOOL, date_joined TEXT,
+           last_login TEXT, bio BLOB GENERATED ALWAYS AS (zeroblob(300000000)) VIRTUAL);
+         INSERT INTO accounts_customuser VALUES
+           (7, 'pbkdf2_sha256$1$s$h', 'jean@example.com', 'Jean', 'Dupont', 2, 1,
+            '2026-01-31 08:00:00.123456', NULL),
+           (8, '!', 'b@example.com', '{long}', 'C', 1, 1, '2026-01-31 08:00:00', NULL);
+         CREATE TABLE token_blacklist_outstandingtoken (id INTEGER PRIMARY KEY, token TEXT,
+           created_at TEXT, expires_at TEXT, user_id INTEGER, jti TEXT);
+         INSERT INTO token_blacklist_outstandingtoken VALUES
+           (3, 'x.y.z', NULL, '2026-02-01 08:00:00', 7, 'aaa'),
+           (4, 'x.y.z', NULL, '2026-02-01 08:00:00', 7, 'bbb');
+         CREATE TABLE token_blacklist_blacklistedtoken (id INTEGER PRIMARY KEY,
+           blacklisted_at TEXT, token_id INTEGER);
+         INSERT INTO token_blacklist_blacklistedtoken VALUES (1, NULL, 4);"
+    ))
+    .expect("schema");
+    path
+}
+
+/// The most memory this process has held (Linux), in bytes.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[test]
+fn sqlite_rows_are_read_by_the_columns_the_import_uses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = sqlite_file(dir.path());
+    let data = super::sqlite::read(&path, &mapping()).expect("read");
+    assert!(
+        !data.users[0].fields.contains_key("bio"),
+        "{:?}",
+        data.users[0]
+    );
+    let refusal = convert(&data, &mapping(), NOW, false).expect_err("first name");
+    assert_eq!(refusal.label, "accounts_customuser id 8");
+    assert!(refusal.reason.contains("first_name"), "{refusal}");
+    let out = convert(&data, &mapping(), NOW, true).expect("skip");
+    let [jean] = out.batch.accounts.as_slice() else {
+        panic!("one account: {:?}", out.batch.accounts);
+    };
+    assert_eq!((jean.id, jean.role.as_str()), (7, "Gérant"));
+    assert_eq!(
+        (jean.gender.as_deref(), jean.phone.as_deref()),
+        (None, None)
+    );
+    assert_eq!(out.batch.blacklisted.len(), 1);
+    assert_eq!(out.batch.blacklisted[0].jti, "bbb");
+}
+
+#[test]
+fn a_sqlite_value_over_4096_bytes_is_refused_unread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = sqlite_file(dir.path());
+    let before = peak_memory();
+    // The 300 MB generated column as a field the import takes.
+    let bomb = Mapping::new(
+        "accounts.customuser",
+        "accounts.role",
+        &["last_name=bio".into()],
+        "Visiteur",
+    )
+    .expect("mapping");
+    let data = super::sqlite::read(&path, &bomb).expect("read");
+    let refusal = convert(&data, &bomb, NOW, false).expect_err("bomb");
+    assert_eq!(refusal.label, "accounts_customuser id 7");
+    assert!(
+        refusal.reason.contains("bio: longer than 4096 bytes"),
+        "{refusal}"
+    );
+    if let (Some(before), Some(after)) = (before, peak_memory()) {
+        if before < 512 << 20 {
+            assert!(after < 1 << 30, "peak memory {after} bytes");
+        }
+    }
+    // Without an id column, the table cannot be read.
+    let db = rusqlite::Connection::open(&path).expect("open");
+    db.execute_batch("ALTER TABLE accounts_role RENAME COLUMN id TO pk")
+        .expect("rename");
+    let err = super::sqlite::read(&path, &mapping()).expect_err("no id");
+    assert!(err.contains("accounts_role") && err.contains("id"), "{err}");
+}
