@@ -200,22 +200,28 @@ pub fn check_new_email(field: &str, email: &str, v: &mut Validator) {
 
 pub const NOT_ASCII_EMAIL: &str = "Saisissez une adresse e-mail en caractères ASCII (sans accents ni caractères spéciaux ; un domaine internationalisé s'écrit sous sa forme « xn-- »).";
 
+/// The longest phone number vigile takes, in bytes.
+pub(crate) const PHONE_MAX_BYTES: usize = 32;
+
 /// Digits with optional `+`, spaces, dots, dashes and parentheses; 6 to 20 digits.
 pub fn valid_phone(phone: &str) -> bool {
     let digits = phone.chars().filter(char::is_ascii_digit).count();
     (6..=20).contains(&digits)
-        && phone.len() <= 32
+        && phone.len() <= PHONE_MAX_BYTES
         && phone
             .chars()
             .enumerate()
             .all(|(i, c)| c.is_ascii_digit() || " .-()".contains(c) || (c == '+' && i == 0))
 }
 
+/// The gender choices (the seed model's `GENDER_CHOICES`).
+pub(crate) const GENDERS: [&str; 2] = ["H", "F"];
+
 /// The optional profile fields shared by register and profile update.
 pub fn check_gender(gender: Option<String>, v: &mut Validator) -> Option<String> {
     match gender.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(g @ ("H" | "F")) => Some(g.to_string()),
+        Some(g) if GENDERS.contains(&g) => Some(g.to_string()),
         Some(other) => {
             v.add(
                 "gender",
@@ -237,20 +243,39 @@ pub fn check_phone(phone: Option<String>, v: &mut Validator) -> Option<String> {
     }
 }
 
+/// What makes a first or last name unacceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameFault {
+    /// More than `NAME_MAX_CHARS` characters (the seed model's max_length).
+    TooLong,
+    /// A control character (a line break, an escape, a NUL...).
+    Control,
+}
+
+pub(crate) const NAME_MAX_CHARS: usize = 150;
+
+/// The rule for a first or last name (register, profile, import).
+pub(crate) fn name_fault(value: &str) -> Option<NameFault> {
+    if value.chars().count() > NAME_MAX_CHARS {
+        Some(NameFault::TooLong)
+    } else if value.chars().any(char::is_control) {
+        Some(NameFault::Control)
+    } else {
+        None
+    }
+}
+
 pub fn check_name(field: &str, value: Option<String>, v: &mut Validator) -> Option<String> {
     let value = value?;
-    if value.chars().count() > 150 {
-        v.add(
+    match name_fault(&value) {
+        Some(NameFault::TooLong) => v.add(
             field,
             "Assurez-vous que ce champ ne comporte pas plus de 150 caractères.",
-        );
-        return None;
+        ),
+        Some(NameFault::Control) => v.add(field, "Ce champ contient des caractères non autorisés."),
+        None => return Some(value),
     }
-    if value.chars().any(char::is_control) {
-        v.add(field, "Ce champ contient des caractères non autorisés.");
-        return None;
-    }
-    Some(value)
+    None
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 mod exchange;
 #[cfg(test)]
 mod fixture;
-mod input;
+pub(crate) mod input;
 pub mod keys;
 mod limit;
 mod login;

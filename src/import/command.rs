@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{convert, read, Mapping, Source};
+use super::{convert, read, Mapping, Refusal, Source};
 use crate::config::{Config, StoreKind};
 use crate::store::StoreError;
 
@@ -46,6 +46,16 @@ pub struct DjangoImport {
     /// is_active, date_joined, last_login); repeat for several.
     #[arg(long = "field", value_name = "VIGILE=DJANGO")]
     pub fields: Vec<String>,
+}
+
+/// The message of a refusal; the hint to skip only when it was not given.
+pub(super) fn refused(refusal: &Refusal, skip_invalid: bool) -> String {
+    let hint = if skip_invalid {
+        ""
+    } else {
+        " (--skip-invalid leaves such records out)"
+    };
+    format!("vigile: import django: nothing was imported: {refusal}{hint}")
 }
 
 /// Runs the import; the exit code (0 done, 1 refused or failed, 2 usage).
@@ -87,10 +97,7 @@ pub fn run(config: &Config, args: &DjangoImport) -> i32 {
     let converted = match convert(&data, &mapping, now, args.skip_invalid) {
         Ok(converted) => converted,
         Err(refusal) => {
-            eprintln!(
-                "vigile: import django: nothing was imported: {refusal} \
-                 (--skip-invalid leaves such records out)"
-            );
+            eprintln!("{}", refused(&refusal, args.skip_invalid));
             return 1;
         }
     };

@@ -55,7 +55,11 @@ pub(super) fn parse(text: &str, mapping: &Mapping) -> Result<DjangoData, String>
         if let Some(pk) = record.pk {
             fields.insert("id".into(), pk);
         }
-        into.push(Row { label, fields });
+        into.push(Row {
+            label,
+            fields,
+            fault: None,
+        });
     }
     Ok(data)
 }
