@@ -25,6 +25,7 @@ pub mod config;
 pub mod connections;
 pub mod cors;
 pub mod error;
+pub mod forwarded;
 pub mod fsutil;
 pub mod import;
 pub mod logging;

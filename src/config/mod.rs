@@ -206,6 +206,25 @@ mod tests {
     }
 
     #[test]
+    fn bad_trusted_proxies_are_named() {
+        for bad in [
+            "[10.0.0.0/33]",
+            "[10.0.0.1/8]",
+            "[proxy.internal]",
+            "10.0.0.0/8",
+        ] {
+            let msg = refusal(&format!("server:\n  trusted_proxies: {bad}\n"));
+            assert!(msg.starts_with("server.trusted_proxies:"), "{bad}: {msg}");
+        }
+        let cfg = Config::from_yaml(
+            "server:\n  trusted_proxies: ['10.0.0.0/8', '2001:db8::/32', 127.0.0.2]\n",
+            &|_| None,
+        )
+        .expect("valid");
+        assert_eq!(cfg.server.trusted_proxies.0.len(), 3);
+    }
+
+    #[test]
     fn unknown_upstreams_are_named() {
         let yaml = "routes:\n  - {name: a, prefix: /api/a/, upstream: nowhere}\nupstreams:\n  b: {targets: ['127.0.0.1:1']}\n";
         let msg = refusal(yaml);

@@ -26,6 +26,7 @@
 
 mod answers;
 mod limit;
+pub mod proxy_protocol;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -60,6 +61,8 @@ pub struct Edge {
     limit: Option<&'static ConnectionLimit>,
     /// `vigile_header_timeouts_total` of this listener.
     header_timeouts: IntCounter,
+    /// Each connection opens with a PROXY protocol header (`proxy_protocol.rs`).
+    proxy_protocol: bool,
 }
 
 impl Edge {
@@ -74,6 +77,16 @@ impl Edge {
             write_timeout,
             limit,
             header_timeouts,
+            proxy_protocol: false,
+        }))
+    }
+
+    /// The same edge, whose connections open with a PROXY protocol header.
+    pub fn with_proxy_protocol(&'static self) -> &'static Edge {
+        Box::leak(Box::new(Edge {
+            header_timeouts: self.header_timeouts.clone(),
+            proxy_protocol: true,
+            ..*self
         }))
     }
 }
@@ -112,6 +125,19 @@ where
                 }
             },
             None => None,
+        };
+        let stream = if self.edge.proxy_protocol {
+            let mut l4 = stream
+                .into_any()
+                .downcast::<pingora::protocols::l4::stream::Stream>()
+                .ok()?;
+            if let Err(why) = proxy_protocol::accept(&mut l4, self.edge.header_timeout).await {
+                tracing::debug!(target: "vigile::edge", why, "connection refused: PROXY protocol");
+                return None;
+            }
+            l4
+        } else {
+            stream
         };
         let phase = Arc::new(AtomicU8::new(HEAD));
         let stream = Box::new(EdgeStream::new(stream, self.edge, phase.clone(), guard));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pingora::proxy::Session;
 
-use super::{client_ip, Proxy};
+use super::Proxy;
 use crate::accounts::{AccountRequest, Endpoint, Reply, MAX_BODY};
 use crate::error::{ApiError, ErrorCode};
 
@@ -54,6 +54,7 @@ impl Proxy {
         &self,
         session: &mut Session,
         endpoint: Endpoint,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Reply, ApiError> {
         let body = Self::read_body(session).await?;
         let authorization = session
@@ -61,7 +62,6 @@ impl Proxy {
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let client_ip = client_ip(session);
         let accounts = self.gateway.accounts.clone();
         // The store budget runs from now: time spent waiting for a hashing
         // thread counts (they may all be held by calls to a database that

@@ -27,6 +27,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
 use crate::error::ApiError;
+use crate::forwarded::{Client, TrustedProxies};
 use crate::metrics::method_label;
 use crate::routes::Route;
 use crate::state::{Gateway, InFlight, InFlightGuard};
@@ -89,6 +90,8 @@ pub struct RequestCtx {
     retried: bool,
     /// CORS headers for the response (empty without an allowed `Origin`).
     cors: Vec<(&'static str, String)>,
+    /// Who the client is: the peer, or the address a trusted proxy names.
+    client: Option<Client>,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: InFlightGuard,
 }
@@ -152,13 +155,13 @@ fn select<'a>(live: &'a Live, ctx: &mut RequestCtx) -> Result<(&'a UpstreamPool,
 
 /// The one request builder of both forwarding paths: what the upstream
 /// gets of this request (`mutate.rs`).
-fn forwarding<'a>(ctx: &'a RequestCtx, session: &Session) -> Option<mutate::Forwarding<'a>> {
+fn forwarding(ctx: &RequestCtx) -> Option<mutate::Forwarding<'_>> {
     Some(mutate::Forwarding {
         route: ctx.route()?,
         names: &ctx.live.identity_headers,
         identity: ctx.identity.as_deref(),
         request_id: &ctx.request_id,
-        client_ip: client_ip(session),
+        client: ctx.client.as_ref(),
         target: ctx.upstream_target.as_deref(),
         upstream: ctx.target,
     })
@@ -198,7 +201,7 @@ impl Proxy {
             read_timeout: pool.read_timeout,
         };
         let ctx = &*ctx;
-        let build = |session: &Session| match forwarding(ctx, session) {
+        let build = |session: &Session| match forwarding(ctx) {
             Some(forwarding) => forwarding
                 .build(session.req_header())
                 .map_err(|e| e.into_down()),
@@ -210,11 +213,19 @@ impl Proxy {
     }
 }
 
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
+/// Who the client of `session` is (`forwarded.rs`): `X-Forwarded-For` is
+/// read only when the peer is a trusted proxy.
+fn client_of(session: &Session, trusted: &TrustedProxies) -> Option<Client> {
+    let peer = session.client_addr()?.as_inet()?.ip();
+    Some(trusted.client(peer, || {
+        session
+            .req_header()
+            .headers
+            .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
+    }))
 }
 
 #[async_trait]
@@ -249,12 +260,14 @@ impl ProxyHttp for Proxy {
             head_deadline: deadline::HeadDeadline::default(),
             retried: false,
             cors: Vec::new(),
+            client: None,
             _in_flight: self.in_flight.enter(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
+        ctx.client = client_of(session, &ctx.live.config.server.trusted_proxies);
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
         let decision = ctx.live.planner.decide(session.req_header(), http1);
         if decision.is_route_auth_failure() {
@@ -273,7 +286,8 @@ impl ProxyHttp for Proxy {
             Action::Preflight => respond::no_content(session, ctx).await?,
             Action::Reject(e) => respond::error(session, &e, ctx).await?,
             Action::Account(endpoint) => {
-                let result = self.answer_account(session, endpoint).await;
+                let client_ip = ctx.client.as_ref().map(|c| c.ip);
+                let result = self.answer_account(session, endpoint, client_ip).await;
                 self.count_account_result(endpoint, &result);
                 match result {
                     Ok(reply) => {
@@ -398,11 +412,11 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(forwarding) = forwarding(ctx, session) else {
+        let Some(forwarding) = forwarding(ctx) else {
             return Ok(());
         };
         forwarding.apply(upstream_request)
@@ -602,6 +616,7 @@ impl ProxyHttp for Proxy {
         tracing::info!(
             target: "vigile::access",
             request_id = mutate::request_id_str(&ctx.request_id),
+            client = tracing::field::display(OrDash(ctx.client.as_ref().map(|c| c.ip))),
             route,
             method,
             status,

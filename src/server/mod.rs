@@ -168,6 +168,11 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         Some(gateway.connections),
         header_timeouts.with_label_values(&["proxy"]),
     );
+    let proxy_edge = if cfg.server.proxy_protocol {
+        proxy_edge.with_proxy_protocol()
+    } else {
+        proxy_edge
+    };
     for (i, listener) in proxy_listeners(cfg).into_iter().enumerate() {
         let proxy = Proxy::new(gateway.clone(), reloader.lives().clone(), in_flight.clone());
         let app = pingora::proxy::http_proxy(&server.configuration, proxy);

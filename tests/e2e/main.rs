@@ -8,6 +8,7 @@ mod common;
 mod account_limits;
 mod accounts;
 mod cli;
+mod client_address;
 mod django;
 mod forwarding;
 mod hardening;

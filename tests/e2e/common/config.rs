@@ -99,6 +99,8 @@ pub struct Server {
     pub direct_path: Option<bool>,
     #[serde(serialize_with = "duration")]
     pub write_timeout: Option<Duration>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_protocol: Option<bool>,
 }
 
 setters!(Server {
@@ -109,7 +111,16 @@ setters!(Server {
     max_connections: usize,
     direct_path: bool,
     write_timeout: Duration,
+    proxy_protocol: bool,
 });
+
+impl Server {
+    /// `server.trusted_proxies`.
+    pub fn trusted_proxies<const N: usize>(mut self, networks: [&str; N]) -> Self {
+        self.trusted_proxies = Some(networks.iter().map(|n| n.to_string()).collect());
+        self
+    }
+}
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -560,6 +560,22 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A connection from a chosen loopback address (127.0.0.2, ...), reads
+/// bounded by 20 s.
+pub fn connect_from(local: std::net::IpAddr, to: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(local, 0).into())
+        .expect("bind the client address");
+    socket.connect(&to.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+}
+
 /// One HTTP/1.1 request from a chosen loopback address (127.0.0.2, ...), so
 /// tests can play several clients. Returns the status and the JSON body.
 pub fn post_from(
@@ -569,16 +585,7 @@ pub fn post_from(
     body: &Value,
 ) -> (u16, Value) {
     use std::io::Read;
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&SocketAddr::new(local, 0).into())
-        .expect("bind the client address");
-    socket.connect(&gateway.into()).expect("connect");
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let mut stream = connect_from(local, gateway);
     let body = body.to_string();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {gateway}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
