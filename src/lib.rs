@@ -41,6 +41,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;
 

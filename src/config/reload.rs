@@ -2,7 +2,8 @@
 //!
 //! Live: routes, upstreams, CORS, identity headers, `server.log_level`,
 //! `server.log_format`, `server.underscore_headers`, `server.direct_path`,
-//! `server.trusted_proxies`,
+//! `server.trusted_proxies`, the certificate pair of `server.tls` (re-read
+//! by every reload),
 //! the account policy and throttles, the mailer, token lifetimes and the
 //! verification keys. Everything else is bound at start (listeners, worker
 //! threads, connection limits and timeouts of the edge, the store, the
@@ -32,6 +33,10 @@ const RESTART_KEYS: &[Key] = &[
     ("server.max_connections", |c| {
         format!("{:?}", c.server.max_connections)
     }),
+    ("server.tls.listen", |c| {
+        format!("{:?}", c.server.tls.as_ref().map(|t| t.listen))
+    }),
+    ("server.h2c", |c| format!("{:?}", c.server.h2c)),
     ("server.proxy_protocol", |c| {
         format!("{:?}", c.server.proxy_protocol)
     }),

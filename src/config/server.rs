@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::tls::ServerTls;
 use super::{duration, err, values, ConfigError};
 use crate::forwarded::TrustedProxies;
 
@@ -63,6 +64,10 @@ pub struct ServerConfig {
     /// Every connection begins with a PROXY protocol header (v1 or v2)
     /// naming the client; one without is refused.
     pub proxy_protocol: bool,
+    /// A TLS listener beside `listen` (`tls.rs`).
+    pub tls: Option<ServerTls>,
+    /// HTTP/2 with prior knowledge (h2c) on `listen`, beside HTTP/1.1.
+    pub h2c: bool,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +86,8 @@ impl Default for ServerConfig {
             direct_path: true,
             trusted_proxies: TrustedProxies::default(),
             proxy_protocol: false,
+            tls: None,
+            h2c: false,
         }
     }
 }
@@ -103,6 +110,12 @@ impl ServerConfig {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log_level) {
             return err("server.log_level", format!("not a log filter: {e}"));
+        }
+        if let Some(tls) = &self.tls {
+            if tls.listen == self.listen {
+                return err("server.tls.listen", "must differ from server.listen");
+            }
+            tls.check()?;
         }
         Ok(())
     }

@@ -26,6 +26,7 @@
 
 mod answers;
 mod limit;
+mod preface;
 pub mod proxy_protocol;
 mod stream;
 
@@ -37,7 +38,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 
@@ -63,6 +64,8 @@ pub struct Edge {
     header_timeouts: IntCounter,
     /// Each connection opens with a PROXY protocol header (`proxy_protocol.rs`).
     proxy_protocol: bool,
+    /// HTTP/2 with prior knowledge is served beside HTTP/1 (`preface.rs`).
+    h2c: bool,
 }
 
 impl Edge {
@@ -78,14 +81,21 @@ impl Edge {
             limit,
             header_timeouts,
             proxy_protocol: false,
+            h2c: false,
         }))
     }
 
-    /// The same edge, whose connections open with a PROXY protocol header.
-    pub fn with_proxy_protocol(&'static self) -> &'static Edge {
+    /// The same edge, whose plain connections open with a PROXY protocol
+    /// header (`proxy_protocol`) or may speak HTTP/2 with prior knowledge
+    /// (`h2c`).
+    pub fn with_prefaces(&'static self, proxy_protocol: bool, h2c: bool) -> &'static Edge {
+        if (proxy_protocol, h2c) == (self.proxy_protocol, self.h2c) {
+            return self;
+        }
         Box::leak(Box::new(Edge {
             header_timeouts: self.header_timeouts.clone(),
-            proxy_protocol: true,
+            proxy_protocol,
+            h2c,
             ..*self
         }))
     }
@@ -126,19 +136,20 @@ where
             },
             None => None,
         };
-        let stream = if self.edge.proxy_protocol {
-            let mut l4 = stream
-                .into_any()
-                .downcast::<pingora::protocols::l4::stream::Stream>()
-                .ok()?;
-            if let Err(why) = proxy_protocol::accept(&mut l4, self.edge.header_timeout).await {
-                tracing::debug!(target: "vigile::edge", why, "connection refused: PROXY protocol");
-                return None;
-            }
-            l4
+        // On TLS, ALPN chose the protocol (the PROXY header, if any, was
+        // read before the handshake); on plain connections, what precedes
+        // HTTP is read here.
+        let (stream, h2) = if stream.get_ssl_digest().is_some() {
+            let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+            (stream, h2)
+        } else if self.edge.proxy_protocol || self.edge.h2c {
+            preface::plain(stream, self.edge).await?
         } else {
-            stream
+            (stream, false)
         };
+        if h2 {
+            return self.serve_h2(stream, guard, shutdown).await;
+        }
         let phase = Arc::new(AtomicU8::new(HEAD));
         let stream = Box::new(EdgeStream::new(stream, self.edge, phase.clone(), guard));
         let mut session = ServerSession::new_http1(stream);
@@ -174,6 +185,34 @@ where
 
     async fn cleanup(&self) {
         self.app.http_cleanup().await;
+    }
+}
+
+impl<A> EdgeApp<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// An HTTP/2 connection: served by Pingora's own HTTP/2 loop (streams,
+    /// flow control, graceful shutdown, idle timeout), over an
+    /// [`EdgeStream`] that bounds the time to the client's first bytes by
+    /// `server.header_timeout` and each write by `server.write_timeout`,
+    /// and holds the connection's place in the cap.
+    async fn serve_h2(
+        &self,
+        stream: Stream,
+        guard: Option<limit::ConnectionGuard>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let phase = Arc::new(AtomicU8::new(HEAD));
+        let mut edge = EdgeStream::new(stream, self.edge, phase.clone(), guard);
+        edge.until_first_bytes();
+        let mut serving = <A as ServerApp>::process_new(&self.app, Box::new(edge), shutdown);
+        std::future::poll_fn(|cx| match serving.as_mut().poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending if phase.load(Ordering::Relaxed) == EXPIRED => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
     }
 }
 

@@ -92,6 +92,8 @@ pub struct RequestCtx {
     cors: Vec<(&'static str, String)>,
     /// Who the client is: the peer, or the address a trusted proxy names.
     client: Option<Client>,
+    /// The client came over TLS.
+    https: bool,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: InFlightGuard,
 }
@@ -162,6 +164,7 @@ fn forwarding(ctx: &RequestCtx) -> Option<mutate::Forwarding<'_>> {
         identity: ctx.identity.as_deref(),
         request_id: &ctx.request_id,
         client: ctx.client.as_ref(),
+        https: ctx.https,
         target: ctx.upstream_target.as_deref(),
         upstream: ctx.target,
     })
@@ -261,6 +264,7 @@ impl ProxyHttp for Proxy {
             retried: false,
             cors: Vec::new(),
             client: None,
+            https: false,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -268,6 +272,7 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
         ctx.client = client_of(session, &ctx.live.config.server.trusted_proxies);
+        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
         let decision = ctx.live.planner.decide(session.req_header(), http1);
         if decision.is_route_auth_failure() {

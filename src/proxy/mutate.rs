@@ -242,6 +242,8 @@ pub struct Forwarding<'a> {
     /// Who the client is (`forwarded.rs`): its address and what the
     /// upstream's `X-Forwarded-For` says.
     pub client: Option<&'a Client>,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
     /// The target to send instead of the client's (its path normalized).
     pub target: Option<&'a [u8]>,
     /// The upstream's address, the `Host` of a request that came without.
@@ -335,7 +337,8 @@ impl Forwarding<'_> {
         }
         headers.insert(REQUEST_ID, self.request_id.clone());
         // The gateway is the edge: what clients claim here is replaced.
-        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if self.https { "https" } else { "http" };
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
         match headers.get(HOST).cloned() {
             Some(host) => {
                 headers.insert(FORWARDED_HOST, host);
@@ -442,6 +445,7 @@ mod tests {
                 ip: IpAddr::from([192, 0, 2, 1]),
                 forwarded_for: None,
             }),
+            https: false,
             target,
             upstream: Some(SocketAddr::from(([127, 0, 0, 1], 9001))),
         }

@@ -1,6 +1,6 @@
 //! Reloading the configuration on a running gateway (`SIGHUP`, `vigile
 //! reload`): routes, upstreams, CORS, identity headers, the account policy
-//! and throttles, the mailer, token lifetimes and keys, log level and
+//! and throttles, the TLS listener's certificate, the mailer, token lifetimes and keys, log level and
 //! format change without a restart; requests in flight finish on the
 //! configuration they started with, and no connection is closed.
 //!
@@ -32,6 +32,7 @@ use crate::accounts::password_reset::MailSettings;
 use crate::config::Config;
 use crate::proxy::{Live, Lives};
 use crate::state::Gateway;
+use crate::tls::ServerCert;
 use crate::tokens::TokenCache;
 use crate::upstream::HealthSender;
 
@@ -57,6 +58,8 @@ pub struct Reloader {
     lives: Arc<Lives>,
     verified: Arc<TokenCache>,
     health: HealthSender,
+    /// The TLS listener's certificate, re-read by each reload.
+    server_cert: Option<Arc<ServerCert>>,
     in_force: tokio::sync::Mutex<InForce>,
 }
 
@@ -70,6 +73,7 @@ impl Reloader {
         sha256: String,
         verified: Arc<TokenCache>,
         health: HealthSender,
+        server_cert: Option<Arc<ServerCert>>,
     ) -> Result<Reloader, crate::upstream::UpstreamError> {
         let config = Arc::new(loaded);
         let (live, _) = Live::build(config, &gateway, verified.clone(), None, &health)?;
@@ -79,6 +83,7 @@ impl Reloader {
             lives: Arc::new(Lives::from_pointee(live)),
             verified,
             health,
+            server_cert,
             in_force: tokio::sync::Mutex::new(InForce {
                 path: absolute(&path),
                 sha256,
@@ -191,7 +196,16 @@ impl Reloader {
         .await
         .map_err(|_| "the reload failed".to_string())?
         .map_err(|e| e.to_string())?;
+        // The certificate pair as the files hold it now (a bad one refuses
+        // the reload; the one in force stays).
+        let pair = match (&self.server_cert, &config.server.tls) {
+            (Some(_), Some(tls)) => Some(tls.load().map_err(|e| e.to_string())?),
+            _ => None,
+        };
         // From here on nothing fails: swap.
+        if let (Some(cert), Some(pair)) = (&self.server_cert, pair) {
+            cert.replace(pair);
+        }
         self.gateway.accounts.reconfigure(&config, Some(mail));
         crate::logging::apply(config.server.log_format, &config.server.log_level);
         self.lives.store(Arc::new(live));

@@ -10,6 +10,7 @@ mod accounts;
 mod cli;
 mod client_address;
 mod django;
+mod edge_tls;
 mod forwarding;
 mod hardening;
 mod hardening_edge;

@@ -101,6 +101,16 @@ pub struct Server {
     pub write_timeout: Option<Duration>,
     pub trusted_proxies: Option<Vec<String>>,
     pub proxy_protocol: Option<bool>,
+    pub tls: Option<ServerTls>,
+    pub h2c: Option<bool>,
+}
+
+/// `server.tls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTls {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 setters!(Server {
@@ -112,6 +122,8 @@ setters!(Server {
     direct_path: bool,
     write_timeout: Duration,
     proxy_protocol: bool,
+    tls: ServerTls,
+    h2c: bool,
 });
 
 impl Server {

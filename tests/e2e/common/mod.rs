@@ -8,6 +8,7 @@ pub mod config;
 pub mod pg;
 pub mod relay;
 pub mod scripted;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::io::Write;
