@@ -70,6 +70,33 @@ pub fn load_pair(
     })
 }
 
+/// The certificates of a PEM file of authorities (DER), at least one.
+pub fn load_authorities(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no PEM certificate", path.display()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &certs {
+        roots
+            .add(CertificateDer::from(cert.clone()))
+            .map_err(|e| format!("{}: not a usable authority: {e}", path.display()))?;
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file, as DER.
+pub fn load_key_der(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map(|k| k.secret_der().to_vec())
+        .map_err(|e| format!("{}: no PEM private key: {e}", path.display()))
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }

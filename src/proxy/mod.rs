@@ -6,6 +6,7 @@
 
 mod answer;
 mod deadline;
+mod failure;
 mod forward;
 mod legacy;
 mod live;
@@ -26,7 +27,6 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
-use crate::error::ApiError;
 use crate::forwarded::{Client, TrustedProxies};
 use crate::metrics::method_label;
 use crate::routes::Route;
@@ -180,7 +180,8 @@ impl Proxy {
         ctx: &mut RequestCtx,
         direct: bool,
     ) -> Result<bool> {
-        if direct {
+        // The direct path speaks plain HTTP/1 to the upstream.
+        if direct && ctx.pool().is_some_and(|p| p.tls.is_none()) {
             self.forward_direct(session, ctx).await?;
             return Ok(true);
         }
@@ -351,7 +352,10 @@ impl ProxyHttp for Proxy {
         let live = ctx.live.clone();
         let (pool, picked) = select(&live, ctx)?;
         let addr = picked.addr;
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = match &pool.tls {
+            Some(tls) => tls.peer(addr),
+            None => HttpPeer::new(addr, false, String::new()),
+        };
         // Upgrades pass only on the routes that allow them.
         peer.options.http_upstream_request_policy = if ctx.allows_upgrade() {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::standard()
@@ -537,32 +541,7 @@ impl ProxyHttp for Proxy {
     ) -> FailToProxy {
         ctx.head_deadline.disarm();
         let upstream = ctx.pool().map_or("none", |p| p.name.as_str());
-        let (api, kind) = match e.etype() {
-            _ if ctx.head_deadline.expired() => (Some(ApiError::upstream_timeout()), "timeout"),
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                (Some(ApiError::upstream_timeout()), "timeout")
-            }
-            ErrorType::HTTPStatus(502) => {
-                (Some(ApiError::upstream_unavailable()), "no_healthy_target")
-            }
-            ErrorType::InvalidHTTPHeader | ErrorType::H1Error
-                if e.esource() == &pingora::ErrorSource::Upstream =>
-            {
-                (Some(ApiError::upstream_unavailable()), "invalid_response")
-            }
-            _ => match e.esource() {
-                pingora::ErrorSource::Upstream => {
-                    (Some(ApiError::upstream_unavailable()), "connect")
-                }
-                pingora::ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
-                        (None, "downstream")
-                    }
-                    _ => (Some(ApiError::bad_request(400)), "downstream"),
-                },
-                _ => (Some(ApiError::internal()), "internal"),
-            },
-        };
+        let (api, kind) = failure::classify(e, ctx.head_deadline.expired());
         if kind != "downstream" {
             self.gateway
                 .metrics

@@ -23,3 +23,4 @@ mod replicas;
 mod replicas_faults;
 mod self_service;
 mod store_copy;
+mod upstream_tls;

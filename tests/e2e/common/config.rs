@@ -420,6 +420,7 @@ pub struct Upstream {
     #[serde(serialize_with = "duration")]
     pub connect_timeout: Option<Duration>,
     pub health_check: Option<HealthCheck>,
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Upstream {
@@ -429,6 +430,7 @@ impl Upstream {
             read_timeout: None,
             connect_timeout: None,
             health_check: None,
+            tls: None,
         }
     }
 }
@@ -437,7 +439,18 @@ setters!(Upstream {
     read_timeout: Duration,
     connect_timeout: Duration,
     health_check: HealthCheck,
+    tls: UpstreamTls,
 });
+
+/// `upstreams.NAME.tls`.
+#[derive(Debug, Default, Serialize)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub verify: Option<bool>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
 
 /// An upstream's `health_check`: an HTTP GET of `path`, or a TCP connect
 /// without one.

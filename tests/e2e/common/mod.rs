@@ -64,9 +64,29 @@ impl DemoUpstream {
     }
 
     pub fn start_on(name: &str, port: u16) -> DemoUpstream {
+        DemoUpstream::start_with(name, port, &[])
+    }
+
+    /// Over TLS with `cert` and `key`, requiring a client certificate of
+    /// `client_ca` when given.
+    pub fn start_tls(
+        name: &str,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> DemoUpstream {
+        let mut args = vec!["--tls-cert", path_str(cert), "--tls-key", path_str(key)];
+        if let Some(ca) = client_ca {
+            args.extend(["--client-ca", path_str(ca)]);
+        }
+        DemoUpstream::start_with(name, free_port(), &args)
+    }
+
+    fn start_with(name: &str, port: u16, extra: &[&str]) -> DemoUpstream {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigile-demo-upstream"))
             .args(["--listen", &addr.to_string(), "--name", name])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -74,6 +94,10 @@ impl DemoUpstream {
         wait_for_port(addr, &mut child, "the demo upstream");
         DemoUpstream { child, addr }
     }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
 }
 
 impl Drop for DemoUpstream {
