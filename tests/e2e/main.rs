@@ -10,6 +10,7 @@ mod accounts;
 mod cli;
 mod client_address;
 mod django;
+mod edge_h2;
 mod edge_tls;
 mod forwarding;
 mod hardening;
