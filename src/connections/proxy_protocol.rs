@@ -78,34 +78,33 @@ fn parse_v1(buf: &[u8]) -> Parsed {
     let fields: Vec<&str> = line.split(' ').collect();
     let source = match fields.as_slice() {
         ["UNKNOWN", ..] => None,
-        ["TCP4", src, dst, sport, dport] => {
-            let (Ok(src), Ok(_), Some(sport), Some(_)) = (
-                src.parse::<Ipv4Addr>(),
-                dst.parse::<Ipv4Addr>(),
-                port(sport),
-                port(dport),
-            ) else {
-                return Parsed::Invalid("v1 TCP4 fields");
-            };
-            Some(SocketAddr::new(IpAddr::V4(src), sport))
-        }
-        ["TCP6", src, dst, sport, dport] => {
-            let (Ok(src), Ok(_), Some(sport), Some(_)) = (
-                src.parse::<Ipv6Addr>(),
-                dst.parse::<Ipv6Addr>(),
-                port(sport),
-                port(dport),
-            ) else {
-                return Parsed::Invalid("v1 TCP6 fields");
-            };
-            Some(SocketAddr::new(IpAddr::V6(src), sport))
-        }
+        ["TCP4", src, dst, sport, dport] => match v1_source::<Ipv4Addr>(src, dst, sport, dport) {
+            Some(source) => Some(source),
+            None => return Parsed::Invalid("v1 TCP4 fields"),
+        },
+        ["TCP6", src, dst, sport, dport] => match v1_source::<Ipv6Addr>(src, dst, sport, dport) {
+            Some(source) => Some(source),
+            None => return Parsed::Invalid("v1 TCP6 fields"),
+        },
         _ => return Parsed::Invalid("v1 protocol or field count"),
     };
     Parsed::Complete(Header {
         len: end + 2,
         source,
     })
+}
+
+/// The source of a v1 line's fields, both addresses of family `T`.
+fn v1_source<T>(src: &str, dst: &str, sport: &str, dport: &str) -> Option<SocketAddr>
+where
+    T: std::str::FromStr + Into<IpAddr>,
+{
+    let (Ok(src), Ok(_), Some(sport), Some(_)) =
+        (src.parse::<T>(), dst.parse::<T>(), port(sport), port(dport))
+    else {
+        return None;
+    };
+    Some(SocketAddr::new(src.into(), sport))
 }
 
 /// A decimal port, 0 to 65535, without sign or leading zero.

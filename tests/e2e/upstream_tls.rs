@@ -30,6 +30,17 @@ fn tls(ca: &Authority, sni: &str) -> UpstreamTls {
     }
 }
 
+/// The route answers 502 `upstream_unavailable`.
+fn assert_unavailable(gw: &Gateway) {
+    let r = gw.get("/api/secure/x", None);
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "upstream_unavailable"),
+        "{}",
+        r.text
+    );
+}
+
 fn tls_errors(gw: &Gateway) -> String {
     let metrics = gw.admin_get("/metrics").text;
     metrics
@@ -59,13 +70,7 @@ fn an_upstream_over_tls_is_verified_by_name_and_authority() {
     let other = Authority::new(&dir.path().join("other"));
     for wrong in [tls(&other, "localhost"), tls(&ca, "elsewhere.example")] {
         let gw = gateway(Upstream::new([backend.addr]).tls(wrong));
-        let r = gw.get("/api/secure/x", None);
-        assert_eq!(
-            (r.status, r.code()),
-            (502, "upstream_unavailable"),
-            "{}",
-            r.text
-        );
+        assert_unavailable(&gw);
         assert!(
             tls_errors(&gw).contains("upstream=\"secure\""),
             "{}",
@@ -115,13 +120,7 @@ fn a_client_certificate_goes_to_an_upstream_that_requires_one() {
     );
 
     let without = gateway(Upstream::new([backend.addr]).tls(tls(&ca, "localhost")));
-    let r = without.get("/api/secure/x", None);
-    assert_eq!(
-        (r.status, r.code()),
-        (502, "upstream_unavailable"),
-        "{}",
-        r.text
-    );
+    assert_unavailable(&without);
 }
 
 #[test]
@@ -145,11 +144,5 @@ fn a_health_check_over_tls_marks_a_target_with_a_bad_certificate_down() {
         metrics.contains("vigile_upstream_healthy_targets{upstream=\"secure\"} 0"),
         "{metrics}"
     );
-    let r = gw.get("/api/secure/x", None);
-    assert_eq!(
-        (r.status, r.code()),
-        (502, "upstream_unavailable"),
-        "{}",
-        r.text
-    );
+    assert_unavailable(&gw);
 }
