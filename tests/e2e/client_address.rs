@@ -356,3 +356,50 @@ fn the_proxy_protocol_names_the_client_and_is_required() {
     assert_eq!(login_as("198.51.100.21", "devine"), 429);
     assert_eq!(login_as("198.51.100.22", PASSWORD), 200);
 }
+
+#[test]
+fn trusted_proxies_change_on_reload_and_proxy_protocol_needs_a_restart() {
+    let upstream = echo();
+    let gw = gateway_before(&upstream, Duration::from_secs(5), Options::default());
+    let real_ip = || {
+        let request =
+            scripted::request("GET", "/api/raw/x", &[("X-Forwarded-For", "198.51.100.3")]);
+        assert_eq!(send_from(BALANCER, gw.addr, b"", &request).status, 200);
+        header_of(&last_head(&upstream), "x-real-ip").map(str::to_string)
+    };
+    assert_eq!(real_ip().as_deref(), Some(BALANCER));
+    let edit = |change: &dyn Fn(&mut serde_yaml::Mapping)| {
+        let text = std::fs::read_to_string(gw.config_path()).expect("config");
+        let mut value: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+        let server = value
+            .get_mut("server")
+            .and_then(serde_yaml::Value::as_mapping_mut)
+            .expect("server");
+        change(server);
+        std::fs::write(
+            gw.config_path(),
+            serde_yaml::to_string(&value).expect("yaml"),
+        )
+        .expect("write");
+        gw.cli(&["reload"], None)
+    };
+    let out = edit(&|server| {
+        server.insert("trusted_proxies".into(), vec![BALANCER].into());
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(real_ip().as_deref(), Some("198.51.100.3"));
+    let out = edit(&|server| {
+        server.insert("proxy_protocol".into(), true.into());
+    });
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.proxy_protocol"));
+    assert_eq!(
+        real_ip().as_deref(),
+        Some("198.51.100.3"),
+        "the running configuration stays"
+    );
+}
