@@ -451,13 +451,14 @@ def run_tls(bench):
             port = TLS_PORTS[name]
             bench.wrk(port, 1, scheme="https")  # warm-up
             hs = bench.wrk(port, DURATION, scheme="https", extra_env={"CLOSE": "1"})
+            time.sleep(1)  # the closed connections' sockets settle
             h1 = bench.wrk(port, DURATION, scheme="https")
             h2 = h2load(port, DURATION, token, bench.path)
             for m, res in zip(measures, (hs, h1, h2)):
                 results[name][m].append(res)
-            bad = sum(x.get("s401", 0) + x.get("other", 0) for x in (hs, h1))
+            bad = sum(x.get("s401", 0) + x.get("other", 0) + x.get("errors", 0) for x in (hs, h1))
             if bad:
-                log(f"  {name}: {bad} answers over TLS were not 200")
+                log(f"  {name}: {bad} answers over TLS were not 200 (or errors)")
             log(f"round {r + 1} {name:8} handshakes {hs['rps']:8.0f}/s  h1 {h1['rps']:8.0f} req/s  "
                 f"h2 {h2['rps']:8.0f} req/s p99 {h2['p99_us']} us")
             bench.stop(name)
@@ -476,8 +477,8 @@ def run_tls(bench):
                 continue
             parts = []
             for k in measures:
-                ratios = [a["rps"] / b["rps"] for a, b in zip(results[name][k], results[ref][k])]
-                parts.append(f"{k} {statistics.median(ratios):.2f}")
+                ratios = [a["rps"] / b["rps"] for a, b in zip(results[name][k], results[ref][k]) if b["rps"]]
+                parts.append(f"{k} {statistics.median(ratios):.2f}" if ratios else f"{k} -")
             p99 = [a["p99_us"] / max(b["p99_us"], 1) for a, b in zip(results[name]["h2"], results[ref]["h2"])]
             parts.append(f"h2 p99 {statistics.median(p99):.2f}")
             print(f"- {name} vs {ref}: " + ", ".join(parts))
