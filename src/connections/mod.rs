@@ -27,7 +27,9 @@
 mod answers;
 mod limit;
 mod preface;
-pub mod proxy_protocol;
+mod proxy_protocol;
+
+pub use preface::BeforeTls;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

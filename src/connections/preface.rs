@@ -1,8 +1,11 @@
-//! What may come before HTTP/1 on a plain (non-TLS) connection: the PROXY
-//! protocol header (`server.proxy_protocol`), then, with `server.h2c`, the
-//! HTTP/2 connection preface of a client with prior knowledge. Both are
-//! read within `server.header_timeout`; the bytes read past them are put
-//! back for the HTTP parser.
+//! What comes before HTTP. On a plain connection: the PROXY protocol header
+//! (`server.proxy_protocol`), then, with `server.h2c`, the HTTP/2 preface
+//! of a client with prior knowledge. On a TLS connection, before the
+//! handshake (Pingora's pre-TLS hook): the PROXY header, then the client's
+//! first handshake record (its ClientHello), so that a client that connects
+//! and says nothing is dropped at `server.header_timeout` rather than at
+//! the end of Pingora's 60 s handshake timeout. Each is read within
+//! `server.header_timeout`; the bytes read are put back for the next layer.
 
 use std::time::Duration;
 
@@ -27,6 +30,65 @@ pub(super) async fn plain(stream: Stream, edge: &Edge) -> Option<(Stream, bool)>
     }
     let h2 = edge.h2c && is_h2c(&mut l4, edge.header_timeout).await?;
     Some((l4, h2))
+}
+
+/// The largest TLS record a ClientHello comes in (2^14 bytes of content,
+/// plus room for padding the protocol allows).
+const MAX_RECORD: usize = 16384 + 2048;
+
+/// What a TLS listener's connections must send before the handshake.
+pub struct BeforeTls {
+    pub within: Duration,
+    pub proxy_protocol: bool,
+}
+
+#[async_trait::async_trait]
+impl pingora::listeners::PreTlsProcess for BeforeTls {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        let refused = |why: String| {
+            tracing::debug!(target: "vigile::edge", why, "TLS connection refused");
+            pingora::Error::explain(pingora::ErrorType::HandshakeError, why)
+        };
+        if self.proxy_protocol {
+            proxy_protocol::accept(stream, self.within)
+                .await
+                .map_err(|why| refused(format!("PROXY protocol: {why}")))?;
+        }
+        first_record(stream, self.within).await.map_err(refused)
+    }
+}
+
+/// Waits for the first TLS record (a handshake record: the ClientHello),
+/// whole, within `within`, and puts it back.
+async fn first_record(l4: &mut L4Stream, within: Duration) -> Result<(), String> {
+    let mut seen = Vec::with_capacity(512);
+    let read = async {
+        let mut buf = [0u8; 2048];
+        loop {
+            if let Some(&kind) = seen.first() {
+                if kind != 0x16 {
+                    return Err("not a TLS handshake".to_string());
+                }
+            }
+            if seen.len() >= 5 {
+                let len = 5 + usize::from(u16::from_be_bytes([seen[3], seen[4]]));
+                if len > MAX_RECORD {
+                    return Err("TLS record too long".to_string());
+                }
+                if seen.len() >= len {
+                    return Ok(());
+                }
+            }
+            let n = l4.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed before its ClientHello".to_string());
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    let read = tokio::time::timeout(within, read).await;
+    l4.rewind(&seen);
+    read.map_err(|_| "no ClientHello within server.header_timeout".to_string())?
 }
 
 /// Whether the connection opens with the HTTP/2 preface: reads until its

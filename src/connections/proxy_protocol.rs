@@ -204,22 +204,6 @@ pub async fn accept(stream: &mut L4Stream, within: Duration) -> Result<(), Strin
     Ok(())
 }
 
-/// The PROXY header of a TLS listener's connections, read before the
-/// handshake (Pingora's pre-TLS hook); a connection without one is dropped.
-pub struct BeforeTls {
-    pub within: Duration,
-}
-
-#[async_trait::async_trait]
-impl pingora::listeners::PreTlsProcess for BeforeTls {
-    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
-        accept(stream, self.within).await.map_err(|why| {
-            tracing::debug!(target: "vigile::edge", why, "connection refused: PROXY protocol");
-            pingora::Error::explain(pingora::ErrorType::HandshakeError, why)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

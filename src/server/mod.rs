@@ -19,7 +19,7 @@ use pingora::services::listening::Service;
 
 use crate::admin;
 use crate::config::Config;
-use crate::connections::{proxy_protocol, Edge, EdgeApp};
+use crate::connections::{BeforeTls, Edge, EdgeApp};
 use crate::proxy::Proxy;
 use crate::reload::{Hangups, Reloader};
 use crate::state::{Gateway, InFlight, OpenError};
@@ -225,13 +225,12 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         }
         if let (Some(addr), Some(cert)) = (&listener.tls_addr, &server_cert) {
             service.add_tls_with_settings(addr, options, tls_settings(cert.clone())?);
-            if cfg.server.proxy_protocol {
-                service
-                    .endpoints()
-                    .set_pre_tls_callback(Arc::new(proxy_protocol::BeforeTls {
-                        within: cfg.server.header_timeout,
-                    }));
-            }
+            service
+                .endpoints()
+                .set_pre_tls_callback(Arc::new(BeforeTls {
+                    within: cfg.server.header_timeout,
+                    proxy_protocol: cfg.server.proxy_protocol,
+                }));
         }
         server.add_service(service);
     }

@@ -470,3 +470,36 @@ fn the_proxy_protocol_comes_before_tls() {
     // Without the header, no handshake.
     assert!(client.connect(addr, b"", async |_| ()).is_err());
 }
+
+#[test]
+fn a_silent_or_plain_text_client_on_the_tls_listener_is_dropped_within_the_head_deadline() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = authority(&dir);
+    let (_gw, addr) = tls_gateway(
+        &ca,
+        Options::default().server(|s| s.header_timeout(std::time::Duration::from_secs(1))),
+    );
+    for sent in [
+        &b""[..],
+        b"\x16\x03\x01\x02",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("timeout");
+        conn.write_all(sent).expect("write");
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{sent:?}: {rest:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{sent:?}: closed after {:?}",
+            started.elapsed()
+        );
+    }
+    // A real client still gets through.
+    let client = Client::new(&ca.ca(), &[H2], false);
+    assert!(client.connect(addr, b"", async |_| ()).is_ok());
+}
