@@ -138,3 +138,40 @@ fn malformed_http2_requests_are_reset_and_never_reach_the_upstream() {
     conn.write_all(&bytes).expect("write");
     assert!(answers_on(&mut conn, 1).contains(&1), "a HEADERS answer");
 }
+
+#[test]
+fn a_long_answer_streams_over_http2() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let chunk = vec![b'z'; 64 * 1024];
+        for _ in 0..SIZE / chunk.len() {
+            let _ = conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes());
+            let _ = conn.write_all(&chunk);
+            let _ = conn.write_all(b"\r\n");
+        }
+        let _ = conn.write_all(b"0\r\n\r\n");
+        true
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.h2c(true)),
+    );
+    let addr = gw.addr;
+    let answers = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = crate::common::tls::h2_open(tcp).await;
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let request = ("GET", "/api/raw/stream", vec![], vec![]);
+            out.push(crate::common::tls::h2_send(&mut send, "gw", request).await);
+        }
+        out
+    });
+    for answer in answers {
+        let answer = answer.expect("an answer");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body.len(), SIZE);
+    }
+}
