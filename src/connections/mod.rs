@@ -4,11 +4,15 @@
 //!
 //! Each listening service runs an [`EdgeApp`] around its HTTP application
 //! (Pingora's proxy, or the admin app) in place of Pingora's own connection
-//! loop (`ServerApp for HttpServerApp`, HTTP/1 only, which is all vigile
-//! serves). For each accepted connection it:
+//! loop (`ServerApp for HttpServerApp`) for HTTP/1. For each accepted
+//! connection (on the TLS listener: once its handshake is done) it:
 //! - counts it against `server.max_connections` (one count shared by the
 //!   proxy's per-thread services; one atomic increment and decrement per
 //!   connection) and refuses the excess at once with a short 503;
+//! - reads what precedes HTTP (`preface.rs`: a PROXY protocol header, the
+//!   h2c preface); an HTTP/2 connection (ALPN `h2`, or h2c) then goes to
+//!   Pingora's own HTTP/2 loop, over an [`EdgeStream`] that bounds the wait
+//!   for its first bytes and its writes; HTTP/1 goes on below;
 //! - wraps its stream in an [`EdgeStream`], which bounds the time from the
 //!   connection's start, or from the end of the previous request, to the end
 //!   of each request's head (`server.header_timeout`), whatever trickles in,
@@ -68,6 +72,8 @@ pub struct Edge {
     proxy_protocol: bool,
     /// HTTP/2 with prior knowledge is served beside HTTP/1 (`preface.rs`).
     h2c: bool,
+    /// `vigile_edge_refusals_total{reason="proxy_protocol"}`.
+    proxy_protocol_refusals: Option<IntCounter>,
 }
 
 impl Edge {
@@ -84,19 +90,25 @@ impl Edge {
             header_timeouts,
             proxy_protocol: false,
             h2c: false,
+            proxy_protocol_refusals: None,
         }))
     }
 
     /// The same edge, whose plain connections open with a PROXY protocol
-    /// header (`proxy_protocol`) or may speak HTTP/2 with prior knowledge
-    /// (`h2c`).
-    pub fn with_prefaces(&'static self, proxy_protocol: bool, h2c: bool) -> &'static Edge {
-        if (proxy_protocol, h2c) == (self.proxy_protocol, self.h2c) {
+    /// header (`proxy_protocol`: the refusals counted in `refusals`) or may
+    /// speak HTTP/2 with prior knowledge (`h2c`).
+    pub fn with_prefaces(
+        &'static self,
+        proxy_protocol: Option<IntCounter>,
+        h2c: bool,
+    ) -> &'static Edge {
+        if proxy_protocol.is_none() && !h2c {
             return self;
         }
         Box::leak(Box::new(Edge {
             header_timeouts: self.header_timeouts.clone(),
-            proxy_protocol,
+            proxy_protocol: proxy_protocol.is_some(),
+            proxy_protocol_refusals: proxy_protocol,
             h2c,
             ..*self
         }))

@@ -25,6 +25,9 @@ pub(super) async fn plain(stream: Stream, edge: &Edge) -> Option<(Stream, bool)>
     if edge.proxy_protocol {
         if let Err(why) = proxy_protocol::accept(&mut l4, edge.header_timeout).await {
             tracing::debug!(target: "vigile::edge", why, "connection refused: PROXY protocol");
+            if let Some(refusals) = &edge.proxy_protocol_refusals {
+                refusals.inc();
+            }
             return None;
         }
     }
@@ -40,6 +43,8 @@ const MAX_RECORD: usize = 16384 + 2048;
 pub struct BeforeTls {
     pub within: Duration,
     pub proxy_protocol: bool,
+    /// `vigile_edge_refusals_total` (by reason).
+    pub refusals: prometheus::IntCounterVec,
 }
 
 #[async_trait::async_trait]
@@ -49,12 +54,17 @@ impl pingora::listeners::PreTlsProcess for BeforeTls {
             tracing::debug!(target: "vigile::edge", why, "TLS connection refused");
             pingora::Error::explain(pingora::ErrorType::HandshakeError, why)
         };
+        let count = |reason: &str| self.refusals.with_label_values(&[reason]).inc();
         if self.proxy_protocol {
-            proxy_protocol::accept(stream, self.within)
-                .await
-                .map_err(|why| refused(format!("PROXY protocol: {why}")))?;
+            if let Err(why) = proxy_protocol::accept(stream, self.within).await {
+                count("proxy_protocol");
+                return Err(refused(format!("PROXY protocol: {why}")));
+            }
         }
-        first_record(stream, self.within).await.map_err(refused)
+        first_record(stream, self.within).await.map_err(|why| {
+            count("tls_client_hello");
+            refused(why)
+        })
     }
 }
 

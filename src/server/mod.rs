@@ -203,7 +203,13 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         Some(gateway.connections),
         header_timeouts.with_label_values(&["proxy"]),
     );
-    let proxy_edge = proxy_edge.with_prefaces(cfg.server.proxy_protocol, cfg.server.h2c);
+    let refusals = &gateway.metrics.edge_refusals;
+    let proxy_edge = proxy_edge.with_prefaces(
+        cfg.server
+            .proxy_protocol
+            .then(|| refusals.with_label_values(&["proxy_protocol"])),
+        cfg.server.h2c,
+    );
     for (i, listener) in proxy_listeners(cfg).into_iter().enumerate() {
         let proxy = Proxy::new(gateway.clone(), reloader.lives().clone(), in_flight.clone());
         let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -230,6 +236,7 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
                 .set_pre_tls_callback(Arc::new(BeforeTls {
                     within: cfg.server.header_timeout,
                     proxy_protocol: cfg.server.proxy_protocol,
+                    refusals: refusals.clone(),
                 }));
         }
         server.add_service(service);

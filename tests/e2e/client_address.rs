@@ -327,6 +327,12 @@ fn the_proxy_protocol_names_the_client_and_is_required() {
     assert!(rest.is_empty());
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(upstream.requests().len(), before);
+    let metrics = gw.admin_get("/metrics").text;
+    let refusals = metrics
+        .lines()
+        .find(|l| l.starts_with("vigile_edge_refusals_total{reason=\"proxy_protocol\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(refusals >= Some(6), "{metrics}");
 
     // The login throttle counts the named clients apart.
     let login_as = |source: &str, password: &str| {

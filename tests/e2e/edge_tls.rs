@@ -476,7 +476,7 @@ fn a_silent_or_plain_text_client_on_the_tls_listener_is_dropped_within_the_head_
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().expect("dir");
     let ca = authority(&dir);
-    let (_gw, addr) = tls_gateway(
+    let (gw, addr) = tls_gateway(
         &ca,
         Options::default().server(|s| s.header_timeout(std::time::Duration::from_secs(1))),
     );
@@ -499,6 +499,11 @@ fn a_silent_or_plain_text_client_on_the_tls_listener_is_dropped_within_the_head_
             started.elapsed()
         );
     }
+    let metrics = gw.admin_get("/metrics").text;
+    assert!(
+        metrics.contains("vigile_edge_refusals_total{reason=\"tls_client_hello\"} 3"),
+        "{metrics}"
+    );
     // A real client still gets through.
     let client = Client::new(&ca.ca(), &[H2], false);
     assert!(client.connect(addr, b"", async |_| ()).is_ok());
