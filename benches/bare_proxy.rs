@@ -2,6 +2,8 @@
 //! proxy with no authentication, the ceiling vigile is measured against.
 //!
 //! `bare_proxy --listen 127.0.0.1:7001 --upstream 127.0.0.1:7000 --threads 1`
+//! (`--tls-listen ADDR --tls-cert PEM --tls-key PEM`: also over TLS, ALPN
+//! h2 and http/1.1, as vigile's `server.tls`).
 
 use async_trait::async_trait;
 use clap::Parser;
@@ -22,6 +24,12 @@ struct Args {
     /// w (write), i (idle).
     #[arg(long, default_value = "")]
     timeouts: String,
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_listen: Option<String>,
+    #[arg(long)]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
 }
 
 struct Bare {
@@ -69,6 +77,12 @@ fn main() {
         },
     );
     service.add_tcp(&args.listen);
+    if let (Some(addr), Some(cert), Some(key)) = (&args.tls_listen, &args.tls_cert, &args.tls_key) {
+        let mut settings =
+            pingora::listeners::tls::TlsSettings::intermediate(cert, key).expect("TLS settings");
+        settings.enable_h2();
+        service.add_tls_with_settings(addr, None, settings);
+    }
     server.add_service(service);
     server.run(RunArgs::default());
 }

@@ -18,8 +18,11 @@ of first logins of accounts imported from Django: PBKDF2 at 1,000,000
 iterations, then the rehash to argon2id), timing (known vs unknown emails
 on login and password-forgotten), scale (1M accounts + 1M revocations: RSS
 and start-up time), instructions (callgrind instructions per proxied request,
-pingora vs vigile: deterministic). No argument: all but instructions and
-migrated.
+pingora vs vigile: deterministic), tls (each proxy terminating TLS with the
+same self-signed pair: full handshakes/s with wrk and `Connection: close`,
+keep-alive req/s over HTTP/1.1 with wrk, and HTTP/2 with h2load, many streams
+on few connections: req/s and p99). No argument: all but instructions,
+migrated and tls.
 """
 
 import json
@@ -49,6 +52,8 @@ SECRET = "benchsecretbenchsecretbenchsecret0123456789"
 BODY = '{"service":"stocks","items":[{"sku":"A-100","qty":12},{"sku":"B-200","qty":7}],"ok":true}'
 
 PORTS = {"upstream": 17000, "pingora": 17001, "haproxy": 17002, "vigile": 17003, "admin": 17004}
+# The same proxies' TLS listeners (mode tls).
+TLS_PORTS = {"vigile": 17005, "haproxy": 17006, "pingora": 17007}
 # Worker threads of each proxy. With 1 (the default) the proxy has CPU 1 to
 # itself and wrk and nginx share CPU 0; with more, everything shares both.
 WORKERS = int(os.environ.get("WORKERS", "1"))
@@ -75,7 +80,9 @@ request = function()
   else
     t = tokens[(n % #tokens) + 1]
   end
-  return wrk.format("GET", "/api/stocks/", { ["Authorization"] = "Bearer " .. t })
+  local headers = { ["Authorization"] = "Bearer " .. t }
+  if os.getenv("CLOSE") == "1" then headers["Connection"] = "close" end
+  return wrk.format("GET", "/api/stocks/", headers)
 end
 response = function(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
@@ -228,13 +235,30 @@ http {{
         os.makedirs(self.path("nginx-tmp"), exist_ok=True)
         self.start("upstream", ["nginx", "-p", self.path("nginx-tmp"), "-c", conf], LOAD_CPU, PORTS["upstream"])
 
+    def make_pair(self):
+        """A self-signed pair for localhost (tls.pem, tls.key), and the two
+        in one file for HAProxy (tls-haproxy.pem)."""
+        if os.path.exists(self.path("tls.pem")):
+            return
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "2", "-keyout", self.path("tls.key"), "-out", self.path("tls.pem"),
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        with open(self.path("tls-haproxy.pem"), "w") as f:
+            f.write(open(self.path("tls.pem")).read() + open(self.path("tls.key")).read())
+
     def write_vigile_config(self, name="vigile.yaml", store="store/vigile.redb"):
+        self.make_pair()
         with open(self.path("jwt.secret"), "w") as f:
             f.write(SECRET)
         conf = self.path(name)
         with open(conf, "w") as f:
             f.write(f"""
-server: {{listen: "127.0.0.1:{PORTS['vigile']}", threads: {WORKERS}, grace_period: 1s}}
+server:
+  listen: "127.0.0.1:{PORTS['vigile']}"
+  threads: {WORKERS}
+  grace_period: 1s
+  tls: {{listen: "127.0.0.1:{TLS_PORTS['vigile']}", cert_file: "{self.path('tls.pem')}", key_file: "{self.path('tls.key')}"}}
 admin: {{listen: "127.0.0.1:{PORTS['admin']}"}}
 store: {{path: "{self.path(store)}"}}
 tokens:
@@ -261,7 +285,9 @@ upstreams:
             return None
         if name == "pingora":
             return self.start("pingora", [BARE, "--listen", f"127.0.0.1:{PORTS['pingora']}",
-                                          "--upstream", f"127.0.0.1:{PORTS['upstream']}", "--threads", str(WORKERS)],
+                                          "--upstream", f"127.0.0.1:{PORTS['upstream']}", "--threads", str(WORKERS),
+                                          "--tls-listen", f"127.0.0.1:{TLS_PORTS['pingora']}",
+                                          "--tls-cert", self.path("tls.pem"), "--tls-key", self.path("tls.key")],
                               PROXY_CPU, PORTS["pingora"])
         if name == "haproxy":
             conf = self.path("haproxy.cfg")
@@ -279,6 +305,7 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:{PORTS['haproxy']}
+  bind 127.0.0.1:{TLS_PORTS['haproxy']} ssl crt {self.path('tls-haproxy.pem')} alpn h2,http/1.1
   http-request set-var(txn.bearer) http_auth_bearer
   http-request return status 401 {deny} unless {{ var(txn.bearer) -m found }}
   http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
@@ -301,14 +328,14 @@ backend be
             return proc
         raise ValueError(name)
 
-    def wrk(self, port, duration, revoked_every=0, connections=CONNECTIONS, extra_env=None):
+    def wrk(self, port, duration, revoked_every=0, connections=CONNECTIONS, extra_env=None, scheme="http"):
         script = self.path("tokens.lua")
         with open(script, "w") as f:
             f.write(WRK_SCRIPT)
         env = {**os.environ, "TOKENS": self.path("tokens.txt"), "REVOKED": self.path("revoked.txt"),
                "REVOKED_EVERY": str(revoked_every), **(extra_env or {})}
         out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
-                              "--latency", "-s", script, f"http://127.0.0.1:{port}/api/stocks/"],
+                              "--latency", "-s", script, f"{scheme}://127.0.0.1:{port}/api/stocks/"],
                              capture_output=True, text=True, env=env, check=True).stdout
         line = next(l for l in out.splitlines() if l.startswith("RESULT "))
         result = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
@@ -402,6 +429,71 @@ def run_proxy(bench):
                 line += f", CPU per request (inverse) {statistics.median(cpu):.2f}"
             print(line + f"  (rounds: {', '.join(f'{x:.2f}' for x in rps)})")
     return med
+
+
+def h2load(port, duration, token, path):
+    """HTTP/2 over TLS: 4 connections of 32 streams each, one token; req/s
+    and p99 (from h2load's per-request log)."""
+    log_file = path("h2load.log")
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "h2load", "-t1", "-c4", "-m32", f"-D{duration}",
+                          "--warm-up-time=1", f"--log-file={log_file}", "-H", f"authorization: Bearer {token}",
+                          f"https://127.0.0.1:{port}/api/stocks/"],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", out).group(1))
+    ok = int(re.search(r"status codes: (\d+) 2xx", out).group(1))
+    done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", out).group(1))
+    durations = sorted(int(line.split()[2]) for line in open(log_file) if len(line.split()) >= 3)
+    p99 = durations[int(len(durations) * 0.99)] if durations else 0
+    if ok != done:
+        log(f"  h2load: {done - ok} of {done} answers were not 2xx")
+    return {"rps": rps, "p99_us": p99}
+
+
+def run_tls(bench):
+    """Each proxy terminating TLS with the same pair: full handshakes per
+    second (a new connection per request), keep-alive HTTP/1.1 req/s, and
+    HTTP/2 req/s and p99 (h2load)."""
+    contenders = os.environ.get("CONTENDERS", "pingora,haproxy,vigile").split(",")
+    token = open(bench.path("tokens.txt")).readline().strip()
+    measures = ("handshakes", "h1", "h2")
+    results = {c: {m: [] for m in measures} for c in contenders}
+    for r in range(ROUNDS):
+        for name in contenders:
+            bench.start_contender(name)
+            port = TLS_PORTS[name]
+            bench.wrk(port, 1, scheme="https")  # warm-up
+            hs = bench.wrk(port, DURATION, scheme="https", extra_env={"CLOSE": "1"})
+            time.sleep(1)  # the closed connections' sockets settle
+            h1 = bench.wrk(port, DURATION, scheme="https")
+            h2 = h2load(port, DURATION, token, bench.path)
+            for m, res in zip(measures, (hs, h1, h2)):
+                results[name][m].append(res)
+            bad = sum(x.get("s401", 0) + x.get("other", 0) + x.get("errors", 0) for x in (hs, h1))
+            if bad:
+                log(f"  {name}: {bad} answers over TLS were not 200 (or errors)")
+            log(f"round {r + 1} {name:8} handshakes {hs['rps']:8.0f}/s  h1 {h1['rps']:8.0f} req/s  "
+                f"h2 {h2['rps']:8.0f} req/s p99 {h2['p99_us']} us")
+            bench.stop(name)
+    print(f"\n## TLS: {ROUNDS} rounds x {DURATION} s, {WORKERS} worker thread(s) per proxy, medians\n")
+    print("| contender | handshakes/s | HTTP/1.1 keep-alive req/s (p99 us) | HTTP/2 req/s (p99 us) |")
+    print("|---|---|---|---|")
+    for name in contenders:
+        m = results[name]
+        med = lambda k, f: statistics.median(x[f] for x in m[k])
+        print(f"| {name} | {med('handshakes', 'rps'):.0f} | {med('h1', 'rps'):.0f} ({med('h1', 'p99_us'):.0f}) | "
+              f"{med('h2', 'rps'):.0f} ({med('h2', 'p99_us'):.0f}) |")
+    print("\nPaired ratios (median over rounds of the ratio within each round):\n")
+    for name in contenders:
+        for ref in ("haproxy", "pingora"):
+            if name == ref or ref not in results:
+                continue
+            parts = []
+            for k in measures:
+                ratios = [a["rps"] / b["rps"] for a, b in zip(results[name][k], results[ref][k]) if b["rps"]]
+                parts.append(f"{k} {statistics.median(ratios):.2f}" if ratios else f"{k} -")
+            p99 = [a["p99_us"] / max(b["p99_us"], 1) for a, b in zip(results[name]["h2"], results[ref]["h2"])]
+            parts.append(f"h2 p99 {statistics.median(p99):.2f}")
+            print(f"- {name} vs {ref}: " + ", ".join(parts))
 
 
 def run_revoked(bench):
@@ -698,7 +790,7 @@ def main():
         print(f"# vigile load benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
         bench.start_upstream()
-        if any(m in modes for m in ("proxy", "revoked", "storm", "migrated", "timing", "instructions")):
+        if any(m in modes for m in ("proxy", "revoked", "storm", "migrated", "timing", "instructions", "tls")):
             bench.setup_vigile()
         if "proxy" in modes:
             run_proxy(bench)
@@ -712,6 +804,8 @@ def main():
             run_timing(bench)
         if "instructions" in modes:
             run_instructions(bench)
+        if "tls" in modes:
+            run_tls(bench)
         if "scale" in modes:
             run_scale(bench)
     finally:

@@ -6,8 +6,9 @@
 #   bash benches/load.sh proxy      # only the proxy comparison (also: storm, scale)
 #   ROUNDS=3 bash benches/load.sh migrated   # the storm of first logins of Django accounts
 #   ROUNDS=7 DURATION=10 bash benches/load.sh proxy
+#   bash benches/load.sh tls        # TLS handshakes, HTTP/1.1 and HTTP/2 over TLS (h2load)
 #
-# Needs wrk, haproxy and nginx (Debian packages): installed as root with
+# Needs wrk, haproxy, nginx and h2load (Debian packages): installed as root with
 # apt-get, otherwise the exact command is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 install_missing "${missing[@]}"
 
 cargo build --release --bins --examples

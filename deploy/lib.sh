@@ -16,7 +16,8 @@ install_missing() {
   fi
 }
 
-# Pingora's zlib-ng needs cmake and a C compiler; the quick start uses curl.
+# Pingora's zlib-ng (and ring, its TLS's cryptography) need cmake and a C
+# compiler; the quick start uses curl, and openssl for its self-signed pair.
 ensure_build_deps() {
   if ! command -v cargo >/dev/null 2>&1; then
     echo "vigile: cargo is not installed. Install Rust first: https://rustup.rs" >&2
@@ -26,7 +27,21 @@ ensure_build_deps() {
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v cc >/dev/null 2>&1 || missing+=(build-essential)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   install_missing "${missing[@]}"
+}
+
+# ensure_self_signed DIR: DIR/vigile.pem and DIR/vigile.key, a self-signed
+# pair for localhost and 127.0.0.1 (the sample's server.tls), made once.
+ensure_self_signed() {
+  local dir=$1
+  [ -f "$dir/vigile.pem" ] && [ -f "$dir/vigile.key" ] && return 0
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+    -keyout "$dir/vigile.key" -out "$dir/vigile.pem" -subj /CN=localhost \
+    -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null
+  chmod 600 "$dir/vigile.key"
+  echo "vigile: made a self-signed pair in $dir/ (for localhost; replace it with yours)" >&2
 }
 
 # The tests run the store suite against a real PostgreSQL server (Debian's

@@ -30,6 +30,7 @@ pub mod config;
 pub mod connections;
 pub mod cors;
 pub mod error;
+pub mod forwarded;
 pub mod fsutil;
 pub mod import;
 pub mod logging;
@@ -45,6 +46,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;
 

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub connections_refused: IntCounterVec,
     pub header_timeouts: IntCounterVec,
+    /// Connections dropped before HTTP (`connections/preface.rs`), by reason.
+    pub edge_refusals: IntCounterVec,
     pub revocation_lag_seconds: Histogram,
     pub store_up: IntGauge,
     /// `vigile_config_reloads_total{result}`: reloads by outcome.
@@ -169,6 +171,13 @@ impl Metrics {
              server.header_timeout, by listener (proxy, admin)",
             &["listener"],
         )?;
+        let edge_refusals = counter(
+            &registry,
+            "vigile_edge_refusals_total",
+            "Connections dropped before HTTP, by reason: proxy_protocol (no valid PROXY \
+             header), tls_client_hello (no TLS ClientHello within server.header_timeout)",
+            &["reason"],
+        )?;
         let revocation_lag_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "vigile_revocation_lag_seconds",
@@ -239,6 +248,7 @@ impl Metrics {
             client_connections,
             connections_refused,
             header_timeouts,
+            edge_refusals,
             revocation_lag_seconds,
             store_up,
             store_errors,

@@ -5,7 +5,10 @@
 //! check that client-sent copies never arrive. `/health` answers
 //! `{"status":"ok"}`; `?delay_ms=N` waits N ms first (for timeout tests).
 //!
-//! `vigile-demo-upstream --listen 127.0.0.1:9001 --name stocks`
+//! `vigile-demo-upstream --listen 127.0.0.1:9001 --name stocks`; with
+//! `--tls-cert FILE --tls-key FILE` it speaks TLS instead, and with
+//! `--client-ca FILE` it also requires a client certificate of that
+//! authority (mTLS).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +32,15 @@ struct Args {
     /// Service name reported in every answer.
     #[arg(long, default_value = "demo")]
     name: String,
+    /// Speak TLS with this certificate chain (PEM)...
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// ... and this key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Require a client certificate signed by this authority (PEM).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<std::path::PathBuf>,
 }
 
 struct Echo {
@@ -59,6 +71,11 @@ impl ServeHttp for Echo {
                 .or_default()
                 .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
+        // Over TLS: the version, and the client certificate's serial (mTLS).
+        let tls = session
+            .digest()
+            .and_then(|d| d.ssl_digest.clone())
+            .map(|d| json!({"version": d.version, "client_serial": d.serial_number}));
         let mut body_bytes = 0usize;
         while let Ok(Some(chunk)) = session.read_request_body().await {
             body_bytes += chunk.len();
@@ -77,6 +94,7 @@ impl ServeHttp for Echo {
                 "peer": peer,
                 "headers": headers,
                 "body_bytes": body_bytes,
+                "tls": tls,
             })
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -87,6 +105,29 @@ impl ServeHttp for Echo {
             .body(bytes)
             .unwrap_or_else(|_| Response::new(Vec::new()))
     }
+}
+
+fn exit(message: &str) -> ! {
+    eprintln!("vigile-demo-upstream: {message}");
+    std::process::exit(2)
+}
+
+/// Client certificates signed by the authority in `ca`, required.
+fn client_verifier(
+    ca: &std::path::Path,
+) -> std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in vigile::tls::load_authorities(ca).unwrap_or_else(|e| exit(&e)) {
+        roots
+            .add(der.into())
+            .unwrap_or_else(|e| exit(&e.to_string()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap_or_else(|e| exit(&e.to_string()))
 }
 
 fn main() {
@@ -105,7 +146,20 @@ fn main() {
             name: args.name.clone(),
         }),
     );
-    service.add_tcp(&args.listen);
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let pair = vigile::tls::load_pair(cert, key, ("--tls-cert", "--tls-key"))
+                .unwrap_or_else(|e| exit(&e.to_string()));
+            let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+                .unwrap_or_else(|e| exit(&e.to_string()));
+            settings.set_cert_resolver(std::sync::Arc::new(vigile::tls::ServerCert::new(pair)));
+            if let Some(ca) = &args.client_ca {
+                settings.set_client_cert_verifier(client_verifier(ca));
+            }
+            service.add_tls_with_settings(&args.listen, None, settings);
+        }
+        _ => service.add_tcp(&args.listen),
+    }
     server.add_service(service);
     eprintln!(
         "vigile-demo-upstream {} listening on {}",

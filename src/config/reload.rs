@@ -2,6 +2,8 @@
 //!
 //! Live: routes, upstreams, CORS, identity headers, `server.log_level`,
 //! `server.log_format`, `server.underscore_headers`, `server.direct_path`,
+//! `server.trusted_proxies`, the certificate pair of `server.tls` (re-read
+//! by every reload),
 //! the account policy and throttles, the mailer, token lifetimes and the
 //! verification keys, `audit.file` (opened again at every reload). Everything else is bound at start (listeners, worker
 //! threads, connection limits and timeouts of the edge, the store, the
@@ -30,6 +32,13 @@ const RESTART_KEYS: &[Key] = &[
     }),
     ("server.max_connections", |c| {
         format!("{:?}", c.server.max_connections)
+    }),
+    ("server.tls.listen", |c| {
+        format!("{:?}", c.server.tls.as_ref().map(|t| t.listen))
+    }),
+    ("server.h2c", |c| format!("{:?}", c.server.h2c)),
+    ("server.proxy_protocol", |c| {
+        format!("{:?}", c.server.proxy_protocol)
     }),
     ("admin.listen", |c| format!("{:?}", c.admin.listen)),
     ("store.kind", |c| format!("{:?}", c.store.kind)),
@@ -98,6 +107,9 @@ impl Config {
         server.log_level.clone_from(&self.server.log_level);
         server.underscore_headers = self.server.underscore_headers;
         server.direct_path = self.server.direct_path;
+        server
+            .trusted_proxies
+            .clone_from(&self.server.trusted_proxies);
         if format!("{server:?}") != format!("{:?}", self.server) {
             return Some("server");
         }
@@ -127,6 +139,8 @@ mod tests {
             ("server: {listen: '127.0.0.1:8080'}\nstore: {path: other/v.redb}\n", Some("store.path")),
             ("server: {listen: '127.0.0.1:8080'}\nstore: {kind: postgres, url_env: DB}\n", Some("store.kind")),
             ("server: {listen: '127.0.0.1:8080', log_level: debug, log_format: json, direct_path: false}\n", None),
+            ("server: {listen: '127.0.0.1:8080', trusted_proxies: ['10.0.0.0/8']}\n", None),
+            ("server: {listen: '127.0.0.1:8080', proxy_protocol: true}\n", Some("server.proxy_protocol")),
             ("server: {listen: '127.0.0.1:8080'}\ncors: {allowed_origins: ['https://a.example']}\n", None),
             ("server: {listen: '127.0.0.1:8080'}\ntokens: {access_ttl: 1m}\n", None),
             ("server: {listen: '127.0.0.1:8080'}\ntokens: {algorithm: EdDSA}\n", Some("tokens.algorithm")),

@@ -1,12 +1,14 @@
-//! `server:` (the proxy listener and its workers) and `admin:` (the admin
-//! listener).
+//! `server:` (the proxy listener and its workers, who the client is behind
+//! a load balancer) and `admin:` (the admin listener).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::tls::ServerTls;
 use super::{duration, err, values, ConfigError};
+use crate::forwarded::TrustedProxies;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +58,16 @@ pub struct ServerConfig {
     /// Bodiless HTTP/1 requests go by vigile's own forwarder (`proxy/forward.rs`)
     /// rather than Pingora's proxy loop.
     pub direct_path: bool,
+    /// Peers whose `X-Forwarded-For` names the client (`forwarded.rs`).
+    #[serde(deserialize_with = "values::networks")]
+    pub trusted_proxies: TrustedProxies,
+    /// Every connection begins with a PROXY protocol header (v1 or v2)
+    /// naming the client; one without is refused.
+    pub proxy_protocol: bool,
+    /// A TLS listener beside `listen` (`tls.rs`).
+    pub tls: Option<ServerTls>,
+    /// HTTP/2 with prior knowledge (h2c) on `listen`, beside HTTP/1.1.
+    pub h2c: bool,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +84,10 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             direct_path: true,
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
+            tls: None,
+            h2c: false,
         }
     }
 }
@@ -94,6 +110,12 @@ impl ServerConfig {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log_level) {
             return err("server.log_level", format!("not a log filter: {e}"));
+        }
+        if let Some(tls) = &self.tls {
+            if tls.listen == self.listen {
+                return err("server.tls.listen", "must differ from server.listen");
+            }
+            tls.check()?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::tls::UpstreamTls;
 use super::{duration, err, values, ConfigError};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -23,6 +24,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     #[serde(default = "thirty_seconds", deserialize_with = "duration::deserialize")]
     pub read_timeout: Duration,
+    /// TLS to the targets (`tls.rs`); plain HTTP when `None`.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -60,8 +64,11 @@ pub(super) fn by_name<'de, D: Deserializer<'de>>(
 }
 
 impl UpstreamConfig {
-    pub(super) fn check(&self) -> Result<(), ConfigError> {
+    pub(super) fn check(&mut self) -> Result<(), ConfigError> {
         let key = format!("upstreams.{}", self.name);
+        if let Some(tls) = &mut self.tls {
+            tls.load(&format!("{key}.tls"))?;
+        }
         if self.targets.is_empty() {
             return err(&format!("{key}.targets"), "needs at least one host:port");
         }

@@ -117,6 +117,14 @@ pub(crate) fn header_names<'de, D: Deserializer<'de>>(
     list_from_str(deserializer, header_name)
 }
 
+/// `server.trusted_proxies`: networks such as `10.0.0.0/8`; a refusal
+/// names the list.
+pub(crate) fn networks<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::forwarded::TrustedProxies, D::Error> {
+    list_from_str(deserializer, |text| text.parse()).map(crate::forwarded::TrustedProxies)
+}
+
 /// A role name as `vigile role create` accepts it: trimmed, 1 to 64
 /// characters, no control character.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,11 +4,15 @@
 //!
 //! Each listening service runs an [`EdgeApp`] around its HTTP application
 //! (Pingora's proxy, or the admin app) in place of Pingora's own connection
-//! loop (`ServerApp for HttpServerApp`, HTTP/1 only, which is all vigile
-//! serves). For each accepted connection it:
+//! loop (`ServerApp for HttpServerApp`) for HTTP/1. For each accepted
+//! connection (on the TLS listener: once its handshake is done) it:
 //! - counts it against `server.max_connections` (one count shared by the
 //!   proxy's per-thread services; one atomic increment and decrement per
 //!   connection) and refuses the excess at once with a short 503;
+//! - reads what precedes HTTP (`preface.rs`: a PROXY protocol header, the
+//!   h2c preface); an HTTP/2 connection (ALPN `h2`, or h2c) then goes to
+//!   Pingora's own HTTP/2 loop, over an [`EdgeStream`] that bounds the wait
+//!   for its first bytes and its writes; HTTP/1 goes on below;
 //! - wraps its stream in an [`EdgeStream`], which bounds the time from the
 //!   connection's start, or from the end of the previous request, to the end
 //!   of each request's head (`server.header_timeout`), whatever trickles in,
@@ -26,6 +30,10 @@
 
 mod answers;
 mod limit;
+mod preface;
+mod proxy_protocol;
+
+pub use preface::BeforeTls;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -36,7 +44,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 
@@ -60,6 +68,12 @@ pub struct Edge {
     limit: Option<&'static ConnectionLimit>,
     /// `vigile_header_timeouts_total` of this listener.
     header_timeouts: IntCounter,
+    /// Each connection opens with a PROXY protocol header (`proxy_protocol.rs`).
+    proxy_protocol: bool,
+    /// HTTP/2 with prior knowledge is served beside HTTP/1 (`preface.rs`).
+    h2c: bool,
+    /// `vigile_edge_refusals_total{reason="proxy_protocol"}`.
+    proxy_protocol_refusals: Option<IntCounter>,
 }
 
 impl Edge {
@@ -74,6 +88,29 @@ impl Edge {
             write_timeout,
             limit,
             header_timeouts,
+            proxy_protocol: false,
+            h2c: false,
+            proxy_protocol_refusals: None,
+        }))
+    }
+
+    /// The same edge, whose plain connections open with a PROXY protocol
+    /// header (`proxy_protocol`: the refusals counted in `refusals`) or may
+    /// speak HTTP/2 with prior knowledge (`h2c`).
+    pub fn with_prefaces(
+        &'static self,
+        proxy_protocol: Option<IntCounter>,
+        h2c: bool,
+    ) -> &'static Edge {
+        if proxy_protocol.is_none() && !h2c {
+            return self;
+        }
+        Box::leak(Box::new(Edge {
+            header_timeouts: self.header_timeouts.clone(),
+            proxy_protocol: proxy_protocol.is_some(),
+            proxy_protocol_refusals: proxy_protocol,
+            h2c,
+            ..*self
         }))
     }
 }
@@ -113,6 +150,20 @@ where
             },
             None => None,
         };
+        // On TLS, ALPN chose the protocol (the PROXY header, if any, was
+        // read before the handshake); on plain connections, what precedes
+        // HTTP is read here.
+        let (stream, h2) = if stream.get_ssl_digest().is_some() {
+            let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+            (stream, h2)
+        } else if self.edge.proxy_protocol || self.edge.h2c {
+            preface::plain(stream, self.edge).await?
+        } else {
+            (stream, false)
+        };
+        if h2 {
+            return self.serve_h2(stream, guard, shutdown).await;
+        }
         let phase = Arc::new(AtomicU8::new(HEAD));
         let stream = Box::new(EdgeStream::new(stream, self.edge, phase.clone(), guard));
         let mut session = ServerSession::new_http1(stream);
@@ -148,6 +199,34 @@ where
 
     async fn cleanup(&self) {
         self.app.http_cleanup().await;
+    }
+}
+
+impl<A> EdgeApp<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// An HTTP/2 connection: served by Pingora's own HTTP/2 loop (streams,
+    /// flow control, graceful shutdown, idle timeout), over an
+    /// [`EdgeStream`] that bounds the time to the client's first bytes by
+    /// `server.header_timeout` and each write by `server.write_timeout`,
+    /// and holds the connection's place in the cap.
+    async fn serve_h2(
+        &self,
+        stream: Stream,
+        guard: Option<limit::ConnectionGuard>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let phase = Arc::new(AtomicU8::new(HEAD));
+        let mut edge = EdgeStream::new(stream, self.edge, phase.clone(), guard);
+        edge.until_first_bytes();
+        let mut serving = <A as ServerApp>::process_new(&self.app, Box::new(edge), shutdown);
+        std::future::poll_fn(|cx| match serving.as_mut().poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending if phase.load(Ordering::Relaxed) == EXPIRED => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
     }
 }
 

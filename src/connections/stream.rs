@@ -48,6 +48,9 @@ pub struct EdgeStream {
     /// Whether a write waits now, for whoever must tell a slow client from
     /// a slow upstream (`proxy/deadline.rs`); set on each change only.
     writing: Arc<AtomicBool>,
+    /// HTTP/2: the head deadline covers the client's first bytes only (its
+    /// streams' heads are the HTTP/2 loop's business).
+    until_first_bytes: bool,
     _guard: Option<ConnectionGuard>,
 }
 
@@ -79,8 +82,14 @@ impl EdgeStream {
             write_timer: None,
             write_due: None,
             writing: Arc::new(AtomicBool::new(false)),
+            until_first_bytes: false,
             _guard: guard,
         }
+    }
+
+    /// HTTP/2: the deadline stops at the client's first bytes.
+    pub(super) fn until_first_bytes(&mut self) {
+        self.until_first_bytes = true;
     }
 
     /// The flag of a waiting write to the client.
@@ -238,6 +247,9 @@ impl AsyncRead for EdgeStream {
                 if this.deadline_passed() {
                     this.expire(cx);
                     return Poll::Pending;
+                }
+                if this.until_first_bytes && this.head_bytes > 0 {
+                    this.phase.store(BODY, Ordering::Relaxed);
                 }
                 Poll::Ready(Ok(()))
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pingora::proxy::Session;
 
-use super::{client_ip, Proxy};
+use super::Proxy;
 use crate::accounts::{AccountRequest, Endpoint, Reply, MAX_BODY};
 use crate::error::{ApiError, ErrorCode};
 
@@ -55,6 +55,7 @@ impl Proxy {
         session: &mut Session,
         endpoint: Endpoint,
         request_id: &str,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Reply, ApiError> {
         let body = Self::read_body(session).await?;
         let request_id = request_id.to_string();
@@ -63,7 +64,6 @@ impl Proxy {
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let client_ip = client_ip(session);
         let accounts = self.gateway.accounts.clone();
         // The store budget runs from now: time spent waiting for a hashing
         // thread counts (they may all be held by calls to a database that

@@ -6,6 +6,7 @@
 
 mod answer;
 mod deadline;
+mod failure;
 mod forward;
 mod legacy;
 mod live;
@@ -27,7 +28,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
 use crate::accounts::Endpoint;
-use crate::error::ApiError;
+use crate::forwarded::{Client, TrustedProxies};
 use crate::metrics::method_label;
 use crate::routes::Route;
 use crate::state::{Gateway, InFlight, InFlightGuard};
@@ -90,6 +91,10 @@ pub struct RequestCtx {
     retried: bool,
     /// CORS headers for the response (empty without an allowed `Origin`).
     cors: Vec<(&'static str, String)>,
+    /// Who the client is: the peer, or the address a trusted proxy names.
+    client: Option<Client>,
+    /// The client came over TLS.
+    https: bool,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: InFlightGuard,
 }
@@ -153,13 +158,14 @@ fn select<'a>(live: &'a Live, ctx: &mut RequestCtx) -> Result<(&'a UpstreamPool,
 
 /// The one request builder of both forwarding paths: what the upstream
 /// gets of this request (`mutate.rs`).
-fn forwarding<'a>(ctx: &'a RequestCtx, session: &Session) -> Option<mutate::Forwarding<'a>> {
+fn forwarding(ctx: &RequestCtx) -> Option<mutate::Forwarding<'_>> {
     Some(mutate::Forwarding {
         route: ctx.route()?,
         names: &ctx.live.identity_headers,
         identity: ctx.identity.as_deref(),
         request_id: &ctx.request_id,
-        client_ip: client_ip(session),
+        client: ctx.client.as_ref(),
+        https: ctx.https,
         target: ctx.upstream_target.as_deref(),
         upstream: ctx.target,
     })
@@ -175,7 +181,8 @@ impl Proxy {
         ctx: &mut RequestCtx,
         direct: bool,
     ) -> Result<bool> {
-        if direct {
+        // The direct path speaks plain HTTP/1 to the upstream.
+        if direct && ctx.pool().is_some_and(|p| p.tls.is_none()) {
             self.forward_direct(session, ctx).await?;
             return Ok(true);
         }
@@ -199,7 +206,7 @@ impl Proxy {
             read_timeout: pool.read_timeout,
         };
         let ctx = &*ctx;
-        let build = |session: &Session| match forwarding(ctx, session) {
+        let build = |session: &Session| match forwarding(ctx) {
             Some(forwarding) => forwarding
                 .build(session.req_header())
                 .map_err(|e| e.into_down()),
@@ -211,11 +218,19 @@ impl Proxy {
     }
 }
 
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
+/// Who the client of `session` is (`forwarded.rs`): `X-Forwarded-For` is
+/// read only when the peer is a trusted proxy.
+fn client_of(session: &Session, trusted: &TrustedProxies) -> Option<Client> {
+    let peer = session.client_addr()?.as_inet()?.ip();
+    Some(trusted.client(peer, || {
+        session
+            .req_header()
+            .headers
+            .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
+    }))
 }
 
 #[async_trait]
@@ -250,12 +265,16 @@ impl ProxyHttp for Proxy {
             head_deadline: deadline::HeadDeadline::default(),
             retried: false,
             cors: Vec::new(),
+            client: None,
+            https: false,
             _in_flight: self.in_flight.enter(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
+        ctx.client = client_of(session, &ctx.live.config.server.trusted_proxies);
+        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
         let decision = ctx.live.planner.decide(session.req_header(), http1);
         if decision.is_route_auth_failure() {
@@ -279,7 +298,10 @@ impl ProxyHttp for Proxy {
             }
             Action::Account(endpoint) => {
                 let request_id = mutate::request_id_str(&ctx.request_id);
-                let result = self.answer_account(session, endpoint, request_id).await;
+                let client_ip = ctx.client.as_ref().map(|c| c.ip);
+                let result = self
+                    .answer_account(session, endpoint, request_id, client_ip)
+                    .await;
                 self.count_account_result(endpoint, &result);
                 match result {
                     Ok(reply) => {
@@ -338,7 +360,10 @@ impl ProxyHttp for Proxy {
         let live = ctx.live.clone();
         let (pool, picked) = select(&live, ctx)?;
         let addr = picked.addr;
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = match &pool.tls {
+            Some(tls) => tls.peer(addr),
+            None => HttpPeer::new(addr, false, String::new()),
+        };
         // Upgrades pass only on the routes that allow them.
         peer.options.http_upstream_request_policy = if ctx.allows_upgrade() {
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::standard()
@@ -404,11 +429,11 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(forwarding) = forwarding(ctx, session) else {
+        let Some(forwarding) = forwarding(ctx) else {
             return Ok(());
         };
         forwarding.apply(upstream_request)
@@ -524,32 +549,7 @@ impl ProxyHttp for Proxy {
     ) -> FailToProxy {
         ctx.head_deadline.disarm();
         let upstream = ctx.pool().map_or("none", |p| p.name.as_str());
-        let (api, kind) = match e.etype() {
-            _ if ctx.head_deadline.expired() => (Some(ApiError::upstream_timeout()), "timeout"),
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                (Some(ApiError::upstream_timeout()), "timeout")
-            }
-            ErrorType::HTTPStatus(502) => {
-                (Some(ApiError::upstream_unavailable()), "no_healthy_target")
-            }
-            ErrorType::InvalidHTTPHeader | ErrorType::H1Error
-                if e.esource() == &pingora::ErrorSource::Upstream =>
-            {
-                (Some(ApiError::upstream_unavailable()), "invalid_response")
-            }
-            _ => match e.esource() {
-                pingora::ErrorSource::Upstream => {
-                    (Some(ApiError::upstream_unavailable()), "connect")
-                }
-                pingora::ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
-                        (None, "downstream")
-                    }
-                    _ => (Some(ApiError::bad_request(400)), "downstream"),
-                },
-                _ => (Some(ApiError::internal()), "internal"),
-            },
-        };
+        let (api, kind) = failure::classify(e, ctx.head_deadline.expired());
         if kind != "downstream" {
             self.gateway
                 .metrics
@@ -608,6 +608,7 @@ impl ProxyHttp for Proxy {
         tracing::info!(
             target: "vigile::access",
             request_id = mutate::request_id_str(&ctx.request_id),
+            client = tracing::field::display(OrDash(ctx.client.as_ref().map(|c| c.ip))),
             route,
             method,
             status,

@@ -16,6 +16,7 @@ use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType, Result};
 
 use crate::config::{AuthMode, IdentityHeaders, UnderscoreHeaders};
+use crate::forwarded::Client;
 use crate::routes::Route;
 use crate::tokens::Verified;
 
@@ -238,7 +239,11 @@ pub struct Forwarding<'a> {
     pub names: &'a IdentityHeaderNames,
     pub identity: Option<&'a Verified>,
     pub request_id: &'a HeaderValue,
-    pub client_ip: Option<IpAddr>,
+    /// Who the client is (`forwarded.rs`): its address and what the
+    /// upstream's `X-Forwarded-For` says.
+    pub client: Option<&'a Client>,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
     /// The target to send instead of the client's (its path normalized).
     pub target: Option<&'a [u8]>,
     /// The upstream's address, the `Host` of a request that came without.
@@ -320,14 +325,20 @@ impl Forwarding<'_> {
                 headers.insert(name.clone(), value.clone());
             }
         }
-        if let Some(ip) = self.client_ip {
-            let value = forwarded_for(headers.get(&FORWARDED_FOR), ip)?;
+        if let Some(client) = self.client {
+            let value = match &client.forwarded_for {
+                // From a trusted proxy: the chain up to the client.
+                Some(chain) => HeaderValue::from_bytes(chain)
+                    .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))?,
+                None => forwarded_for(headers.get(&FORWARDED_FOR), client.ip)?,
+            };
             headers.insert(FORWARDED_FOR, value);
-            headers.insert(REAL_IP, address_value(ip));
+            headers.insert(REAL_IP, address_value(client.ip));
         }
         headers.insert(REQUEST_ID, self.request_id.clone());
         // The gateway is the edge: what clients claim here is replaced.
-        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if self.https { "https" } else { "http" };
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
         match headers.get(HOST).cloned() {
             Some(host) => {
                 headers.insert(FORWARDED_HOST, host);
@@ -430,7 +441,11 @@ mod tests {
             names: &names,
             identity: None,
             request_id: &request_id,
-            client_ip: Some(IpAddr::from([192, 0, 2, 1])),
+            client: Some(&Client {
+                ip: IpAddr::from([192, 0, 2, 1]),
+                forwarded_for: None,
+            }),
+            https: false,
             target,
             upstream: Some(SocketAddr::from(([127, 0, 0, 1], 9001))),
         }

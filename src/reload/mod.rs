@@ -1,6 +1,6 @@
 //! Reloading the configuration on a running gateway (`SIGHUP`, `vigile
 //! reload`): routes, upstreams, CORS, identity headers, the account policy
-//! and throttles, the mailer, token lifetimes and keys, log level and
+//! and throttles, the TLS listener's certificate, the mailer, token lifetimes and keys, log level and
 //! format change without a restart; requests in flight finish on the
 //! configuration they started with, and no connection is closed.
 //!
@@ -33,6 +33,7 @@ use crate::audit::{AuditEvent, Entry, Origin};
 use crate::config::Config;
 use crate::proxy::{Live, Lives};
 use crate::state::Gateway;
+use crate::tls::ServerCert;
 use crate::tokens::TokenCache;
 use crate::upstream::HealthSender;
 
@@ -58,6 +59,8 @@ pub struct Reloader {
     lives: Arc<Lives>,
     verified: Arc<TokenCache>,
     health: HealthSender,
+    /// The TLS listener's certificate, re-read by each reload.
+    server_cert: Option<Arc<ServerCert>>,
     in_force: tokio::sync::Mutex<InForce>,
 }
 
@@ -71,6 +74,7 @@ impl Reloader {
         sha256: String,
         verified: Arc<TokenCache>,
         health: HealthSender,
+        server_cert: Option<Arc<ServerCert>>,
     ) -> Result<Reloader, crate::upstream::UpstreamError> {
         let config = Arc::new(loaded);
         let (live, _) = Live::build(config, &gateway, verified.clone(), None, &health)?;
@@ -80,6 +84,7 @@ impl Reloader {
             lives: Arc::new(Lives::from_pointee(live)),
             verified,
             health,
+            server_cert,
             in_force: tokio::sync::Mutex::new(InForce {
                 path: absolute(&path),
                 sha256,
@@ -203,7 +208,16 @@ impl Reloader {
         .await
         .map_err(|_| "the reload failed".to_string())?
         .map_err(|e| e.to_string())?;
+        // The certificate pair as the files hold it now (a bad one refuses
+        // the reload; the one in force stays).
+        let pair = match (&self.server_cert, &config.server.tls) {
+            (Some(_), Some(tls)) => Some(tls.load().map_err(|e| e.to_string())?),
+            _ => None,
+        };
         // From here on nothing fails: swap.
+        if let (Some(cert), Some(pair)) = (&self.server_cert, pair) {
+            cert.replace(pair);
+        }
         self.gateway.accounts.reconfigure(&config, Some(mail));
         self.gateway.accounts.audit.set_file(audit_file);
         crate::logging::apply(config.server.log_format, &config.server.log_level);

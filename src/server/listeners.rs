@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 
 use crate::config::Config;
 
-/// One listening socket of the proxy and the threads that serve it.
+/// One listening socket of the proxy (and its TLS twin, with `server.tls`)
+/// and the threads that serve it.
 pub struct ProxyListener {
     pub addr: String,
+    pub tls_addr: Option<String>,
     pub threads: usize,
     pub reuse_port: bool,
 }
@@ -23,17 +25,21 @@ pub struct ProxyListener {
 /// `127.0.0.1:8080`) to make the strings distinct.
 pub fn proxy_listeners(cfg: &Config) -> Vec<ProxyListener> {
     let threads = cfg.server.threads.max(1);
+    let tls = cfg.server.tls.as_ref().map(|t| t.listen);
     if threads == 1 || cfg.server.work_stealing {
         return vec![ProxyListener {
             addr: cfg.server.listen.to_string(),
+            tls_addr: tls.map(|a| a.to_string()),
             threads,
             reuse_port: false,
         }];
     }
+    let mut tls_aliases = tls.map(|a| listen_aliases(a, threads).into_iter());
     listen_aliases(cfg.server.listen, threads)
         .into_iter()
         .map(|addr| ProxyListener {
             addr,
+            tls_addr: tls_aliases.as_mut().and_then(Iterator::next),
             threads: 1,
             reuse_port: true,
         })

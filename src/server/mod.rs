@@ -9,6 +9,8 @@ mod shutdown;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -17,10 +19,11 @@ use pingora::services::listening::Service;
 
 use crate::admin;
 use crate::config::Config;
-use crate::connections::{Edge, EdgeApp};
+use crate::connections::{BeforeTls, Edge, EdgeApp};
 use crate::proxy::Proxy;
 use crate::reload::{Hangups, Reloader};
 use crate::state::{Gateway, InFlight, OpenError};
+use crate::tls::ServerCert;
 use crate::tokens::TokenCache;
 use crate::upstream::{health_checks, UpstreamError};
 
@@ -42,6 +45,22 @@ pub enum ServeError {
     Upstream(#[from] UpstreamError),
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// How long an HTTP/2 connection may stay without a stream (as HTTP/1's
+/// keep-alive).
+const H2_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The TLS listener's settings: TLS 1.2 and 1.3 (rustls, ring), ALPN `h2`
+/// then `http/1.1`, the certificate in force at each handshake.
+fn tls_settings(cert: Arc<ServerCert>) -> Result<TlsSettings, ServeError> {
+    let mut settings = TlsSettings::intermediate("", "")
+        .map_err(|e| ServeError::Tls(format!("server.tls: {e}")))?;
+    settings.set_cert_resolver(cert);
+    settings.enable_h2();
+    Ok(settings)
 }
 
 /// Installs the process's SIGHUP handler (its default action ends the
@@ -96,10 +115,18 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
     // take it over now (tokio's handler stays for the process's life).
     watch_hangups_now();
     // Pingora would retry a taken address forever: refuse it now, by name.
+    let tls_listen = config
+        .server
+        .tls
+        .as_ref()
+        .map(|t| ("server.tls.listen", t.listen));
     for (key, addr) in [
         ("server.listen", config.server.listen),
         ("admin.listen", config.admin.listen),
-    ] {
+    ]
+    .into_iter()
+    .chain(tls_listen)
+    {
         std::net::TcpListener::bind(addr).map_err(|source| ServeError::Listen {
             key,
             addr,
@@ -143,6 +170,13 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 
+    // The TLS listener's certificate, swapped by reloads.
+    let server_cert = match &cfg.server.tls {
+        Some(tls) => Some(Arc::new(ServerCert::new(
+            tls.load().map_err(|e| ServeError::Tls(e.to_string()))?,
+        ))),
+        None => None,
+    };
     let in_flight = InFlight::default();
     let verified = Arc::new(TokenCache::new(cfg.tokens.verified_cache));
     // Health checks start and stop with their upstream (`upstream/health.rs`).
@@ -155,6 +189,7 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         sha256,
         verified,
         health,
+        server_cert.clone(),
     )?);
     server.add_service(background_service(
         "reload on SIGHUP",
@@ -168,17 +203,41 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         Some(gateway.connections),
         header_timeouts.with_label_values(&["proxy"]),
     );
+    let refusals = &gateway.metrics.edge_refusals;
+    let proxy_edge = proxy_edge.with_prefaces(
+        cfg.server
+            .proxy_protocol
+            .then(|| refusals.with_label_values(&["proxy_protocol"])),
+        cfg.server.h2c,
+    );
     for (i, listener) in proxy_listeners(cfg).into_iter().enumerate() {
         let proxy = Proxy::new(gateway.clone(), reloader.lives().clone(), in_flight.clone());
-        let app = pingora::proxy::http_proxy(&server.configuration, proxy);
+        let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
+        // HTTP/2 connections go to Pingora's own loop (`connections/mod.rs`).
+        let mut options = HttpServerOptions::default();
+        options.h2c = cfg.server.h2c;
+        options.h2_idle_timeout = Some(H2_IDLE_TIMEOUT);
+        app.server_options = Some(options);
         let mut service = Service::new(format!("proxy {i}"), EdgeApp::new(app, proxy_edge));
         service.threads = Some(listener.threads);
-        if listener.reuse_port {
+        let options = listener.reuse_port.then(|| {
             let mut options = TcpSocketOptions::default();
             options.so_reuseport = Some(true);
-            service.add_tcp_with_settings(&listener.addr, options);
-        } else {
-            service.add_tcp(&listener.addr);
+            options
+        });
+        match options.clone() {
+            Some(options) => service.add_tcp_with_settings(&listener.addr, options),
+            None => service.add_tcp(&listener.addr),
+        }
+        if let (Some(addr), Some(cert)) = (&listener.tls_addr, &server_cert) {
+            service.add_tls_with_settings(addr, options, tls_settings(cert.clone())?);
+            service
+                .endpoints()
+                .set_pre_tls_callback(Arc::new(BeforeTls {
+                    within: cfg.server.header_timeout,
+                    proxy_protocol: cfg.server.proxy_protocol,
+                    refusals: refusals.clone(),
+                }));
         }
         server.add_service(service);
     }

@@ -4,6 +4,7 @@
 
 mod health;
 mod idle;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,7 @@ pub use health::{health_checks, HealthChecks, HealthSender};
 pub use idle::{
     idle_time, set_process_limit as set_idle_limit, ConnectionEvents, IdleConnections, Pooled,
 };
+pub use tls::PeerTls;
 
 /// A target picked for one request: its address and, for the direct
 /// path, its idle connections.
@@ -44,6 +46,9 @@ pub struct UpstreamPool {
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// TLS to the targets (Pingora's path only: the direct path speaks
+    /// plain HTTP/1).
+    pub tls: Option<PeerTls>,
 }
 
 /// An upstream whose balancer cannot be built; the message names the key.
@@ -70,9 +75,13 @@ pub fn build_balancer(
         }
     })?;
     if let Some(hc) = &up.health_check {
+        let tls = up.tls.as_ref().map(PeerTls::new);
         match &hc.path {
             Some(path) => {
-                let mut check = HttpHealthCheck::new("localhost", false);
+                let mut check = match &tls {
+                    Some(tls) => tls.http_check(),
+                    None => HttpHealthCheck::new("localhost", false),
+                };
                 check
                     .req
                     .set_uri(path.parse().map_err(|_| UpstreamError::HealthCheckPath {
@@ -84,7 +93,10 @@ pub fn build_balancer(
                 lb.set_health_check(Box::new(check));
             }
             None => {
-                let mut check = TcpHealthCheck::new();
+                let mut check = match &tls {
+                    Some(tls) => tls.tcp_check(),
+                    None => TcpHealthCheck::new(),
+                };
                 check.peer_template.options.connection_timeout = Some(up.connect_timeout);
                 lb.set_health_check(check);
             }
@@ -117,6 +129,7 @@ impl UpstreamPool {
             next: AtomicUsize::new(0),
             connect_timeout: up.connect_timeout,
             read_timeout: up.read_timeout,
+            tls: up.tls.as_ref().map(PeerTls::new),
         }
     }
 

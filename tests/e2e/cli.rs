@@ -24,8 +24,57 @@ fn check(dir: &Path, yaml: &str) -> (bool, String) {
 fn check_config_accepts_the_sample_and_names_bad_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sample = std::fs::read_to_string("config/vigile.yaml").expect("sample config");
+    // The sample's TLS pair, as the quick start makes it (here: signed by a
+    // test authority).
+    let ca = common::tls::Authority::new(&dir.path().join("certs"));
+    let (cert, key) = ca.issue("vigile", false);
+    let sample = sample
+        .replace("certs/vigile.pem", &cert.display().to_string())
+        .replace("certs/vigile.key", &key.display().to_string());
+    assert!(sample.contains(&cert.display().to_string()));
     let (ok, text) = check(dir.path(), &sample);
     assert!(ok, "{text}");
+    let tls = |cert: &str, key: &str| {
+        format!("server:\n  tls: {{listen: '127.0.0.1:8443', cert_file: '{cert}', key_file: '{key}'}}\n")
+    };
+    let (stray_cert, _) = ca.issue("stray", false);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let stray_cert = stray_cert.display().to_string();
+    let ca_key = ca.dir.join("ca.key").display().to_string();
+    let up = "upstreams:\n  b:\n    targets: ['127.0.0.1:1']\n    tls: ";
+    for (yaml, key) in [
+        (tls("/nonexistent/vigile.pem", &key), "server.tls.cert_file"),
+        (tls(&key, &key), "server.tls.cert_file"),
+        (tls(&cert, "/nonexistent/vigile.key"), "server.tls.key_file"),
+        (tls(&cert, &cert), "server.tls.key_file"),
+        (tls(&stray_cert, &key), "server.tls.key_file"),
+        (tls(&cert, &ca_key), "server.tls.key_file"),
+        ("server:\n  tls: {listen: '127.0.0.1:8443'}\n".to_string(), "cert_file"),
+        (
+            "server:\n  trusted_proxies: ['10.0.0.0/33']\n".to_string(),
+            "server.trusted_proxies",
+        ),
+        (
+            format!("{up}{{sni: localhost, ca_file: /nonexistent/ca.pem}}\n"),
+            "upstreams.b.tls.ca_file",
+        ),
+        (format!("{up}{{sni: localhost, ca_file: '{key}'}}\n"), "upstreams.b.tls.ca_file"),
+        (format!("{up}{{ca_file: '{cert}'}}\n"), "upstreams.b.tls.sni"),
+        (format!("{up}{{sni: 'a b'}}\n"), "upstreams.b.tls.sni"),
+        (
+            format!("{up}{{sni: localhost, client_cert_file: '{cert}'}}\n"),
+            "upstreams.b.tls.client_key_file",
+        ),
+        (
+            format!("{up}{{sni: localhost, client_cert_file: '{stray_cert}', client_key_file: '{key}'}}\n"),
+            "upstreams.b.tls.client_key_file",
+        ),
+        (format!("{up}{{sni: localhost, verify: maybe}}\n"), "verify"),
+    ] {
+        let (ok, text) = check(dir.path(), &yaml);
+        assert!(!ok, "{yaml} should be refused");
+        assert!(text.contains(key), "{yaml}: should name {key}: {text}");
+    }
 
     let cases = [
         ("server:\n  listen: 0.0.0.0:8080\n  bogus_key: 1\n", "bogus_key"),

@@ -100,6 +100,18 @@ pub struct Server {
     pub direct_path: Option<bool>,
     #[serde(serialize_with = "duration")]
     pub write_timeout: Option<Duration>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_protocol: Option<bool>,
+    pub tls: Option<ServerTls>,
+    pub h2c: Option<bool>,
+}
+
+/// `server.tls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTls {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 setters!(Server {
@@ -110,7 +122,18 @@ setters!(Server {
     max_connections: usize,
     direct_path: bool,
     write_timeout: Duration,
+    proxy_protocol: bool,
+    tls: ServerTls,
+    h2c: bool,
 });
+
+impl Server {
+    /// `server.trusted_proxies`.
+    pub fn trusted_proxies<const N: usize>(mut self, networks: [&str; N]) -> Self {
+        self.trusted_proxies = Some(networks.iter().map(|n| n.to_string()).collect());
+        self
+    }
+}
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -404,6 +427,7 @@ pub struct Upstream {
     #[serde(serialize_with = "duration")]
     pub connect_timeout: Option<Duration>,
     pub health_check: Option<HealthCheck>,
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Upstream {
@@ -413,6 +437,7 @@ impl Upstream {
             read_timeout: None,
             connect_timeout: None,
             health_check: None,
+            tls: None,
         }
     }
 }
@@ -421,7 +446,18 @@ setters!(Upstream {
     read_timeout: Duration,
     connect_timeout: Duration,
     health_check: HealthCheck,
+    tls: UpstreamTls,
 });
+
+/// `upstreams.NAME.tls`.
+#[derive(Debug, Default, Serialize)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub verify: Option<bool>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
 
 /// An upstream's `health_check`: an HTTP GET of `path`, or a TCP connect
 /// without one.

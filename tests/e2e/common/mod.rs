@@ -8,6 +8,7 @@ pub mod config;
 pub mod pg;
 pub mod relay;
 pub mod scripted;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -63,9 +64,29 @@ impl DemoUpstream {
     }
 
     pub fn start_on(name: &str, port: u16) -> DemoUpstream {
+        DemoUpstream::start_with(name, port, &[])
+    }
+
+    /// Over TLS with `cert` and `key`, requiring a client certificate of
+    /// `client_ca` when given.
+    pub fn start_tls(
+        name: &str,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> DemoUpstream {
+        let mut args = vec!["--tls-cert", path_str(cert), "--tls-key", path_str(key)];
+        if let Some(ca) = client_ca {
+            args.extend(["--client-ca", path_str(ca)]);
+        }
+        DemoUpstream::start_with(name, free_port(), &args)
+    }
+
+    fn start_with(name: &str, port: u16, extra: &[&str]) -> DemoUpstream {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigile-demo-upstream"))
             .args(["--listen", &addr.to_string(), "--name", name])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,6 +94,10 @@ impl DemoUpstream {
         wait_for_port(addr, &mut child, "the demo upstream");
         DemoUpstream { child, addr }
     }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
 }
 
 impl Drop for DemoUpstream {
@@ -615,6 +640,22 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A connection from a chosen loopback address (127.0.0.2, ...), reads
+/// bounded by 20 s.
+pub fn connect_from(local: std::net::IpAddr, to: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(local, 0).into())
+        .expect("bind the client address");
+    socket.connect(&to.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+}
+
 /// One HTTP/1.1 request from a chosen loopback address (127.0.0.2, ...), so
 /// tests can play several clients. Returns the status and the JSON body.
 pub fn post_from(
@@ -624,16 +665,7 @@ pub fn post_from(
     body: &Value,
 ) -> (u16, Value) {
     use std::io::Read;
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&SocketAddr::new(local, 0).into())
-        .expect("bind the client address");
-    socket.connect(&gateway.into()).expect("connect");
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let mut stream = connect_from(local, gateway);
     let body = body.to_string();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {gateway}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
