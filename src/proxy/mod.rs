@@ -564,6 +564,10 @@ impl ProxyHttp for Proxy {
             .is_some_and(|r| !r.status.is_informational() || r.status.as_u16() == 101);
         let code = match api {
             Some(api) if !final_written => {
+                // The connection closes after this answer (below): the
+                // answer says so, or a keep-alive client would send its
+                // next request into the close.
+                session.set_keepalive(None);
                 if respond::error(session, &api, ctx).await.is_err() {
                     0
                 } else {

@@ -18,6 +18,11 @@ pub struct PeerTls {
     verify: bool,
     ca: Option<Arc<CaType>>,
     client: Option<Arc<CertKey>>,
+    /// Pingora pools connections by a hash of the peer that leaves the
+    /// authorities out: without this key, a connection verified against
+    /// one upstream's `ca_file` would serve another upstream with the same
+    /// target and name but other authorities.
+    group: u64,
 }
 
 impl PeerTls {
@@ -34,11 +39,18 @@ impl PeerTls {
             .client
             .as_ref()
             .map(|(chain, key)| Arc::new(CertKey::new(chain.clone(), key.clone())));
+        let group = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            cfg.loaded.ca.hash(&mut hasher);
+            hasher.finish()
+        };
         PeerTls {
             sni: cfg.sni.clone().unwrap_or_default(),
             verify: cfg.verify,
             ca,
             client,
+            group,
         }
     }
 
@@ -63,6 +75,7 @@ impl PeerTls {
         let mut peer = HttpPeer::new(addr, true, self.name_for(addr.ip()));
         self.options(&mut peer.options);
         peer.client_cert_key.clone_from(&self.client);
+        peer.group_key = self.group;
         peer
     }
 

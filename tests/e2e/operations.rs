@@ -324,7 +324,21 @@ fn sigterm_drains_a_slow_request_then_exits_0() {
     let url = gw.url("/api/pool/x?delay_ms=400");
     let slow =
         std::thread::spawn(move || common::send(&common::agent(), "GET", &url, &[], None).status);
-    std::thread::sleep(Duration::from_millis(150));
+    // The request is in (its connection counted), even on a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gw
+        .admin_get("/metrics")
+        .text
+        .lines()
+        .any(|l| l == "vigile_client_connections 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     let (status, took) = gw.terminate();
     assert!(status.success(), "exit status {status}");
     assert!(

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::common::config::{HealthCheck, Route, Upstream, UpstreamTls};
+use crate::common::config::{Auth, HealthCheck, Route, Upstream, UpstreamTls};
 use crate::common::tls::Authority;
 use crate::common::{DemoUpstream, Gateway, Options};
 
@@ -54,38 +54,59 @@ fn tls_errors(gw: &Gateway) -> String {
 fn an_upstream_over_tls_is_verified_by_name_and_authority() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = Authority::new(&dir.path().join("pki"));
+    let other = Authority::new(&dir.path().join("other"));
     let (cert, key) = ca.issue("backend", false);
     let backend = DemoUpstream::start_tls("secure", &cert, &key, None);
-
-    let good = gateway(Upstream::new([backend.addr]).tls(tls(&ca, "localhost")));
+    // One gateway, one route per way of reaching the same backend.
+    let ways = [
+        ("good", Some(tls(&ca, "localhost"))),
+        ("other_ca", Some(tls(&other, "localhost"))),
+        ("other_name", Some(tls(&ca, "elsewhere.example"))),
+        (
+            "lax",
+            Some(UpstreamTls {
+                verify: Some(false),
+                ..UpstreamTls::default()
+            }),
+        ),
+        ("plain", None),
+    ];
+    let mut options = Options::default();
+    for (name, tls) in ways {
+        let mut upstream = Upstream::new([backend.addr]).read_timeout(Duration::from_secs(2));
+        upstream.tls = tls;
+        options = options
+            .route(Route::new(name, &format!("/api/{name}/"), name).auth(Auth::None))
+            .upstream(name, upstream);
+    }
+    let gw = Gateway::start_with(options);
     for _ in 0..3 {
-        let r = good.get("/api/secure/x", None);
+        let r = gw.get("/api/good/x", None);
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json["tls"]["version"], "TLSv1_3", "{}", r.text);
-        assert_eq!(r.json["headers"]["host"][0], good.addr.to_string());
+        assert_eq!(r.json["headers"]["host"][0], gw.addr.to_string());
     }
-    assert!(tls_errors(&good).is_empty());
-
-    // Another authority, or a name the certificate does not hold: 502.
-    let other = Authority::new(&dir.path().join("other"));
-    for wrong in [tls(&other, "localhost"), tls(&ca, "elsewhere.example")] {
-        let gw = gateway(Upstream::new([backend.addr]).tls(wrong));
-        assert_unavailable(&gw);
+    // Another authority, or a name the certificate does not hold: 502,
+    // counted as kind="tls".
+    for name in ["other_ca", "other_name"] {
+        let r = gw.get(&format!("/api/{name}/x"), None);
+        assert_eq!(
+            (r.status, r.code()),
+            (502, "upstream_unavailable"),
+            "{}",
+            r.text
+        );
         assert!(
-            tls_errors(&gw).contains("upstream=\"secure\""),
+            tls_errors(&gw).contains(&format!("upstream=\"{name}\"")),
             "{}",
             tls_errors(&gw)
         );
     }
+    assert!(!tls_errors(&gw).contains("upstream=\"good\""));
     // verify: false takes any certificate.
-    let lax = gateway(Upstream::new([backend.addr]).tls(UpstreamTls {
-        verify: Some(false),
-        ..UpstreamTls::default()
-    }));
-    assert_eq!(lax.get("/api/secure/x", None).status, 200);
+    assert_eq!(gw.get("/api/lax/x", None).status, 200);
     // Plain HTTP to a TLS upstream is no answer either.
-    let plain = gateway(Upstream::new([backend.addr]).read_timeout(Duration::from_secs(2)));
-    assert_eq!(plain.get("/api/secure/x", None).status, 502);
+    assert_eq!(gw.get("/api/plain/x", None).status, 502);
 }
 
 #[test]
