@@ -183,28 +183,30 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
     ) -> Result<T, E> {
-        let txn = match self.db.read().as_ref() {
-            Some(db) => db.begin_write().map_err(StoreError::from)?,
-            None => return Err(StoreError::Closed.into()),
-        };
-        let out = f(&txn)?;
-        txn.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.transaction(true, f)
     }
 
-    /// Runs `f` in a write transaction that is abandoned whatever happens
-    /// (a dry run).
-    fn try_write<T, E: From<StoreError>>(
+    /// Runs `f` in a write transaction, committed when `commit` and `f`
+    /// succeeds, abandoned otherwise (`commit: false` is a dry run).
+    fn transaction<T, E: From<StoreError>>(
         &self,
+        commit: bool,
         f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
     ) -> Result<T, E> {
         let txn = match self.db.read().as_ref() {
             Some(db) => db.begin_write().map_err(StoreError::from)?,
             None => return Err(StoreError::Closed.into()),
         };
-        let out = f(&txn);
-        txn.abort().map_err(StoreError::from)?;
-        out
+        match f(&txn) {
+            Ok(out) if commit => {
+                txn.commit().map_err(StoreError::from)?;
+                Ok(out)
+            }
+            out => {
+                txn.abort().map_err(StoreError::from)?;
+                out
+            }
+        }
     }
 }
 
@@ -360,12 +362,9 @@ impl StoreBackend for RedbStore {
         now: u64,
         dry_run: bool,
     ) -> Result<ImportReport, ImportError> {
-        let apply = |txn: &WriteTransaction| import::import(txn, batch, now, self.access_window);
-        if dry_run {
-            self.try_write(apply)
-        } else {
-            self.write(apply)
-        }
+        self.transaction(!dry_run, |txn| {
+            import::import(txn, batch, now, self.access_window)
+        })
     }
 
     fn imported_account(&self, id: u64) -> StoreResult<Option<ImportedAccount>> {
