@@ -105,7 +105,9 @@ pub enum KeysCommand {
     /// once (401 token_not_valid), on every replica. The active key cannot
     /// be retired: rotate first.
     Retire {
-        /// The key's kid (see `vigile keys list`).
+        /// The key's kid (see `vigile keys list`). A kid is base64url and may
+        /// start with `-`: it is taken as the kid, never as an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -134,20 +136,37 @@ pub enum UserCommand {
     /// List every account.
     List,
     /// Show one account.
-    Show { email: String },
+    Show {
+        #[arg(allow_hyphen_values = true)]
+        email: String,
+    },
     /// Give an account another role (the role must exist).
-    SetRole { email: String, role: String },
+    SetRole {
+        #[arg(allow_hyphen_values = true)]
+        email: String,
+        role: String,
+    },
     /// Deactivate an account: every token of it stops working at once.
-    Deactivate { email: String },
+    Deactivate {
+        #[arg(allow_hyphen_values = true)]
+        email: String,
+    },
     /// Activate an account again.
-    Activate { email: String },
+    Activate {
+        #[arg(allow_hyphen_values = true)]
+        email: String,
+    },
     /// Delete an account: every token of it stops working at once.
-    Delete { email: String },
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        email: String,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct CreateUser {
-    #[arg(long)]
+    /// The address (may start with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     email: String,
     #[arg(long)]
     first_name: String,
@@ -590,5 +609,63 @@ fn print_reply(reply: &OperatorReply) {
             }
         }
         OperatorReply::Done(message) => println!("{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn a_kid_or_an_email_starting_with_a_hyphen_is_a_value_not_an_option() {
+        // base64url kids start with `-` one time in 64: `-V…` and `-h…` once
+        // printed the version or the help and exited 0, retiring nothing.
+        for args in [
+            &[
+                "vigile",
+                "keys",
+                "retire",
+                "-VH-Apw3q",
+                "--config",
+                "c.yaml",
+            ][..],
+            &["vigile", "--config", "c.yaml", "keys", "retire", "-hx"],
+            &["vigile", "keys", "retire", "--config", "c.yaml", "-x"],
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.config.as_deref(), Some(Path::new("c.yaml")), "{args:?}");
+            match cli.command {
+                Command::Keys(KeysCommand::Retire { kid }) => {
+                    assert!(kid.starts_with('-'), "{args:?}: {kid}")
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        match parse(&["vigile", "user", "delete", "-a@example.com"]).command {
+            Command::User(UserCommand::Delete { email }) => assert_eq!(email, "-a@example.com"),
+            other => panic!("{other:?}"),
+        }
+        let cli = parse(&[
+            "vigile",
+            "user",
+            "create",
+            "--email",
+            "-b@example.com",
+            "--first-name",
+            "A",
+            "--last-name",
+            "B",
+        ]);
+        match cli.command {
+            Command::User(UserCommand::Create(c)) => assert_eq!(c.email, "-b@example.com"),
+            other => panic!("{other:?}"),
+        }
+        // `--help` is still help.
+        let help = Cli::try_parse_from(["vigile", "keys", "retire", "--help"]);
+        assert!(matches!(help, Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp));
     }
 }
