@@ -14,7 +14,7 @@
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, Layer, Layered, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -46,14 +46,33 @@ fn format_layer(format: LogFormat) -> Format {
 }
 
 /// `level` as a filter (checked at config load; `info` if it fails here),
-/// with the audit events on.
-fn filter(level: &str) -> EnvFilter {
-    with_audit(
-        EnvFilter::builder()
-            .parse(level)
-            .unwrap_or_else(|_| EnvFilter::new("info")),
-        level,
-    )
+/// with the audit events on, and the level the `log` facade is to be set
+/// to for it.
+fn filter(level: &str) -> (EnvFilter, log::LevelFilter) {
+    let filter = EnvFilter::builder()
+        .parse(level)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let most = log_level(&filter);
+    (with_audit(filter, level), most)
+}
+
+/// The most verbose level `filter` lets through (before the audit
+/// directive, which is `tracing`'s), for the `log` facade's own max level
+/// (Pingora logs through it): a `log` call above it then costs one
+/// comparison. Left at `trace`, each of Pingora's `debug!` points built a
+/// record and asked the subscriber (behind the reload layers' locks) on
+/// every request: 8,500 instructions of an HTTP/2 request
+/// (`benches/README.md`, issue 15).
+fn log_level(filter: &EnvFilter) -> log::LevelFilter {
+    use tracing_subscriber::filter::LevelFilter as L;
+    match <EnvFilter as Layer<Registry>>::max_level_hint(filter).unwrap_or(L::TRACE) {
+        L::OFF => log::LevelFilter::Off,
+        L::ERROR => log::LevelFilter::Error,
+        L::WARN => log::LevelFilter::Warn,
+        L::INFO => log::LevelFilter::Info,
+        L::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
 }
 
 /// `filter` letting the audit events through, unless `directives` (what it
@@ -97,22 +116,33 @@ impl<S: tracing::Subscriber> Layer<S> for AuditLines {
 pub fn init(pinned_format: Option<LogFormat>, format: LogFormat, level: &str) {
     let format = pinned_format.unwrap_or(format);
     let from_env = std::env::var_os("RUST_LOG").is_some();
-    let env_filter = if from_env {
-        let directives = std::env::var("RUST_LOG").unwrap_or_default();
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        with_audit(filter, &directives)
+    let directives = if from_env {
+        std::env::var("RUST_LOG").unwrap_or_default()
     } else {
-        filter(level)
+        level.to_string()
     };
+    let (env_filter, log_level) = filter(&directives);
     let (filter_layer, filter) = reload::Layer::new(env_filter);
     let (format_layer, format) = reload::Layer::new(format_layer(format));
-    let not_audit = filter_fn(|meta| meta.target() != crate::audit::TARGET);
+    // Both layers filtered by target, decided once per call site. A layer
+    // without a filter (or with a closure filter, `filter_fn`) beside a
+    // filtered one makes every call site of every library "sometimes"
+    // enabled: each of h2's many `trace!` points then asked the reload
+    // layers (behind locks) on every HTTP/2 frame, 12 % of the CPU of an
+    // HTTP/2 request (`benches/README.md`, issue 15).
+    let not_audit = Targets::new()
+        .with_target(crate::audit::TARGET, LevelFilter::OFF)
+        .with_default(LevelFilter::TRACE);
+    let only_audit = Targets::new().with_target(crate::audit::TARGET, LevelFilter::TRACE);
     let installed = tracing_subscriber::registry()
         .with(filter_layer)
         .with(format_layer.with_filter(not_audit))
-        .with(AuditLines)
+        .with(AuditLines.with_filter(only_audit))
         .try_init();
     if installed.is_ok() {
+        // `try_init` set the `log` level from the whole stack's hint, which
+        // the per-layer filters raise to `trace`.
+        log::set_max_level(log_level);
         let _ = HANDLES.set(Handles {
             filter,
             format,
@@ -129,12 +159,36 @@ pub fn apply(format: LogFormat, level: &str) {
         return;
     };
     if !handles.from_env {
-        if let Err(e) = handles.filter.reload(filter(level)) {
+        let (filter, log_level) = filter(level);
+        log::set_max_level(log_level);
+        if let Err(e) = handles.filter.reload(filter) {
             tracing::warn!(error = %e, "cannot change the log level");
         }
     }
     let format = handles.pinned_format.unwrap_or(format);
     if let Err(e) = handles.format.reload(format_layer(format)) {
         tracing::warn!(error = %e, "cannot change the log format");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_facade_follows_the_most_verbose_level_but_not_the_audit_directive() {
+        for (directives, expected) in [
+            ("error", log::LevelFilter::Error),
+            ("warn", log::LevelFilter::Warn),
+            ("info", log::LevelFilter::Info),
+            ("warn,pingora_core=debug", log::LevelFilter::Debug),
+            ("trace", log::LevelFilter::Trace),
+            ("off", log::LevelFilter::Off),
+        ] {
+            let (filter, level) = filter(directives);
+            assert_eq!(level, expected, "{directives}");
+            // The audit events still pass the filter itself.
+            assert!(filter.to_string().contains(crate::audit::TARGET), "{directives}");
+        }
     }
 }

@@ -41,6 +41,7 @@
 //! the local and peer addresses it had when the timer started, so that a
 //! number reused by another connection is never touched.
 
+use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,23 +55,34 @@ use super::send_queue;
 /// The connection a timer may shut down.
 struct Armed {
     fd: RawFd,
-    local: SockaddrStorage,
-    peer: SockaddrStorage,
+    local: SocketAddr,
+    peer: SocketAddr,
 }
 
 impl Armed {
-    fn of(fd: RawFd) -> Option<Armed> {
-        Some(Armed {
-            fd,
-            local: getsockname(fd).ok()?,
-            peer: getpeername(fd).ok()?,
-        })
+    /// The connection `fd`, whose addresses are `known` (Pingora's digest
+    /// of the connection keeps them: no system call per request), or asked.
+    fn of(fd: RawFd, known: Option<(SocketAddr, SocketAddr)>) -> Option<Armed> {
+        let (local, peer) = match known {
+            Some(addresses) => addresses,
+            None => (inet(getsockname(fd).ok()?)?, inet(getpeername(fd).ok()?)?),
+        };
+        Some(Armed { fd, local, peer })
     }
 
     /// Whether `fd` still names this connection.
     fn still_there(&self) -> bool {
-        getsockname::<SockaddrStorage>(self.fd).is_ok_and(|a| a == self.local)
-            && getpeername::<SockaddrStorage>(self.fd).is_ok_and(|a| a == self.peer)
+        getsockname(self.fd).ok().and_then(inet) == Some(self.local)
+            && getpeername(self.fd).ok().and_then(inet) == Some(self.peer)
+    }
+}
+
+/// An IPv4 or IPv6 socket address.
+fn inet(address: SockaddrStorage) -> Option<SocketAddr> {
+    match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+        (Some(v4), _) => Some(SocketAddr::V4((*v4).into())),
+        (_, Some(v6)) => Some(SocketAddr::V6((*v6).into())),
+        _ => None,
     }
 }
 
@@ -174,7 +186,12 @@ async fn run_timer(shared: Arc<Shared>, limit: Duration) {
             return;
         }
         let now = Instant::now();
-        let queues = || send_queue::queues(&connection.local, &connection.peer);
+        let queues = || {
+            send_queue::queues(
+                &SockaddrStorage::from(connection.local),
+                &SockaddrStorage::from(connection.peer),
+            )
+        };
         let next = match shared.phase.load(Ordering::Acquire) {
             SENDING => match queues().map(|q| q.unsent) {
                 Some(unsent) if unsent > 0 => {
@@ -260,7 +277,8 @@ async fn run_timer(shared: Arc<Shared>, limit: Duration) {
 #[derive(Default)]
 pub struct HeadDeadline {
     /// The upstream connection of the current attempt.
-    fd: Option<RawFd>,
+    /// The upstream connection, and its addresses when known.
+    fd: Option<(RawFd, Option<(SocketAddr, SocketAddr)>)>,
     /// When the answer head is due: set once, when the request first went
     /// out whole (pushed back while the upstream still received it).
     until: Option<Instant>,
@@ -291,9 +309,9 @@ impl HeadDeadline {
     /// A connection to the upstream is in use. On a retry the deadline is
     /// already running: it goes on, on this connection. A request with a
     /// body is watched from now on, while its body goes out.
-    pub fn connected(&mut self, fd: RawFd) {
+    pub fn connected(&mut self, fd: RawFd, addresses: Option<(SocketAddr, SocketAddr)>) {
         self.disarm();
-        self.fd = Some(fd);
+        self.fd = Some((fd, addresses));
         if self.until.is_some() {
             self.arm(HEAD);
         } else if self.answer_watch.is_some() {
@@ -374,7 +392,7 @@ impl HeadDeadline {
             (HEAD, None) => return,
             _ => now + self.limit,
         };
-        let Some(armed) = self.fd.and_then(Armed::of) else {
+        let Some(armed) = self.fd.and_then(|(fd, known)| Armed::of(fd, known)) else {
             return;
         };
         let shared = Arc::new(Shared {
@@ -442,7 +460,12 @@ mod tests {
     async fn a_late_head_shuts_the_connection_down() {
         let (client, mut server) = pair();
         let mut deadline = HeadDeadline::default();
-        deadline.connected(client.as_raw_fd());
+        // The addresses as Pingora's digest gives them.
+        let known = (
+            client.local_addr().expect("local"),
+            client.peer_addr().expect("peer"),
+        );
+        deadline.connected(client.as_raw_fd(), Some(known));
         deadline.start(Duration::from_millis(50));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(deadline.expired());
@@ -456,7 +479,7 @@ mod tests {
     async fn a_disarmed_deadline_leaves_the_connection_alone() {
         let (client, mut server) = pair();
         let mut deadline = HeadDeadline::default();
-        deadline.connected(client.as_raw_fd());
+        deadline.connected(client.as_raw_fd(), None);
         deadline.start(Duration::from_millis(50));
         deadline.disarm();
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -472,7 +495,11 @@ mod tests {
         let fd = client.as_raw_fd();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut deadline = HeadDeadline::default();
-        deadline.connected(fd);
+        let known = (
+            client.local_addr().expect("local"),
+            client.peer_addr().expect("peer"),
+        );
+        deadline.connected(fd, Some(known));
         deadline.start(Duration::from_millis(100));
         // The connection closes and its number goes to another one (the
         // lowest free number, unless a test running alongside takes it).
@@ -490,13 +517,13 @@ mod tests {
     async fn a_retry_gets_what_is_left_of_the_deadline() {
         let (first, _first_server) = pair();
         let mut deadline = HeadDeadline::default();
-        deadline.connected(first.as_raw_fd());
+        deadline.connected(first.as_raw_fd(), None);
         deadline.start(Duration::from_millis(400));
         tokio::time::sleep(Duration::from_millis(250)).await;
         // The attempt fails; the retry's connection gets the rest.
         deadline.disarm();
         let (second, mut second_server) = pair();
-        deadline.connected(second.as_raw_fd());
+        deadline.connected(second.as_raw_fd(), None);
         deadline.start(Duration::from_millis(400));
         assert!(deadline.remaining().expect("set") <= Duration::from_millis(150));
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -400,10 +400,15 @@ impl ProxyHttp for Proxy {
         _reused: bool,
         _peer: &HttpPeer,
         fd: std::os::unix::io::RawFd,
-        _digest: Option<&pingora::protocols::Digest>,
+        digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.head_deadline.connected(fd);
+        // The connection's addresses, which its digest keeps (asked once
+        // per connection, not per request).
+        let addresses = digest
+            .and_then(|d| d.socket_digest.as_ref())
+            .and_then(|s| Some((*s.local_addr()?.as_inet()?, *s.peer_addr()?.as_inet()?)));
+        ctx.head_deadline.connected(fd, addresses);
         Ok(())
     }
 
