@@ -110,6 +110,76 @@ impl<S: tracing::Subscriber> Layer<S> for AuditLines {
     }
 }
 
+/// What Pingora logs at ERROR or WARN level although a client caused it
+/// (one who connects and goes away, a scanner): (target, message start).
+/// Such lines are written only when the `log` facade is at `debug` level;
+/// a flood of them cannot fill the log (the TLS handshakes, which vigile
+/// does itself, are counted in `vigile_edge_refusals_total`).
+const CLIENT_NOISE: [(&str, &str); 3] = [
+    // An HTTP/2 client that closes before its preface and settings.
+    ("pingora_core::apps", "H2 handshake error"),
+    // A TLS client that resets instead of closing.
+    ("pingora_core::protocols::tls", "TLS shutdown failed"),
+    ("pingora_core::services::listening", "Downstream handshake"),
+];
+
+/// `F`, which also holds back the [`CLIENT_NOISE`] lines below `debug`.
+struct ClientNoise<F>(F);
+
+impl<S, F: tracing_subscriber::layer::Filter<S>> tracing_subscriber::layer::Filter<S>
+    for ClientNoise<F>
+{
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        self.0.enabled(meta, cx)
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        self.0.callsite_enabled(meta)
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: &Context<'_, S>) -> bool {
+        let meta = event.metadata();
+        // Only `log` records (Pingora's: their call site's target is "log",
+        // theirs is a field) at ERROR or WARN are looked at.
+        if *meta.level() > tracing::Level::WARN
+            || meta.target() != "log"
+            || log::max_level() >= log::LevelFilter::Debug
+        {
+            return self.0.event_enabled(event, cx);
+        }
+        #[derive(Default)]
+        struct Record {
+            target: String,
+            message: String,
+        }
+        impl tracing::field::Visit for Record {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "log.target" {
+                    self.target = value.to_string();
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.message = format!("{value:?}");
+                }
+            }
+        }
+        let mut record = Record::default();
+        event.record(&mut record);
+        let noise = CLIENT_NOISE.iter().any(|(target, start)| {
+            record.target.starts_with(target) && record.message.starts_with(start)
+        });
+        !noise && self.0.event_enabled(event, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.0.max_level_hint()
+    }
+}
+
 /// Installs the log for this process (once; later calls do nothing).
 /// `pinned_format` (the command line's) wins over `format` (the config's),
 /// now and at every reload.
@@ -130,9 +200,11 @@ pub fn init(pinned_format: Option<LogFormat>, format: LogFormat, level: &str) {
     // enabled: each of h2's many `trace!` points then asked the reload
     // layers (behind locks) on every HTTP/2 frame, 12 % of the CPU of an
     // HTTP/2 request (`benches/README.md`, issue 15).
-    let not_audit = Targets::new()
-        .with_target(crate::audit::TARGET, LevelFilter::OFF)
-        .with_default(LevelFilter::TRACE);
+    let not_audit = ClientNoise(
+        Targets::new()
+            .with_target(crate::audit::TARGET, LevelFilter::OFF)
+            .with_default(LevelFilter::TRACE),
+    );
     let only_audit = Targets::new().with_target(crate::audit::TARGET, LevelFilter::TRACE);
     let installed = tracing_subscriber::registry()
         .with(filter_layer)
@@ -188,7 +260,10 @@ mod tests {
             let (filter, level) = filter(directives);
             assert_eq!(level, expected, "{directives}");
             // The audit events still pass the filter itself.
-            assert!(filter.to_string().contains(crate::audit::TARGET), "{directives}");
+            assert!(
+                filter.to_string().contains(crate::audit::TARGET),
+                "{directives}"
+            );
         }
     }
 }

@@ -175,7 +175,9 @@ impl Metrics {
             &registry,
             "vigile_edge_refusals_total",
             "Connections dropped before HTTP, by reason: proxy_protocol (no valid PROXY \
-             header), tls_client_hello (no TLS ClientHello within server.header_timeout)",
+             header), tls_client_hello (no TLS ClientHello within server.header_timeout), \
+             tls_handshake (a TLS handshake that failed or did not finish within \
+             server.header_timeout)",
             &["reason"],
         )?;
         let revocation_lag_seconds = Histogram::with_opts(

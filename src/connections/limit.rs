@@ -81,6 +81,13 @@ impl ConnectionLimit {
         None
     }
 
+    /// Closes a connection that cannot read an answer yet (a TLS client
+    /// before its handshake), counting the refusal.
+    pub(super) fn refuse_silently(&self) {
+        self.refused.inc();
+        self.warn_refusal();
+    }
+
     /// Answers 503 `too_many_connections` and closes, without disturbing
     /// the connections already served.
     pub(super) async fn refuse(&self, mut stream: Stream) {

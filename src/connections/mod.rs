@@ -5,12 +5,14 @@
 //! Each listening service runs an [`EdgeApp`] around its HTTP application
 //! (Pingora's proxy, or the admin app) in place of Pingora's own connection
 //! loop (`ServerApp for HttpServerApp`) for HTTP/1. For each accepted
-//! connection (on the TLS listener: once its handshake is done) it:
+//! connection it:
 //! - counts it against `server.max_connections` (one count shared by the
 //!   proxy's per-thread services; one atomic increment and decrement per
-//!   connection) and refuses the excess at once with a short 503;
+//!   connection) and refuses the excess at once with a short 503 (closes
+//!   it, on the TLS listener, where the client cannot read one yet);
 //! - reads what precedes HTTP (`preface.rs`: a PROXY protocol header, the
-//!   h2c preface); an HTTP/2 connection (ALPN `h2`, or h2c) then goes to
+//!   TLS handshake, the h2c preface); an HTTP/2 connection (ALPN `h2`, or
+//!   h2c) then goes to
 //!   Pingora's own HTTP/2 loop, over an [`EdgeStream`] that bounds the wait
 //!   for its first bytes and its writes; HTTP/1 goes on below;
 //! - wraps its stream in an [`EdgeStream`], which bounds the time from the
@@ -33,7 +35,7 @@ mod limit;
 mod preface;
 mod proxy_protocol;
 
-pub use preface::BeforeTls;
+pub use preface::TlsEdge;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -44,7 +46,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 
@@ -74,6 +76,8 @@ pub struct Edge {
     h2c: bool,
     /// `vigile_edge_refusals_total{reason="proxy_protocol"}`.
     proxy_protocol_refusals: Option<IntCounter>,
+    /// The TLS listener among this edge's listeners (`preface.rs`).
+    tls: Option<&'static TlsEdge>,
 }
 
 impl Edge {
@@ -91,6 +95,17 @@ impl Edge {
             proxy_protocol: false,
             h2c: false,
             proxy_protocol_refusals: None,
+            tls: None,
+        }))
+    }
+
+    /// The same edge, whose connections on `tls.addr` speak TLS.
+    pub fn with_tls(&'static self, tls: TlsEdge) -> &'static Edge {
+        Box::leak(Box::new(Edge {
+            header_timeouts: self.header_timeouts.clone(),
+            proxy_protocol_refusals: self.proxy_protocol_refusals.clone(),
+            tls: Some(Box::leak(Box::new(tls))),
+            ..*self
         }))
     }
 
@@ -140,9 +155,16 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let tls = self.edge.tls.filter(|tls| tls.serves(&stream));
+        // Counted from the first byte, TLS handshakes included.
         let guard = match self.edge.limit {
             Some(limit) => match limit.try_enter() {
                 Some(guard) => Some(guard),
+                // Before its handshake, a TLS client cannot read an answer.
+                None if tls.is_some() => {
+                    limit.refuse_silently();
+                    return None;
+                }
                 None => {
                     limit.refuse(stream).await;
                     return None;
@@ -150,12 +172,10 @@ where
             },
             None => None,
         };
-        // On TLS, ALPN chose the protocol (the PROXY header, if any, was
-        // read before the handshake); on plain connections, what precedes
-        // HTTP is read here.
-        let (stream, h2) = if stream.get_ssl_digest().is_some() {
-            let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-            (stream, h2)
+        // What precedes HTTP: on TLS, the handshake (ALPN chooses the
+        // protocol); on plain connections, a PROXY header or the h2c preface.
+        let (stream, h2) = if let Some(tls) = tls {
+            preface::tls(stream, self.edge, tls).await?
         } else if self.edge.proxy_protocol || self.edge.h2c {
             preface::plain(stream, self.edge).await?
         } else {

@@ -1,16 +1,22 @@
 //! What comes before HTTP. On a plain connection: the PROXY protocol header
 //! (`server.proxy_protocol`), then, with `server.h2c`, the HTTP/2 preface
-//! of a client with prior knowledge. On a TLS connection, before the
-//! handshake (Pingora's pre-TLS hook): the PROXY header, then the client's
-//! first handshake record (its ClientHello), so that a client that connects
-//! and says nothing is dropped at `server.header_timeout` rather than at
-//! the end of Pingora's 60 s handshake timeout. Each is read within
-//! `server.header_timeout`; the bytes read are put back for the next layer.
+//! of a client with prior knowledge. On a TLS connection: the PROXY header,
+//! then the client's first handshake record (its ClientHello), then the
+//! handshake itself, done here rather than by Pingora's listener: the
+//! connection holds its place in `server.max_connections` from its first
+//! byte, a client that stalls anywhere before HTTP is dropped at
+//! `server.header_timeout` rather than at Pingora's 60 s, and a failed
+//! handshake is counted (`vigile_edge_refusals_total`) instead of logged as
+//! an error. Each step has `server.header_timeout`; the bytes read are put
+//! back for the next layer.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
+use prometheus::IntCounter;
 use tokio::io::AsyncReadExt;
 
 use super::{proxy_protocol, Edge};
@@ -39,32 +45,72 @@ pub(super) async fn plain(stream: Stream, edge: &Edge) -> Option<(Stream, bool)>
 /// plus room for padding the protocol allows).
 const MAX_RECORD: usize = 16384 + 2048;
 
-/// What a TLS listener's connections must send before the handshake.
-pub struct BeforeTls {
-    pub within: Duration,
-    pub proxy_protocol: bool,
-    /// `vigile_edge_refusals_total` (by reason).
-    pub refusals: prometheus::IntCounterVec,
+/// What the TLS listener adds to its [`Edge`]: its address (the proxy's
+/// services take both listeners' connections: the local address tells
+/// them apart), the acceptor, and the refusals counted before HTTP.
+pub struct TlsEdge {
+    pub addr: SocketAddr,
+    pub acceptor: Acceptor,
+    /// `vigile_edge_refusals_total{reason="tls_client_hello"}`.
+    pub client_hello_refusals: IntCounter,
+    /// `vigile_edge_refusals_total{reason="tls_handshake"}`.
+    pub handshake_refusals: IntCounter,
 }
 
-#[async_trait::async_trait]
-impl pingora::listeners::PreTlsProcess for BeforeTls {
-    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
-        let refused = |why: String| {
-            tracing::debug!(target: "vigile::edge", why, "TLS connection refused");
-            pingora::Error::explain(pingora::ErrorType::HandshakeError, why)
-        };
-        let count = |reason: &str| self.refusals.with_label_values(&[reason]).inc();
-        if self.proxy_protocol {
-            if let Err(why) = proxy_protocol::accept(stream, self.within).await {
-                count("proxy_protocol");
-                return Err(refused(format!("PROXY protocol: {why}")));
-            }
-        }
-        first_record(stream, self.within).await.map_err(|why| {
-            count("tls_client_hello");
-            refused(why)
+impl TlsEdge {
+    /// Whether `stream` came in on this listener.
+    pub(super) fn serves(&self, stream: &Stream) -> bool {
+        let local = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+        local.is_some_and(|local| {
+            local.port() == self.addr.port()
+                && (self.addr.ip().is_unspecified() || local.ip() == self.addr.ip())
         })
+    }
+}
+
+/// A connection of the TLS listener, past the PROXY header (when
+/// required), its ClientHello and the handshake, each within
+/// `server.header_timeout`, and whether ALPN chose HTTP/2; `None`: it is to
+/// be closed (the refusal counted, and logged at debug level only: what a
+/// scanner or a broken client sends is not the operator's error).
+pub(super) async fn tls(stream: Stream, edge: &Edge, tls: &TlsEdge) -> Option<(Stream, bool)> {
+    let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
+    if edge.proxy_protocol {
+        if let Err(why) = proxy_protocol::accept(&mut l4, edge.header_timeout).await {
+            tracing::debug!(target: "vigile::edge", why, "TLS connection refused: PROXY protocol");
+            if let Some(refusals) = &edge.proxy_protocol_refusals {
+                refusals.inc();
+            }
+            return None;
+        }
+    }
+    if let Err(why) = first_record(&mut l4, edge.header_timeout).await {
+        tracing::debug!(target: "vigile::edge", why, "TLS connection refused");
+        tls.client_hello_refusals.inc();
+        return None;
+    }
+    let handshake = tokio::time::timeout(edge.header_timeout, tls.acceptor.tls_handshake(*l4));
+    match handshake.await {
+        Ok(Ok(stream)) => {
+            let stream: Stream = Box::new(stream);
+            let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+            Some((stream, h2))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(target: "vigile::edge", error = %e, "TLS handshake failed");
+            tls.handshake_refusals.inc();
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                target: "vigile::edge",
+                "TLS handshake not done within server.header_timeout"
+            );
+            tls.handshake_refusals.inc();
+            None
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use pingora::services::listening::Service;
 
 use crate::admin;
 use crate::config::Config;
-use crate::connections::{BeforeTls, Edge, EdgeApp};
+use crate::connections::{Edge, EdgeApp, TlsEdge};
 use crate::proxy::Proxy;
 use crate::reload::{Hangups, Reloader};
 use crate::state::{Gateway, InFlight, OpenError};
@@ -218,26 +218,33 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         options.h2c = cfg.server.h2c;
         options.h2_idle_timeout = Some(H2_IDLE_TIMEOUT);
         app.server_options = Some(options);
-        let mut service = Service::new(format!("proxy {i}"), EdgeApp::new(app, proxy_edge));
+        let edge = match (&listener.tls_addr, &server_cert) {
+            (Some(addr), Some(cert)) => proxy_edge.with_tls(TlsEdge {
+                addr: addr
+                    .parse()
+                    .map_err(|e| ServeError::Tls(format!("server.tls.listen: {addr}: {e}")))?,
+                acceptor: tls_settings(cert.clone())?.build(),
+                client_hello_refusals: refusals.with_label_values(&["tls_client_hello"]),
+                handshake_refusals: refusals.with_label_values(&["tls_handshake"]),
+            }),
+            _ => proxy_edge,
+        };
+        let mut service = Service::new(format!("proxy {i}"), EdgeApp::new(app, edge));
         service.threads = Some(listener.threads);
         let options = listener.reuse_port.then(|| {
             let mut options = TcpSocketOptions::default();
             options.so_reuseport = Some(true);
             options
         });
-        match options.clone() {
-            Some(options) => service.add_tcp_with_settings(&listener.addr, options),
-            None => service.add_tcp(&listener.addr),
-        }
-        if let (Some(addr), Some(cert)) = (&listener.tls_addr, &server_cert) {
-            service.add_tls_with_settings(addr, options, tls_settings(cert.clone())?);
-            service
-                .endpoints()
-                .set_pre_tls_callback(Arc::new(BeforeTls {
-                    within: cfg.server.header_timeout,
-                    proxy_protocol: cfg.server.proxy_protocol,
-                    refusals: refusals.clone(),
-                }));
+        let mut add = |addr: &str| match options.clone() {
+            Some(options) => service.add_tcp_with_settings(addr, options),
+            None => service.add_tcp(addr),
+        };
+        add(&listener.addr);
+        // The TLS listener is a TCP one to Pingora: the edge does the
+        // handshake (`connections/preface.rs`).
+        if let (Some(addr), Some(_)) = (&listener.tls_addr, &server_cert) {
+            add(addr);
         }
         server.add_service(service);
     }

@@ -508,3 +508,101 @@ fn a_silent_or_plain_text_client_on_the_tls_listener_is_dropped_within_the_head_
     let client = Client::new(&ca.ca(), &[H2], false);
     assert!(client.connect(addr, b"", async |_| ()).is_ok());
 }
+
+/// Polls `check` every 50 ms for up to `within`.
+fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    check()
+}
+
+#[test]
+fn handshakes_hold_their_place_in_max_connections_and_fail_quietly() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = authority(&dir);
+    let (gw, addr) = tls_gateway(
+        &ca,
+        Options::default().server(|s| s.header_timeout(Duration::from_secs(4)).max_connections(3)),
+    );
+    let open = |gw: &Gateway| gw.metric("vigile_client_connections");
+    assert!(eventually(Duration::from_secs(5), || open(&gw) == 0.0));
+    let client = Client::new(&ca.ca(), &[H2], false);
+    // Three clients stalled in their ClientHello take the three places.
+    let stalled: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+            conn.write_all(b"\x16\x03\x01").expect("write");
+            conn
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(3), || open(&gw) == 3.0),
+        "{}",
+        open(&gw)
+    );
+    // The next one is closed before any handshake, and counted.
+    assert!(client.connect(addr, b"", async |_| ()).is_err());
+    assert_eq!(
+        gw.metric("vigile_connections_refused_total{reason=\"max_connections\"}"),
+        1.0
+    );
+    drop(stalled);
+    assert!(
+        eventually(Duration::from_secs(5), || open(&gw) == 0.0),
+        "{}",
+        open(&gw)
+    );
+    assert!(client.connect(addr, b"", async |_| ()).is_ok());
+
+    // A ClientHello that is no ClientHello, and one cut short after its
+    // first record's header: both closed, counted, and no error logged.
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    conn.write_all(b"\x16\x03\x01\x00\x05hello").expect("write");
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    // At most a TLS alert record, never HTTP.
+    assert!(rest.is_empty() || rest[0] == 0x15, "{rest:?}");
+    assert!(eventually(Duration::from_secs(3), || {
+        gw.metric("vigile_edge_refusals_total{reason=\"tls_handshake\"}") == 1.0
+    }));
+    // A real ClientHello, then silence: the handshake is cut at the head
+    // deadline, not at Pingora's 60 s.
+    let config = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = "localhost".try_into().expect("name");
+    let mut hello = Vec::new();
+    tokio_rustls::rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .expect("client")
+        .write_tls(&mut hello)
+        .expect("ClientHello");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    conn.write_all(&hello).expect("write");
+    let started = std::time::Instant::now();
+    let _ = conn.read_to_end(&mut Vec::new());
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(eventually(Duration::from_secs(3), || {
+        gw.metric("vigile_edge_refusals_total{reason=\"tls_handshake\"}") == 2.0
+    }));
+    let log = gw.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ERROR") && l.to_lowercase().contains("handshake")),
+        "{log}"
+    );
+}
