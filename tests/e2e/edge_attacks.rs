@@ -4,15 +4,18 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::scripted::{split_answer, RawAnswer};
+use crate::common::config::UnderscoreHeaders;
+use crate::common::scripted::{self, gateway_before, header_of, split_answer, RawAnswer, Scripted};
 use crate::common::{self, Gateway, Options};
 
 const PASSWORD: &str = "motdepasse-solide-42";
-/// The load balancer in front (trusted).
+/// The load balancer in front (trusted), and a client around it.
 const BALANCER: &str = "127.0.0.2";
+const AROUND: &str = "127.0.0.3";
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("ip")
@@ -89,4 +92,132 @@ fn an_ipv6_client_rotating_addresses_in_its_64_is_throttled_as_one() {
     assert_eq!(forgotten("2001:db8:5:6::2", 1), 202);
     assert_eq!(forgotten("2001:db8:5:6::3", 2), 429);
     assert_eq!(forgotten("2001:db8:5:7::1", 3), 202);
+}
+
+/// What a client may claim about its address or scheme in headers that
+/// CDNs, WSGI servers, Rack or Spring read in place of the connection's:
+/// each as sent, and as its underscore twin (`X_Forwarded_For` is
+/// `HTTP_X_FORWARDED_FOR` to a WSGI/CGI backend, beside or instead of the
+/// gateway's own `X-Forwarded-For`).
+const CLAIMS: [(&str, &str); 24] = [
+    ("True-Client-IP", "6.6.6.1"),
+    ("CF-Connecting-IP", "6.6.6.2"),
+    ("Fastly-Client-IP", "6.6.6.3"),
+    ("X-Client-IP", "6.6.6.4"),
+    ("X-Cluster-Client-IP", "6.6.6.5"),
+    ("Client-IP", "6.6.6.6"),
+    ("X-Originating-IP", "6.6.6.7"),
+    ("X-Forwarded", "for=6.6.6.8"),
+    ("Forwarded-For", "6.6.6.9"),
+    ("X-Remote-IP", "6.6.6.10"),
+    ("X-Remote-Addr", "6.6.6.11"),
+    ("X-Forwarded-Ssl", "on"),
+    ("X-Forwarded-Scheme", "https"),
+    ("X-Url-Scheme", "https"),
+    ("Front-End-Https", "on"),
+    ("X_Forwarded_For", "6.6.6.12"),
+    ("x_real_ip", "6.6.6.13"),
+    ("X_Real-IP", "6.6.6.14"),
+    ("X_Forwarded_Proto", "https"),
+    ("X_Forwarded_Host", "admin.internal"),
+    ("X_Request_Id", "forged"),
+    ("True_Client_IP", "6.6.6.15"),
+    ("CF_Connecting_IP", "6.6.6.16"),
+    ("X_Forwarded_Prefix", "/admin"),
+];
+
+/// The claims of `CLAIMS` found in an upstream's request head.
+fn claims_in(head: &str) -> Vec<String> {
+    let lower = head.to_ascii_lowercase();
+    CLAIMS
+        .iter()
+        .filter(|(name, value)| {
+            let line = format!(
+                "\n{}: {}",
+                name.to_ascii_lowercase(),
+                value.to_ascii_lowercase()
+            );
+            lower.contains(&line)
+        })
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+#[test]
+fn client_address_and_scheme_claims_never_reach_the_upstream_over_either_protocol() {
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        true
+    });
+    // `keep`: header names with `_` pass, but not twins of the gateway's.
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| {
+            s.trusted_proxies([BALANCER])
+                .underscore_headers(UnderscoreHeaders::Keep)
+                .h2c(true)
+        }),
+    );
+    let mut headers: Vec<(&str, &str)> = CLAIMS.to_vec();
+    headers.push(("X_Custom", "kept"));
+    // HTTP/1.1 around the balancer (the direct path), and a POST (Pingora's).
+    for method in ["GET", "POST"] {
+        let answer = send_from(
+            AROUND,
+            gw.addr,
+            &scripted::request(method, "/api/raw/x", &headers),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        let head = upstream.requests().last().cloned().expect("a request");
+        assert_eq!(claims_in(&head), Vec::<String>::new(), "{method}: {head}");
+        assert_eq!(header_of(&head, "x-real-ip"), Some(AROUND), "{head}");
+        assert_eq!(header_of(&head, "x-forwarded-for"), Some(AROUND), "{head}");
+        assert_eq!(
+            header_of(&head, "x-forwarded-proto"),
+            Some("http"),
+            "{head}"
+        );
+        assert_eq!(header_of(&head, "x_custom"), Some("kept"), "{head}");
+    }
+    // Through the balancer: the claims go the same way.
+    let mut through = headers.clone();
+    through.push(("X-Forwarded-For", "198.51.100.1"));
+    let answer = send_from(
+        BALANCER,
+        gw.addr,
+        &scripted::request("GET", "/api/raw/x", &through),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let head = upstream.requests().last().cloned().expect("a request");
+    assert_eq!(claims_in(&head), Vec::<String>::new(), "{head}");
+    assert_eq!(
+        header_of(&head, "x-real-ip"),
+        Some("198.51.100.1"),
+        "{head}"
+    );
+    // HTTP/2 with prior knowledge (Pingora's path), names in lower case.
+    let addr = gw.addr;
+    let answer = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = crate::common::tls::h2_open(tcp).await;
+        let lower: Vec<(&str, String)> = CLAIMS.iter().map(|(n, v)| (*n, v.to_string())).collect();
+        let lower: Vec<(String, String)> = lower
+            .into_iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v))
+            .collect();
+        let request_headers: Vec<(&str, String)> =
+            lower.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        crate::common::tls::h2_send(
+            &mut send,
+            "gw",
+            ("GET", "/api/raw/h2", request_headers, vec![]),
+        )
+        .await
+    });
+    assert_eq!(answer.expect("an answer").status, 200);
+    let head = upstream.requests().last().cloned().expect("a request");
+    assert!(head.contains("/api/raw/h2"), "{head}");
+    assert_eq!(claims_in(&head), Vec::<String>::new(), "{head}");
+    assert_eq!(header_of(&head, "x-real-ip"), Some("127.0.0.1"), "{head}");
 }
