@@ -144,19 +144,26 @@ pub fn request_id_str(value: &HeaderValue) -> &str {
     value.to_str().unwrap_or("-")
 }
 
-/// `X-Forwarded-For`: the client's address after what earlier proxies wrote.
-fn forwarded_for(earlier: Option<&HeaderValue>, ip: IpAddr) -> Result<HeaderValue> {
-    let earlier = earlier
+/// `X-Forwarded-For`: the client's address after what earlier proxies (or
+/// the client) wrote, every header of it in order, as one header.
+fn forwarded_for<'v>(
+    earlier: impl Iterator<Item = &'v HeaderValue>,
+    ip: IpAddr,
+) -> Result<HeaderValue> {
+    let mut earlier = earlier
         .map(|v| v.as_bytes().trim_ascii())
-        .filter(|e| !e.is_empty());
-    let Some(earlier) = earlier else {
+        .filter(|e| !e.is_empty())
+        .peekable();
+    if earlier.peek().is_none() {
         return Ok(address_value(ip));
-    };
+    }
     let mut text = [0u8; 48];
     let ip = address_text(ip, &mut text);
-    let mut buffer = BytesMut::with_capacity(earlier.len() + 2 + ip.len());
-    buffer.put_slice(earlier);
-    buffer.put_slice(b", ");
+    let mut buffer = BytesMut::with_capacity(64);
+    for value in earlier {
+        buffer.put_slice(value);
+        buffer.put_slice(b", ");
+    }
     buffer.put_slice(ip);
     HeaderValue::from_maybe_shared(buffer.freeze())
         .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))
@@ -372,7 +379,7 @@ impl Forwarding<'_> {
                 // From a trusted proxy: the chain up to the client.
                 Some(chain) => HeaderValue::from_bytes(chain)
                     .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))?,
-                None => forwarded_for(headers.get(&FORWARDED_FOR), client.ip)?,
+                None => forwarded_for(headers.get_all(&FORWARDED_FOR).iter(), client.ip)?,
             };
             headers.insert(FORWARDED_FOR, value);
             headers.insert(REAL_IP, address_value(client.ip));

@@ -221,3 +221,64 @@ fn client_address_and_scheme_claims_never_reach_the_upstream_over_either_protoco
     assert_eq!(claims_in(&head), Vec::<String>::new(), "{head}");
     assert_eq!(header_of(&head, "x-real-ip"), Some("127.0.0.1"), "{head}");
 }
+
+/// A client around the balancer may send several `X-Forwarded-For`
+/// headers: none is believed, and the upstream gets all of what it sent,
+/// in order, then its address (as one header), on both forwarding paths
+/// and over HTTP/2.
+#[test]
+fn every_forwarded_for_header_of_an_untrusted_client_is_appended_to() {
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        true
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.trusted_proxies([BALANCER]).h2c(true)),
+    );
+    let sent = [
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("x-forwarded-for", " "),
+        ("X-FORWARDED-FOR", "7.7.7.7, 127.0.0.2"),
+    ];
+    let expected = format!("6.6.6.6, 7.7.7.7, 127.0.0.2, {AROUND}");
+    for method in ["GET", "POST"] {
+        let answer = send_from(
+            AROUND,
+            gw.addr,
+            &scripted::request(method, "/api/raw/x", &sent),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        let head = upstream.requests().last().cloned().expect("a request");
+        assert_eq!(
+            header_of(&head, "x-forwarded-for"),
+            Some(expected.as_str()),
+            "{method}: {head}"
+        );
+        assert_eq!(
+            head.to_ascii_lowercase()
+                .matches("x-forwarded-for:")
+                .count(),
+            1
+        );
+        assert_eq!(header_of(&head, "x-real-ip"), Some(AROUND), "{head}");
+    }
+    let addr = gw.addr;
+    let answer = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = crate::common::tls::h2_open(tcp).await;
+        let headers = sent
+            .iter()
+            .map(|(_, v)| ("x-forwarded-for", v.to_string()))
+            .collect();
+        crate::common::tls::h2_send(&mut send, "gw", ("GET", "/api/raw/h2", headers, vec![])).await
+    });
+    assert_eq!(answer.expect("an answer").status, 200);
+    let head = upstream.requests().last().cloned().expect("a request");
+    assert_eq!(
+        header_of(&head, "x-forwarded-for"),
+        Some("6.6.6.6, 7.7.7.7, 127.0.0.2, 127.0.0.1"),
+        "{head}"
+    );
+}
