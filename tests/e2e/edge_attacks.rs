@@ -282,3 +282,65 @@ fn every_forwarded_for_header_of_an_untrusted_client_is_appended_to() {
         "{head}"
     );
 }
+
+/// A PROXY v2 header (`command`, `family` byte) with IPv4 addresses, the
+/// source `198.51.100.N`.
+fn proxy_v2_raw(command: u8, family: u8, n: u8) -> Vec<u8> {
+    let mut body = vec![198, 51, 100, n, 127, 0, 0, 1];
+    body.extend_from_slice(&40000u16.to_be_bytes());
+    body.extend_from_slice(&443u16.to_be_bytes());
+    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    out.push(0x20 | command);
+    out.push(family);
+    out.extend_from_slice(&u16::try_from(body.len()).expect("len").to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// PROXY protocol v2 lists the family and transport pairs a header may
+/// name (UNSPEC, TCP or UDP over IPv4, IPv6, UNIX); any other value "must
+/// be rejected as invalid by receivers". A PROXY command naming one (an
+/// IPv4 address with no transport, no family with a transport) is refused
+/// like any invalid header, and never names the client; LOCAL ignores the
+/// family, as the protocol says.
+#[test]
+fn a_proxy_v2_header_with_an_unlisted_family_or_transport_is_refused() {
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        true
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| {
+            s.proxy_protocol(true)
+                .header_timeout(Duration::from_secs(2))
+        }),
+    );
+    let request = scripted::request("GET", "/api/raw/x", &[]);
+    let through = |header: Vec<u8>| {
+        let mut conn = common::connect_from(ip(BALANCER), gw.addr);
+        conn.write_all(&[header, request.as_bytes().to_vec()].concat())
+            .expect("write");
+        let mut bytes = Vec::new();
+        let _ = conn.read_to_end(&mut bytes);
+        split_answer(&bytes).0
+    };
+    // Listed: TCP over IPv4 names the client.
+    let answer = through(proxy_v2_raw(1, 0x11, 1));
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let head = upstream.requests().last().cloned().expect("a request");
+    assert_eq!(header_of(&head, "x-real-ip"), Some("198.51.100.1"));
+    let before = upstream.requests().len();
+    for family in [0x10, 0x01, 0x13, 0x20, 0x30, 0x02] {
+        let answer = through(proxy_v2_raw(1, family, 2));
+        assert_eq!(answer.status, 0, "family {family:#04x}: {}", answer.head);
+    }
+    assert_eq!(upstream.requests().len(), before, "a refused header passed");
+    // LOCAL with any family: the balancer's own connection.
+    let answer = through(proxy_v2_raw(0, 0x10, 3));
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let head = upstream.requests().last().cloned().expect("a request");
+    assert_eq!(header_of(&head, "x-real-ip"), Some(BALANCER));
+    assert!(gw.metric("vigile_edge_refusals_total{reason=\"proxy_protocol\"}") >= 6.0);
+}
