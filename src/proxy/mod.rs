@@ -291,7 +291,13 @@ impl ProxyHttp for Proxy {
         ctx.cors = decision.cors;
         match decision.action {
             Action::Preflight => respond::no_content(session, ctx).await?,
-            Action::Reject(e) => respond::error(session, &e, ctx).await?,
+            Action::Reject(e) => {
+                // After a refused tunnel, what follows its head is no request.
+                if session.req_header().method == http::Method::CONNECT {
+                    session.set_keepalive(None);
+                }
+                respond::error(session, &e, ctx).await?
+            }
             Action::Account(Endpoint::OpenApi) => {
                 use crate::accounts::openapi::{CACHE_CONTROL, DOCUMENT};
                 respond::document(session, DOCUMENT, CACHE_CONTROL, ctx).await?;

@@ -344,3 +344,37 @@ fn a_proxy_v2_header_with_an_unlisted_family_or_transport_is_refused() {
     assert_eq!(header_of(&head, "x-real-ip"), Some(BALANCER));
     assert!(gw.metric("vigile_edge_refusals_total{reason=\"proxy_protocol\"}") >= 6.0);
 }
+
+/// `CONNECT` (a tunnel through the gateway) is refused with the same JSON
+/// 405 and `Allow` over HTTP/2 as over HTTP/1.1, and reaches no upstream.
+#[test]
+fn connect_is_refused_with_the_same_json_405_over_http2_as_over_http1() {
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        true
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.h2c(true)),
+    );
+    let target = upstream.addr.to_string();
+    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\nGET /api/raw/x HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let (h1, rest) = scripted::raw_exchange(gw.addr, request.as_bytes());
+    assert_eq!(h1.status, 405, "{}", h1.head);
+    assert_eq!(h1.code(), "method_not_allowed");
+    assert!(rest.is_empty(), "a second answer on the refused connection");
+    let addr = gw.addr;
+    let h2 = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = crate::common::tls::h2_open(tcp).await;
+        crate::common::tls::h2_send(&mut send, &target, ("CONNECT", "", vec![], vec![])).await
+    });
+    let h2 = h2.expect("an answer");
+    assert_eq!(h2.status, 405);
+    assert_eq!(h2.json()["code"], "method_not_allowed", "{:?}", h2.body);
+    assert_eq!(h2.header("content-type"), Some("application/json"));
+    assert_eq!(h2.header("allow"), h1.header("allow"));
+    assert!(h2.header("server").is_none(), "{:?}", h2.headers);
+    assert_eq!(upstream.requests().len(), 0, "{:?}", upstream.requests());
+}
