@@ -378,3 +378,102 @@ fn connect_is_refused_with_the_same_json_405_over_http2_as_over_http1() {
     assert!(h2.header("server").is_none(), "{:?}", h2.headers);
     assert_eq!(upstream.requests().len(), 0, "{:?}", upstream.requests());
 }
+
+/// An HTTP/2 frame: length, type, flags, stream, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("len").to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// HPACK literals without indexing, new names, as sent.
+fn h2_block(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        out.push(0);
+        for text in [name, value] {
+            out.push(u8::try_from(text.len()).expect("short"));
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out
+}
+
+/// The DATA the server sent on stream 1 of `conn`, until it goes quiet.
+fn h2_data_on_stream_1(conn: &mut std::net::TcpStream) -> Vec<u8> {
+    conn.set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16384];
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    let mut data = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = usize::from(bytes[at]) << 16
+            | usize::from(bytes[at + 1]) << 8
+            | usize::from(bytes[at + 2]);
+        let id = u32::from_be_bytes([bytes[at + 5], bytes[at + 6], bytes[at + 7], bytes[at + 8]])
+            & 0x7fff_ffff;
+        if bytes[at + 3] == 0 && id == 1 {
+            data.extend_from_slice(bytes.get(at + 9..at + 9 + len).unwrap_or(&[]));
+        }
+        at += 9 + len;
+    }
+    data
+}
+
+/// The same bad `Host` HTTP/1.1 refuses with a JSON 400 gets a bare
+/// `:status 400` over HTTP/2 (no body, no `content-type`): Pingora's
+/// HTTP/2 accept loop refuses a `Host` that differs from `:authority`, two
+/// `Host`s, user information, before any filter of vigile's, and writes
+/// its own answer in frames nothing below can rewrite. Fixing it takes an
+/// accept loop of vigile's own in `connections/mod.rs` (`serve_h2`), which
+/// this branch leaves to the lead engineer's work on that file.
+#[test]
+#[ignore = "Pingora's HTTP/2 accept loop answers a bad Host with a bare 400; the fix belongs in connections/mod.rs (serve_h2)"]
+fn a_bad_host_gets_the_same_json_400_over_http2_as_over_http1() {
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        true
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.h2c(true)),
+    );
+    let base = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/api/raw/x"),
+    ];
+    let tricks: [&[(&str, &str)]; 4] = [
+        &[(":authority", "gw"), ("host", "other")],
+        &[(":authority", "gw"), ("host", "gw"), ("host", "gw2")],
+        &[(":authority", "user@gw")],
+        &[(":authority", "gw"), ("host", "a b")],
+    ];
+    for trick in tricks {
+        let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
+        let mut headers = base.to_vec();
+        headers.extend(trick.iter().copied());
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend(h2_frame(4, 0, 0, &[]));
+        bytes.extend(h2_frame(1, 0x5, 1, &h2_block(&headers)));
+        conn.write_all(&bytes).expect("write");
+        let data = h2_data_on_stream_1(&mut conn);
+        let body: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+        assert!(
+            ["bad_request", "invalid_host"].contains(&body["code"].as_str().unwrap_or("")),
+            "{trick:?}: {}",
+            String::from_utf8_lossy(&data)
+        );
+    }
+    assert_eq!(upstream.requests().len(), 0);
+}
