@@ -477,3 +477,55 @@ fn a_bad_host_gets_the_same_json_400_over_http2_as_over_http1() {
     }
     assert_eq!(upstream.requests().len(), 0);
 }
+
+/// An upstream's connection-specific answer headers (which HTTP/2 forbids:
+/// a client would drop the whole answer as malformed) and the headers its
+/// `Connection` names stay with the gateway; the HTTP/2 client gets a
+/// well-formed answer.
+#[test]
+fn connection_headers_of_an_upstream_answer_never_reach_an_http2_client() {
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+              X-Hop: secret\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nTE: trailers\r\n\
+              X-Kept: 1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        );
+        true
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.h2c(true)),
+    );
+    let addr = gw.addr;
+    let answers = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = crate::common::tls::h2_open(tcp).await;
+        let mut out = Vec::new();
+        for method in ["GET", "POST"] {
+            let request = (method, "/api/raw/x", vec![], b"{}".to_vec());
+            out.push(crate::common::tls::h2_send(&mut send, "gw", request).await);
+        }
+        out
+    });
+    for answer in answers {
+        let answer = answer.expect("a well-formed answer");
+        assert_eq!((answer.status, answer.body.as_slice()), (200, &b"ok"[..]));
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-hop",
+            "proxy-connection",
+            "upgrade",
+            "te",
+            "transfer-encoding",
+        ] {
+            assert!(
+                answer.header(gone).is_none(),
+                "{gone}: {:?}",
+                answer.headers
+            );
+        }
+        assert_eq!(answer.header("x-kept"), Some("1"));
+    }
+}
