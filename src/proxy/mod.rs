@@ -245,9 +245,17 @@ impl ProxyHttp for Proxy {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         crate::connections::head_received(session.as_downstream());
+        // HTTP/2: a write of an answer waits for the client's flow-control
+        // window, which the connection's write timeout (on the socket)
+        // never sees. A client that opens no window gets as long as one
+        // that stops reading over HTTP/1.1, then its stream is given up
+        // with the upstream connection it holds.
+        if let ServerSession::H2(h2) = session.downstream_session.as_mut() {
+            h2.set_write_timeout(Some(ctx.live.config.server.write_timeout));
+        }
         Ok(())
     }
 

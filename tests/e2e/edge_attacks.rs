@@ -529,3 +529,76 @@ fn connection_headers_of_an_upstream_answer_never_reach_an_http2_client() {
         assert_eq!(answer.header("x-kept"), Some("1"));
     }
 }
+
+/// An HTTP/2 client that opens streams and never opens its flow-control
+/// window reads nothing of their answers: as a client that stops reading
+/// over HTTP/1.1, it is given `server.write_timeout`, then its streams are
+/// given up and the upstream connections they held are released (they
+/// were held as long as the client kept the connection: up to 100 upstream
+/// connections pinned by one client connection).
+#[test]
+fn an_http2_client_that_never_opens_its_window_releases_the_upstream_at_the_write_timeout() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const SIZE: usize = 32 * 1024 * 1024;
+    let given_up = Arc::new(AtomicUsize::new(0));
+    let seen = given_up.clone();
+    let upstream = Scripted::start(move |_, conn| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+        let chunk = vec![b'z'; 256 * 1024];
+        let mut sent = conn.write_all(head.as_bytes());
+        for _ in 0..SIZE / chunk.len() {
+            if sent.is_err() {
+                break;
+            }
+            sent = conn.write_all(&chunk);
+        }
+        if sent.is_err() {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        false
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.h2c(true).write_timeout(Duration::from_secs(1))),
+    );
+    let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no answer byte may be sent.
+    bytes.extend(h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let headers = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "gw"),
+        (":path", "/api/raw/big"),
+    ];
+    for stream in [1, 3, 5] {
+        bytes.extend(h2_frame(1, 0x5, stream, &h2_block(&headers)));
+    }
+    conn.write_all(&bytes).expect("write");
+    // The client keeps its connection open (and reads, so that its own
+    // socket never fills) while the gateway decides.
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 16384];
+    while given_up.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < deadline {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            _ => continue,
+        }
+    }
+    assert_eq!(
+        given_up.load(Ordering::SeqCst),
+        3,
+        "upstream connections still held by a client that reads nothing"
+    );
+    // The client's fault, not the upstream's.
+    let metrics = gw.admin_get("/metrics").text;
+    let upstream_errors: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("vigile_upstream_errors_total{"))
+        .collect();
+    assert!(upstream_errors.is_empty(), "{upstream_errors:?}");
+}
