@@ -69,6 +69,16 @@ impl Proxy {
     }
 }
 
+/// The place of an HTTP/2 stream in `server.max_connections`, given back
+/// when the request ends.
+struct StreamPlace(&'static crate::connections::ConnectionLimit);
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        self.0.leave_stream();
+    }
+}
+
 /// What one request has learned on its way through the filters.
 pub struct RequestCtx {
     started: Instant,
@@ -97,6 +107,8 @@ pub struct RequestCtx {
     https: bool,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: InFlightGuard,
+    /// An HTTP/2 stream's place in `server.max_connections`.
+    _stream_place: Option<StreamPlace>,
 }
 
 impl RequestCtx {
@@ -276,6 +288,7 @@ impl ProxyHttp for Proxy {
             client: None,
             https: false,
             _in_flight: self.in_flight.enter(),
+            _stream_place: None,
         }
     }
 
@@ -284,6 +297,18 @@ impl ProxyHttp for Proxy {
         ctx.client = client_of(session, &ctx.live.config.server.trusted_proxies);
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
+        // An HTTP/2 stream holds what an HTTP/1.1 connection holds (an
+        // upstream connection, its descriptors): it takes a place in the
+        // cap the open-file budget is sized by, as its connection did.
+        if !http1 {
+            let limit = self.gateway.connections;
+            if !limit.enter_stream() {
+                let e = crate::error::ApiError::too_many_connections();
+                respond::error(session, &e, ctx).await?;
+                return Ok(true);
+            }
+            ctx._stream_place = Some(StreamPlace(limit));
+        }
         let decision = ctx.live.planner.decide(session.req_header(), http1);
         if decision.is_route_auth_failure() {
             if let Action::Reject(e) = &decision.action {

@@ -602,3 +602,84 @@ fn an_http2_client_that_never_opens_its_window_releases_the_upstream_at_the_writ
         .collect();
     assert!(upstream_errors.is_empty(), "{upstream_errors:?}");
 }
+
+/// Each HTTP/2 stream holds what an HTTP/1.1 connection does (an upstream
+/// connection, its descriptor, an idle one after it), so it takes a place
+/// in `server.max_connections` too: one client connection with 100 streams
+/// to a slow route held 100 upstream connections whatever the cap (the
+/// open-file budget is sized by it). Past the cap a stream gets the same
+/// JSON 503 `too_many_connections` a connection gets, and the places come
+/// back when the streams end.
+#[test]
+fn http2_streams_count_in_max_connections() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const CAP: usize = 10;
+    const STREAMS: usize = 30;
+    let active = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, peak) = (active.clone(), most.clone());
+    let upstream = Scripted::start(move |_, conn| {
+        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(n, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1500));
+        now.fetch_sub(1, Ordering::SeqCst);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        true
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(10),
+        Options::default().server(|s| s.h2c(true).max_connections(CAP)),
+    );
+    let addr = gw.addr;
+    let answers = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let send = crate::common::tls::h2_open(tcp).await;
+        let mut tasks = Vec::new();
+        for i in 0..STREAMS {
+            let mut send = send.clone();
+            tasks.push(tokio::spawn(async move {
+                let path = format!("/api/raw/slow{i}");
+                crate::common::tls::h2_send(&mut send, "gw", ("GET", &path, vec![], vec![])).await
+            }));
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.expect("task"));
+        }
+        out
+    });
+    let mut served = 0;
+    let mut refused = 0;
+    for answer in answers {
+        let answer = answer.expect("an answer");
+        match answer.status {
+            200 => served += 1,
+            503 => {
+                assert_eq!(answer.json()["code"], "too_many_connections");
+                assert_eq!(answer.header("retry-after"), Some("1"));
+                refused += 1;
+            }
+            other => panic!("{other}: {:?}", answer.body),
+        }
+    }
+    assert!(
+        most.load(Ordering::SeqCst) <= CAP,
+        "{} upstream requests at once past max_connections {CAP}",
+        most.load(Ordering::SeqCst)
+    );
+    assert!(
+        served >= 1 && refused >= 1,
+        "{served} served, {refused} refused"
+    );
+    // The places came back: a new connection's streams are served.
+    let again = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = crate::common::tls::h2_open(tcp).await;
+        crate::common::tls::h2_send(&mut send, "gw", ("GET", "/api/raw/again", vec![], vec![]))
+            .await
+    });
+    assert_eq!(again.expect("an answer").status, 200);
+    assert!(gw.metric("vigile_connections_refused_total{reason=\"max_connections\"}") >= 1.0);
+}
