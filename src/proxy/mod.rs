@@ -622,6 +622,18 @@ impl ProxyHttp for Proxy {
         }
     }
 
+    /// What the client did to its own request (it went away, read none of
+    /// its answer, sent a broken body) is no error of the gateway's: no
+    /// ERROR line for it (any client could fill the log with them); the
+    /// access log has the request and its error, debug the details.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        let clients = e.esource() == &pingora::ErrorSource::Downstream;
+        if clients {
+            tracing::debug!(target: "vigile::edge", error = %e, "request given up by its client");
+        }
+        clients
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let method = method_label(session.req_header().method.as_str());

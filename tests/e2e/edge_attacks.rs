@@ -683,3 +683,67 @@ fn http2_streams_count_in_max_connections() {
     assert_eq!(again.expect("an answer").status, 200);
     assert!(gw.metric("vigile_connections_refused_total{reason=\"max_connections\"}") >= 1.0);
 }
+
+/// What a client does to its own request (it goes away in the middle of
+/// its answer, or reads none of it) is not the gateway's error: no ERROR
+/// line per such request (any client could fill the log and page the
+/// operator with them); the access log still has the request.
+#[test]
+fn a_client_that_drops_or_stalls_its_answer_logs_no_error() {
+    const SIZE: usize = 16 * 1024 * 1024;
+    let upstream = Scripted::start(move |_, conn| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+        let chunk = vec![b'z'; 256 * 1024];
+        let mut sent = conn.write_all(head.as_bytes());
+        for _ in 0..SIZE / chunk.len() {
+            if sent.is_err() {
+                break;
+            }
+            sent = conn.write_all(&chunk);
+        }
+        false
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.h2c(true).write_timeout(Duration::from_secs(1))),
+    );
+    // HTTP/1.1 on Pingora's path (a body): reads a little, then goes away.
+    for _ in 0..3 {
+        let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
+        conn.write_all(scripted::request("POST", "/api/raw/big", &[]).as_bytes())
+            .expect("write");
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        drop(conn);
+    }
+    // HTTP/2: a stream without window, given up at the write timeout.
+    let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let headers = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "gw"),
+        (":path", "/api/raw/big"),
+    ];
+    bytes.extend(h2_frame(1, 0x5, 1, &h2_block(&headers)));
+    conn.write_all(&bytes).expect("write");
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    // Until the access log has all four requests (bounded).
+    let logged = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("vigile::access") && l.contains("route=\"raw\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 16384];
+    while logged(&gw.log()) < 4 && std::time::Instant::now() < deadline {
+        let _ = conn.read(&mut buf);
+    }
+    let log = gw.log();
+    assert_eq!(logged(&log), 4, "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
