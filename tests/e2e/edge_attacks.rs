@@ -682,6 +682,12 @@ fn http2_streams_count_in_max_connections() {
     });
     assert_eq!(again.expect("an answer").status, 200);
     assert!(gw.metric("vigile_connections_refused_total{reason=\"max_connections\"}") >= 1.0);
+    // Every place came back once the connections closed (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gw.metric("vigile_client_connections") > 0.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gw.metric("vigile_client_connections"), 0.0);
 }
 
 /// What a client does to its own request (it goes away in the middle of
