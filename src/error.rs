@@ -259,8 +259,6 @@ impl ApiError {
         e
     }
 
-    /// The store cannot be reached (or this replica's view of it is older
-    /// than `store.max_staleness`): 503, try again shortly.
     /// `server.max_connections` reached (a connection, or an HTTP/2 stream).
     pub fn too_many_connections() -> ApiError {
         let mut e = ApiError::new(
@@ -272,6 +270,8 @@ impl ApiError {
         e
     }
 
+    /// The store cannot be reached (or this replica's view of it is older
+    /// than `store.max_staleness`): 503, try again shortly.
     pub fn store_unavailable() -> ApiError {
         let mut e = ApiError::new(
             503,
