@@ -259,6 +259,17 @@ impl ApiError {
         e
     }
 
+    /// `server.max_connections` reached (a connection, or an HTTP/2 stream).
+    pub fn too_many_connections() -> ApiError {
+        let mut e = ApiError::new(
+            503,
+            ErrorCode::TooManyConnections,
+            "Trop de connexions ouvertes, réessayez plus tard",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     /// The store cannot be reached (or this replica's view of it is older
     /// than `store.max_staleness`): 503, try again shortly.
     pub fn store_unavailable() -> ApiError {

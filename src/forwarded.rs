@@ -191,6 +191,19 @@ impl TrustedProxies {
     }
 }
 
+/// The key the throttles count a client by: an IPv4 address, or the /64
+/// of an IPv6 one (one host holds a whole /64 and may take a new address
+/// from it for each request; an IPv4-mapped address counts as its IPv4).
+pub fn throttle_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let network = Ipv6Addr::from(mask_v6(u128::from(v6), 64));
+            format!("{network}/64")
+        }
+    }
+}
+
 /// One `X-Forwarded-For` entry: `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1`,
 /// `[2001:db8::1]` or `[2001:db8::1]:443`; anything else (`unknown`,
 /// obfuscated names) is not an address.
@@ -347,6 +360,20 @@ mod tests {
         let header = format!("6.6.6.6, {chain}");
         let (ip, _) = client(&t, "10.0.0.1", &[&header]);
         assert_eq!(ip, "10.0.0.2");
+    }
+
+    #[test]
+    fn throttles_count_an_ipv6_client_by_its_64() {
+        for (ip, key) in [
+            ("198.51.100.7", "198.51.100.7"),
+            ("::ffff:198.51.100.7", "198.51.100.7"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+            ("::1", "::/64"),
+        ] {
+            assert_eq!(throttle_key(ip.parse().expect("ip")), key, "{ip}");
+        }
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Metrics {
         registry.register(Box::new(store_rows.clone()))?;
         let client_connections = IntGauge::new(
             "vigile_client_connections",
-            "Client connections open on the proxy listener (server.max_connections caps them)",
+            "Client connections open on the proxy listener and running HTTP/2 streams (server.max_connections caps them)",
         )?;
         registry.register(Box::new(client_connections.clone()))?;
         let connections_refused = counter(

@@ -349,7 +349,9 @@ impl AccountService {
         account_key: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<Attempts<'_>, ApiError> {
-        let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let ip = client_ip
+            .map(crate::forwarded::throttle_key)
+            .unwrap_or_default();
         let pair = format!("{account_key}|{ip}");
         Attempts::reserve(&[
             (&self.login_throttle_pair, &pair),

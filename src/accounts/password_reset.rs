@@ -210,7 +210,10 @@ pub fn forgotten(
     // which account it names (a look-alike names none, see `email_names`).
     let email = request.email;
     let key = crate::store::normalize_email(&email);
-    let ip = origin.client.map(|ip| ip.to_string()).unwrap_or_default();
+    let ip = origin
+        .client
+        .map(crate::forwarded::throttle_key)
+        .unwrap_or_default();
     // No account: the answer does not tell whether the address has one, and
     // the audit line names none (nor the address: see `audit.rs`).
     let requested = Entry::new(AuditEvent::PasswordResetRequested);

@@ -41,12 +41,7 @@ pub(super) fn head_timeout() -> ApiError {
 }
 
 pub(super) fn too_many_connections() -> Vec<u8> {
-    let e = ApiError::new(
-        503,
-        ErrorCode::TooManyConnections,
-        "Trop de connexions ouvertes, réessayez plus tard",
-    );
-    error_response(&e, &[("Retry-After", "1")])
+    error_response(&ApiError::too_many_connections(), &[("Retry-After", "1")])
 }
 
 /// vigile's answer for the refusal Pingora was about to write (`pingora`,

@@ -88,6 +88,27 @@ impl ConnectionLimit {
         self.warn_refusal();
     }
 
+    /// An HTTP/2 stream takes a place as a connection does (it holds what
+    /// an HTTP/1.1 connection holds: an upstream connection, then an idle
+    /// one): whether it got one. Each `true` is given back by
+    /// [`Self::leave_stream`]; a refusal is counted and warned about as a
+    /// connection's.
+    pub fn enter_stream(&self) -> bool {
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        if before < self.max {
+            return true;
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.refused.inc();
+        self.warn_refusal();
+        false
+    }
+
+    /// Gives back the place of a stream that [`Self::enter_stream`] let in.
+    pub fn leave_stream(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Answers 503 `too_many_connections` and closes, without disturbing
     /// the connections already served.
     pub(super) async fn refuse(&self, mut stream: Stream) {

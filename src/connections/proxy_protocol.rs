@@ -132,6 +132,12 @@ fn parse_v2(buf: &[u8]) -> Parsed {
     if command > 1 || transport > 2 || family > 3 {
         return Parsed::Invalid("v2 command, family or transport");
     }
+    // A PROXY command names one of the listed pairs: UNSPEC, or a family
+    // with a transport (TCP or UDP); others "must be rejected as invalid".
+    // LOCAL ignores the family.
+    if command == 1 && (family == 0) != (transport == 0) {
+        return Parsed::Invalid("v2 family and transport not a listed pair");
+    }
     if buf.len() < len {
         return Parsed::Incomplete;
     }
@@ -288,6 +294,7 @@ mod tests {
         assert_eq!(source(&v2(0, 0x11, &body)), complete(28, None));
         assert_eq!(source(&v2(0, 0x00, &[])), complete(16, None));
         assert_eq!(source(&v2(1, 0x00, &[])), complete(16, None));
+        assert_eq!(source(&v2(0, 0x10, &body)), complete(28, None));
         // The announced length not yet all there.
         let header = v2(1, 0x11, &body);
         assert_eq!(source(&header[..20]), Parsed::Incomplete);
@@ -308,6 +315,10 @@ mod tests {
             v2(1, 0x11, &[0; 11]),
             v2(1, 0x21, &[0; 12]),
             v2(1, 0x31, &[0; 12]),
+            v2(1, 0x10, &[0; 12]),
+            v2(1, 0x20, &[0; 36]),
+            v2(1, 0x01, &[0; 12]),
+            v2(1, 0x02, &[]),
         ] {
             assert!(matches!(source(&bad), Parsed::Invalid(_)), "{bad:?}");
         }

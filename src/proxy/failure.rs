@@ -11,6 +11,12 @@ use crate::error::ApiError;
 pub(super) fn classify(e: &Error, deadline_expired: bool) -> (Option<ApiError>, &'static str) {
     match e.etype() {
         _ if deadline_expired => (Some(ApiError::upstream_timeout()), "timeout"),
+        // A client that read nothing of its answer within the write
+        // timeout (an HTTP/2 stream without flow-control window): its own
+        // doing, and no answer can reach it.
+        ErrorType::WriteTimedout if e.esource() == &pingora::ErrorSource::Downstream => {
+            (None, "downstream")
+        }
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             (Some(ApiError::upstream_timeout()), "timeout")
         }

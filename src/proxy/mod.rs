@@ -69,6 +69,16 @@ impl Proxy {
     }
 }
 
+/// The place of an HTTP/2 stream in `server.max_connections`, given back
+/// when the request ends.
+struct StreamPlace(&'static crate::connections::ConnectionLimit);
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        self.0.leave_stream();
+    }
+}
+
 /// What one request has learned on its way through the filters.
 pub struct RequestCtx {
     started: Instant,
@@ -97,6 +107,8 @@ pub struct RequestCtx {
     https: bool,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: InFlightGuard,
+    /// An HTTP/2 stream's place in `server.max_connections`.
+    _stream_place: Option<StreamPlace>,
 }
 
 impl RequestCtx {
@@ -245,9 +257,17 @@ impl ProxyHttp for Proxy {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         crate::connections::head_received(session.as_downstream());
+        // HTTP/2: a write of an answer waits for the client's flow-control
+        // window, which the connection's write timeout (on the socket)
+        // never sees. A client that opens no window gets as long as one
+        // that stops reading over HTTP/1.1, then its stream is given up
+        // with the upstream connection it holds.
+        if let ServerSession::H2(h2) = session.downstream_session.as_mut() {
+            h2.set_write_timeout(Some(ctx.live.config.server.write_timeout));
+        }
         Ok(())
     }
 
@@ -268,6 +288,7 @@ impl ProxyHttp for Proxy {
             client: None,
             https: false,
             _in_flight: self.in_flight.enter(),
+            _stream_place: None,
         }
     }
 
@@ -276,6 +297,18 @@ impl ProxyHttp for Proxy {
         ctx.client = client_of(session, &ctx.live.config.server.trusted_proxies);
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
+        // An HTTP/2 stream holds what an HTTP/1.1 connection holds (an
+        // upstream connection, its descriptors): it takes a place in the
+        // cap the open-file budget is sized by, as its connection did.
+        if !http1 {
+            let limit = self.gateway.connections;
+            if !limit.enter_stream() {
+                let e = crate::error::ApiError::too_many_connections();
+                respond::error(session, &e, ctx).await?;
+                return Ok(true);
+            }
+            ctx._stream_place = Some(StreamPlace(limit));
+        }
         let decision = ctx.live.planner.decide(session.req_header(), http1);
         if decision.is_route_auth_failure() {
             if let Action::Reject(e) = &decision.action {
@@ -291,7 +324,13 @@ impl ProxyHttp for Proxy {
         ctx.cors = decision.cors;
         match decision.action {
             Action::Preflight => respond::no_content(session, ctx).await?,
-            Action::Reject(e) => respond::error(session, &e, ctx).await?,
+            Action::Reject(e) => {
+                // After a refused tunnel, what follows its head is no request.
+                if session.req_header().method == http::Method::CONNECT {
+                    session.set_keepalive(None);
+                }
+                respond::error(session, &e, ctx).await?
+            }
             Action::Account(Endpoint::OpenApi) => {
                 use crate::accounts::openapi::{CACHE_CONTROL, DOCUMENT};
                 respond::document(session, DOCUMENT, CACHE_CONTROL, ctx).await?;
@@ -586,6 +625,18 @@ impl ProxyHttp for Proxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// What the client did to its own request (it went away, read none of
+    /// its answer, sent a broken body) is no error of the gateway's: no
+    /// ERROR line for it (any client could fill the log with them); the
+    /// access log has the request and its error, debug the details.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        let clients = e.esource() == &pingora::ErrorSource::Downstream;
+        if clients {
+            tracing::debug!(target: "vigile::edge", error = %e, "request given up by its client");
+        }
+        clients
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

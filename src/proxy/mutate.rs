@@ -26,18 +26,48 @@ const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED: HeaderName = http::header::FORWARDED;
-/// What clients may claim about the proxy chain or the original request:
-/// never passed on (some backends take `X-Original-URL` or
-/// `X-Forwarded-Prefix` for the path).
-const CLIENT_CLAIMS: [HeaderName; 7] = [
-    REAL_IP,
-    FORWARDED,
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-forwarded-prefix"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-server"),
-];
+/// What clients may claim about the proxy chain, their address, their
+/// scheme or the original request: never passed on (some backends take
+/// `X-Original-URL` or `X-Forwarded-Prefix` for the path, CDN conventions
+/// such as `True-Client-IP` or `CF-Connecting-IP` for the client, Rack's
+/// `X-Forwarded-Ssl` for the scheme). Lower case, as header names are.
+fn is_client_claim(name: &str) -> bool {
+    matches!(
+        name,
+        "x-real-ip"
+            | "forwarded"
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-forwarded-prefix"
+            | "x-forwarded-port"
+            | "x-forwarded-server"
+            | "true-client-ip"
+            | "cf-connecting-ip"
+            | "fastly-client-ip"
+            | "x-client-ip"
+            | "x-cluster-client-ip"
+            | "client-ip"
+            | "x-originating-ip"
+            | "x-forwarded"
+            | "forwarded-for"
+            | "x-remote-ip"
+            | "x-remote-addr"
+            | "x-forwarded-ssl"
+            | "x-forwarded-scheme"
+            | "x-url-scheme"
+            | "front-end-https"
+    )
+}
+
+/// Whether `name` is one the gateway sets itself (besides the identity
+/// headers): a client's underscore twin of it never passes.
+fn is_set_by_gateway(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto" | "x-request-id"
+    )
+}
+
 /// The headers the gateway adds to a request at most (four identity headers,
 /// request id, three `X-Forwarded-*`, `X-Real-IP`, `Host`).
 const ADDED: usize = 10;
@@ -69,10 +99,17 @@ impl IdentityHeaderNames {
 
     /// Whether a client header named `name` (which holds `_`) must not
     /// reach the upstream: a WSGI/CGI backend reads `X_User_Id` as
-    /// `X-User-Id`, so an identity header's underscore twin never passes;
-    /// other names with `_` pass only when configured so.
+    /// `X-User-Id`, so the underscore twin of an identity header, of a
+    /// header the gateway sets (`X_Forwarded_For`...) or of a client claim
+    /// (`X_Real_IP`, `True_Client_IP`...) never passes; other names with
+    /// `_` pass only when configured so.
     fn drops_underscored(&self, name: &HeaderName) -> bool {
-        self.drop_underscore
+        if self.drop_underscore {
+            return true;
+        }
+        let twin = name.as_str().replace('_', "-");
+        is_client_claim(&twin)
+            || is_set_by_gateway(&twin)
             || self.all().iter().any(|identity| {
                 let (a, b) = (name.as_str().as_bytes(), identity.as_str().as_bytes());
                 a.len() == b.len()
@@ -107,19 +144,26 @@ pub fn request_id_str(value: &HeaderValue) -> &str {
     value.to_str().unwrap_or("-")
 }
 
-/// `X-Forwarded-For`: the client's address after what earlier proxies wrote.
-fn forwarded_for(earlier: Option<&HeaderValue>, ip: IpAddr) -> Result<HeaderValue> {
-    let earlier = earlier
+/// `X-Forwarded-For`: the client's address after what earlier proxies (or
+/// the client) wrote, every header of it in order, as one header.
+fn forwarded_for<'v>(
+    earlier: impl Iterator<Item = &'v HeaderValue>,
+    ip: IpAddr,
+) -> Result<HeaderValue> {
+    let mut earlier = earlier
         .map(|v| v.as_bytes().trim_ascii())
-        .filter(|e| !e.is_empty());
-    let Some(earlier) = earlier else {
+        .filter(|e| !e.is_empty())
+        .peekable();
+    if earlier.peek().is_none() {
         return Ok(address_value(ip));
-    };
+    }
     let mut text = [0u8; 48];
     let ip = address_text(ip, &mut text);
-    let mut buffer = BytesMut::with_capacity(earlier.len() + 2 + ip.len());
-    buffer.put_slice(earlier);
-    buffer.put_slice(b", ");
+    let mut buffer = BytesMut::with_capacity(64);
+    for value in earlier {
+        buffer.put_slice(value);
+        buffer.put_slice(b", ");
+    }
     buffer.put_slice(ip);
     HeaderValue::from_maybe_shared(buffer.freeze())
         .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))
@@ -296,7 +340,7 @@ impl Forwarding<'_> {
         for key in headers.keys() {
             identity |= names.contains(&key);
             underscored |= key.as_str().contains('_');
-            proxy_claims |= CLIENT_CLAIMS.contains(key);
+            proxy_claims |= is_client_claim(key.as_str());
         }
         if identity {
             for name in names {
@@ -315,7 +359,12 @@ impl Forwarding<'_> {
         }
         if proxy_claims {
             // The gateway is the edge: what clients claim here is not passed on.
-            for name in &CLIENT_CLAIMS {
+            let claims: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| is_client_claim(k.as_str()))
+                .cloned()
+                .collect();
+            for name in &claims {
                 headers.remove(name);
             }
         }
@@ -330,7 +379,7 @@ impl Forwarding<'_> {
                 // From a trusted proxy: the chain up to the client.
                 Some(chain) => HeaderValue::from_bytes(chain)
                     .map_err(|_| Error::explain(ErrorType::InternalError, "bad X-Forwarded-For"))?,
-                None => forwarded_for(headers.get(&FORWARDED_FOR), client.ip)?,
+                None => forwarded_for(headers.get_all(&FORWARDED_FOR).iter(), client.ip)?,
             };
             headers.insert(FORWARDED_FOR, value);
             headers.insert(REAL_IP, address_value(client.ip));
@@ -471,12 +520,23 @@ mod tests {
                 ("X_Session-Id", "s"),
                 ("X_Custom", "c"),
                 ("X-Plain", "p"),
+                ("X_Forwarded_For", "6.6.6.6"),
+                ("x_real-ip", "6.6.6.6"),
+                ("True_Client_IP", "6.6.6.6"),
             ],
         );
         let route = public(route(false, true));
         for mode in [UnderscoreHeaders::Drop, UnderscoreHeaders::Keep] {
             let up = build_with(&req, &route, mode, None).expect("built");
-            for twin in ["x_user_id", "x_user_role", "x-user_email", "x_session-id"] {
+            for twin in [
+                "x_user_id",
+                "x_user_role",
+                "x-user_email",
+                "x_session-id",
+                "x_forwarded_for",
+                "x_real-ip",
+                "true_client_ip",
+            ] {
                 assert!(values(&up, twin).is_empty(), "{twin} passed ({mode:?})");
             }
             assert_eq!(values(&up, "x-plain"), ["p"]);
@@ -498,11 +558,21 @@ mod tests {
                 ("Forwarded", "for=203.0.113.9"),
                 ("X-Original-URL", "/api/stocks/admin/x"),
                 ("X-Forwarded-Prefix", "/admin"),
+                ("True-Client-IP", "203.0.113.9"),
+                ("CF-Connecting-IP", "203.0.113.9"),
+                ("X-Forwarded-Ssl", "on"),
             ],
         );
         let up = build(&req, &route(false, true)).expect("built");
         assert_eq!(values(&up, "x-real-ip"), ["192.0.2.1"]);
-        for gone in ["forwarded", "x-original-url", "x-forwarded-prefix"] {
+        for gone in [
+            "forwarded",
+            "x-original-url",
+            "x-forwarded-prefix",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-forwarded-ssl",
+        ] {
             assert!(values(&up, gone).is_empty(), "{gone}");
         }
     }

@@ -28,6 +28,8 @@ use super::{forward, request};
 pub const UNMATCHED: &str = "unmatched";
 /// Route label for CORS preflights.
 pub const CORS_PREFLIGHT: &str = "cors.preflight";
+/// The `Allow` of a refused `CONNECT`.
+const TUNNEL_REFUSED_ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// What names a request in metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,14 @@ impl Planner {
     /// Decides what to do with `req`. `http1`: the client speaks HTTP/1 (the
     /// direct path serves only those).
     pub fn decide(&self, req: &RequestHeader, http1: bool) -> Decision {
+        // A tunnel is no request for a route or an endpoint: refused
+        // before anything (as Pingora's own refusal of HTTP/1 `CONNECT`,
+        // which the connection turns into this answer).
+        if req.method == http::Method::CONNECT {
+            return Decision::new(Action::Reject(ApiError::method_not_allowed(
+                TUNNEL_REFUSED_ALLOW,
+            )));
+        }
         // One credential, a valid Host, a path that normalizes: what the
         // rest decides on is the normalized path.
         let checked = match request::check(req) {

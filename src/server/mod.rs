@@ -217,6 +217,10 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         let mut options = HttpServerOptions::default();
         options.h2c = cfg.server.h2c;
         options.h2_idle_timeout = Some(H2_IDLE_TIMEOUT);
+        // `CONNECT` reaches vigile's filters, which refuse it with the JSON
+        // 405 (Pingora's own refusal is bare, and over HTTP/2 nothing below
+        // can replace it).
+        options.allow_connect_method_proxying = true;
         app.server_options = Some(options);
         let edge = match (&listener.tls_addr, &server_cert) {
             (Some(addr), Some(cert)) => proxy_edge.with_tls(TlsEdge {

@@ -12,6 +12,7 @@ mod cli;
 mod client_address;
 mod django;
 mod django_hashes;
+mod edge_attacks;
 mod edge_h2;
 mod edge_tls;
 mod forwarding;
