@@ -5,7 +5,9 @@
 //! upstream get?, in `mutate.rs`).
 
 mod answer;
+mod client;
 mod deadline;
+mod dispatch;
 mod failure;
 mod forward;
 mod legacy;
@@ -28,7 +30,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
 use crate::accounts::Endpoint;
-use crate::forwarded::{Client, TrustedProxies};
+use crate::forwarded::Client;
 use crate::metrics::method_label;
 use crate::routes::Route;
 use crate::state::{Gateway, InFlight, InFlightGuard};
@@ -183,68 +185,6 @@ fn forwarding(ctx: &RequestCtx) -> Option<mutate::Forwarding<'_>> {
     })
 }
 
-impl Proxy {
-    /// Forwards a plain read on route `index` by the direct path (`forward.rs`).
-    /// Forwards a request the plan let through: by the direct path (then
-    /// answered: `true`), or by Pingora's (`false`).
-    async fn forward(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        direct: bool,
-    ) -> Result<bool> {
-        // The direct path speaks plain HTTP/1 to the upstream.
-        if direct && ctx.pool().is_some_and(|p| p.tls.is_none()) {
-            self.forward_direct(session, ctx).await?;
-            return Ok(true);
-        }
-        // Pingora's path: the upstream's 1xx answers stay here (as on the
-        // direct path), but a `100` the client asked for.
-        if let ServerSession::H1(client) = session.downstream_session.as_mut() {
-            client.set_ignore_info_resp(true);
-        }
-        Ok(false)
-    }
-
-    async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let live = ctx.live.clone();
-        let (pool, picked) = select(&live, ctx)?;
-        let addr = picked.addr;
-        let target = forward::Target {
-            addr,
-            idle: picked.idle,
-            events: &pool.connection_events,
-            connect_timeout: pool.connect_timeout,
-            read_timeout: pool.read_timeout,
-        };
-        let ctx = &*ctx;
-        let build = |session: &Session| match forwarding(ctx) {
-            Some(forwarding) => forwarding
-                .build(session.req_header())
-                .map_err(|e| e.into_down()),
-            None => Err(Error::explain(ErrorType::HTTPStatus(502), "no route")),
-        };
-        let answer =
-            |upstream: &ResponseHeader| answer::answer_from(upstream, &ctx.request_id, &ctx.cors);
-        forward::forward(session, &target, build, answer).await
-    }
-}
-
-/// Who the client of `session` is (`forwarded.rs`): `X-Forwarded-For` is
-/// read only when the peer is a trusted proxy.
-fn client_of(session: &Session, trusted: &TrustedProxies) -> Option<Client> {
-    let peer = session.client_addr()?.as_inet()?.ip();
-    Some(trusted.client(peer, || {
-        session
-            .req_header()
-            .headers
-            .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect()
-    }))
-}
-
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
@@ -294,8 +234,10 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
-        ctx.client = client_of(session, &ctx.live.config.server.trusted_proxies);
-        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.client = client::client_of(session, &ctx.live.config.server.trusted_proxies);
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.https = client::forwarded_proto(session, &ctx.live.config.server.trusted_proxies)
+            .unwrap_or(tls);
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
         // An HTTP/2 stream holds what an HTTP/1.1 connection holds (an
         // upstream connection, its descriptors): it takes a place in the

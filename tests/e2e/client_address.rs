@@ -409,3 +409,67 @@ fn trusted_proxies_change_on_reload_and_proxy_protocol_needs_a_restart() {
         "the running configuration stays"
     );
 }
+
+/// A TLS-terminating balancer says which scheme its client used: its one
+/// `X-Forwarded-Proto` (`http` or `https`) goes on, on both forwarding
+/// paths; anything else from it, and anything from another peer, is
+/// replaced by the scheme of the gateway's own listener.
+#[test]
+fn x_forwarded_proto_is_believed_from_a_trusted_balancer_only() {
+    let upstream = echo();
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(5),
+        Options::default().server(|s| s.trusted_proxies([BALANCER])),
+    );
+    let proto_seen = |peer: &str, headers: &[(&str, &str)], with_body: bool| {
+        let request = if with_body {
+            post("/api/raw/x", &json!({}), headers)
+        } else {
+            scripted::request("GET", "/api/raw/x", headers)
+        };
+        let answer = send_from(peer, gw.addr, b"", &request);
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        let head = last_head(&upstream);
+        assert_eq!(
+            head.to_ascii_lowercase()
+                .matches("x-forwarded-proto")
+                .count(),
+            1,
+            "{head}"
+        );
+        header_of(&head, "x-forwarded-proto").map(str::to_string)
+    };
+    for with_body in [false, true] {
+        let https = Some("https".to_string());
+        let http = Some("http".to_string());
+        assert_eq!(
+            proto_seen(BALANCER, &[("X-Forwarded-Proto", "https")], with_body),
+            https
+        );
+        assert_eq!(
+            proto_seen(BALANCER, &[("x-forwarded-proto", "HTTPS")], with_body),
+            https
+        );
+        assert_eq!(
+            proto_seen(BALANCER, &[("X-Forwarded-Proto", "http")], with_body),
+            http
+        );
+        assert_eq!(proto_seen(BALANCER, &[], with_body), http);
+        for odd in [
+            &[("X-Forwarded-Proto", "https, http")][..],
+            &[("X-Forwarded-Proto", "wss")],
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        ] {
+            assert_eq!(proto_seen(BALANCER, odd, with_body), http, "{odd:?}");
+        }
+        // Around the balancer: never believed.
+        assert_eq!(
+            proto_seen(AROUND, &[("X-Forwarded-Proto", "https")], with_body),
+            http
+        );
+    }
+}
