@@ -33,30 +33,8 @@ fn send_from(local: &str, to: SocketAddr, prefix: &[u8], request: &str) -> RawAn
     split_answer(&bytes).0
 }
 
-/// A JSON POST with `headers`, as written.
-fn post(path: &str, body: &Value, headers: &[(&str, &str)]) -> String {
-    let body = body.to_string();
-    let mut text = format!("POST {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    text
-}
-
 fn login(password: &str) -> Value {
     json!({"email": "victim@example.com", "password": password})
-}
-
-/// A scripted upstream that answers 200 and keeps each request head.
-fn echo() -> Scripted {
-    Scripted::start(|_, conn| {
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        true
-    })
 }
 
 /// The last request head the upstream got.
@@ -77,7 +55,7 @@ fn throttles_count_the_client_a_trusted_proxy_names_and_ignore_the_header_from_o
     );
     gw.register_and_login("victim@example.com", PASSWORD);
     let login_via = |peer: &str, password: &str, xff: &str| {
-        let request = post(
+        let request = scripted::json_post(
             "/api/accounts/login/",
             &login(password),
             &[("X-Forwarded-For", xff)],
@@ -126,7 +104,7 @@ fn the_reset_throttle_counts_the_client_a_trusted_proxy_names() {
     );
     let forgotten = |xff: &str, n: usize| {
         let body = json!({"email": format!("nobody{n}@example.com")});
-        let request = post(
+        let request = scripted::json_post(
             "/api/accounts/password-forgotten/",
             &body,
             &[("X-Forwarded-For", xff)],
@@ -141,7 +119,7 @@ fn the_reset_throttle_counts_the_client_a_trusted_proxy_names() {
 
 #[test]
 fn the_upstream_and_the_access_log_learn_the_client_address() {
-    let upstream = echo();
+    let upstream = Scripted::ok();
     let gw = gateway_before(
         &upstream,
         Duration::from_secs(5),
@@ -243,17 +221,12 @@ fn proxy_v2(command: u8, source: SocketAddr, dest: SocketAddr) -> Vec<u8> {
     body.extend_from_slice(&dest.port().to_be_bytes());
     // A TLV (an AWS endpoint id, say), skipped.
     body.extend_from_slice(&[0xEA, 0x00, 0x03, b'v', b'p', b'c']);
-    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    out.push(0x20 | command);
-    out.push(family);
-    out.extend_from_slice(&u16::try_from(body.len()).expect("len").to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    scripted::proxy_v2_header(command, family, &body)
 }
 
 #[test]
 fn the_proxy_protocol_names_the_client_and_is_required() {
-    let upstream = echo();
+    let upstream = Scripted::ok();
     let gw = gateway_before(
         &upstream,
         Duration::from_secs(5),
@@ -342,7 +315,7 @@ fn the_proxy_protocol_names_the_client_and_is_required() {
             BALANCER,
             gw.addr,
             line.as_bytes(),
-            &post("/api/accounts/login/", &body, &[]),
+            &scripted::json_post("/api/accounts/login/", &body, &[]),
         )
         .status
     };
@@ -353,7 +326,7 @@ fn the_proxy_protocol_names_the_client_and_is_required() {
         BALANCER,
         gw.addr,
         line.as_bytes(),
-        &post("/api/accounts/register/", &register, &[]),
+        &scripted::json_post("/api/accounts/register/", &register, &[]),
     )
     .status;
     assert_eq!(status, 201);
@@ -365,7 +338,7 @@ fn the_proxy_protocol_names_the_client_and_is_required() {
 
 #[test]
 fn trusted_proxies_change_on_reload_and_proxy_protocol_needs_a_restart() {
-    let upstream = echo();
+    let upstream = Scripted::ok();
     let gw = gateway_before(&upstream, Duration::from_secs(5), Options::default());
     let real_ip = || {
         let request =
@@ -416,7 +389,7 @@ fn trusted_proxies_change_on_reload_and_proxy_protocol_needs_a_restart() {
 /// replaced by the scheme of the gateway's own listener.
 #[test]
 fn x_forwarded_proto_is_believed_from_a_trusted_balancer_only() {
-    let upstream = echo();
+    let upstream = Scripted::ok();
     let gw = gateway_before(
         &upstream,
         Duration::from_secs(5),
@@ -424,7 +397,7 @@ fn x_forwarded_proto_is_believed_from_a_trusted_balancer_only() {
     );
     let proto_seen = |peer: &str, headers: &[(&str, &str)], with_body: bool| {
         let request = if with_body {
-            post("/api/raw/x", &json!({}), headers)
+            scripted::json_post("/api/raw/x", &json!({}), headers)
         } else {
             scripted::request("GET", "/api/raw/x", headers)
         };

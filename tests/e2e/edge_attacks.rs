@@ -6,11 +6,12 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::config::UnderscoreHeaders;
 use crate::common::scripted::{self, gateway_before, header_of, split_answer, RawAnswer, Scripted};
 use crate::common::{self, Gateway, Options};
+use crate::edge_h2::{block as h2_block, frame as h2_frame, PREFACE};
 
 const PASSWORD: &str = "motdepasse-solide-42";
 /// The load balancer in front (trusted), and a client around it.
@@ -28,20 +29,6 @@ fn send_from(local: &str, to: SocketAddr, request: &str) -> RawAnswer {
     let mut bytes = Vec::new();
     let _ = conn.read_to_end(&mut bytes);
     split_answer(&bytes).0
-}
-
-/// A JSON POST with `headers`, as written.
-fn post(path: &str, body: &Value, headers: &[(&str, &str)]) -> String {
-    let body = body.to_string();
-    let mut text = format!("POST {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    text
 }
 
 /// One IPv6 host owns a whole /64 (SLAAC, privacy addresses): a new
@@ -63,7 +50,7 @@ fn an_ipv6_client_rotating_addresses_in_its_64_is_throttled_as_one() {
     gw.register_and_login("victim@example.com", PASSWORD);
     let login_as = |client: &str, password: &str| {
         let body = json!({"email": "victim@example.com", "password": password});
-        let request = post(
+        let request = scripted::json_post(
             "/api/accounts/login/",
             &body,
             &[("X-Forwarded-For", client)],
@@ -81,7 +68,7 @@ fn an_ipv6_client_rotating_addresses_in_its_64_is_throttled_as_one() {
 
     let forgotten = |client: &str, n: usize| {
         let body = json!({"email": format!("nobody{n}@example.com")});
-        let request = post(
+        let request = scripted::json_post(
             "/api/accounts/password-forgotten/",
             &body,
             &[("X-Forwarded-For", client)],
@@ -145,10 +132,7 @@ fn claims_in(head: &str) -> Vec<String> {
 
 #[test]
 fn client_address_and_scheme_claims_never_reach_the_upstream_over_either_protocol() {
-    let upstream = Scripted::start(|_, conn| {
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        true
-    });
+    let upstream = Scripted::ok();
     // `keep`: header names with `_` pass, but not twins of the gateway's.
     let gw = gateway_before(
         &upstream,
@@ -228,10 +212,7 @@ fn client_address_and_scheme_claims_never_reach_the_upstream_over_either_protoco
 /// and over HTTP/2.
 #[test]
 fn every_forwarded_for_header_of_an_untrusted_client_is_appended_to() {
-    let upstream = Scripted::start(|_, conn| {
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        true
-    });
+    let upstream = Scripted::ok();
     let gw = gateway_before(
         &upstream,
         Duration::from_secs(5),
@@ -289,12 +270,7 @@ fn proxy_v2_raw(command: u8, family: u8, n: u8) -> Vec<u8> {
     let mut body = vec![198, 51, 100, n, 127, 0, 0, 1];
     body.extend_from_slice(&40000u16.to_be_bytes());
     body.extend_from_slice(&443u16.to_be_bytes());
-    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    out.push(0x20 | command);
-    out.push(family);
-    out.extend_from_slice(&u16::try_from(body.len()).expect("len").to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    scripted::proxy_v2_header(command, family, &body)
 }
 
 /// PROXY protocol v2 lists the family and transport pairs a header may
@@ -305,10 +281,7 @@ fn proxy_v2_raw(command: u8, family: u8, n: u8) -> Vec<u8> {
 /// family, as the protocol says.
 #[test]
 fn a_proxy_v2_header_with_an_unlisted_family_or_transport_is_refused() {
-    let upstream = Scripted::start(|_, conn| {
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        true
-    });
+    let upstream = Scripted::ok();
     let gw = gateway_before(
         &upstream,
         Duration::from_secs(5),
@@ -349,10 +322,7 @@ fn a_proxy_v2_header_with_an_unlisted_family_or_transport_is_refused() {
 /// 405 and `Allow` over HTTP/2 as over HTTP/1.1, and reaches no upstream.
 #[test]
 fn connect_is_refused_with_the_same_json_405_over_http2_as_over_http1() {
-    let upstream = Scripted::start(|_, conn| {
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        true
-    });
+    let upstream = Scripted::ok();
     let gw = gateway_before(
         &upstream,
         Duration::from_secs(5),
@@ -377,28 +347,6 @@ fn connect_is_refused_with_the_same_json_405_over_http2_as_over_http1() {
     assert_eq!(h2.header("allow"), h1.header("allow"));
     assert!(h2.header("server").is_none(), "{:?}", h2.headers);
     assert_eq!(upstream.requests().len(), 0, "{:?}", upstream.requests());
-}
-
-/// An HTTP/2 frame: length, type, flags, stream, payload.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).expect("len").to_be_bytes();
-    let mut out = vec![len[1], len[2], len[3], kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// HPACK literals without indexing, new names, as sent.
-fn h2_block(headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in headers {
-        out.push(0);
-        for text in [name, value] {
-            out.push(u8::try_from(text.len()).expect("short"));
-            out.extend_from_slice(text.as_bytes());
-        }
-    }
-    out
 }
 
 /// The header blocks (HEADERS frames) and the DATA the server sent on
@@ -441,10 +389,7 @@ fn h2_stream_1(conn: &mut std::net::TcpStream) -> (Vec<u8>, Vec<u8>) {
 /// edge").
 #[test]
 fn a_bad_host_over_http2_is_refused_with_400_and_reaches_no_upstream() {
-    let upstream = Scripted::start(|_, conn| {
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        true
-    });
+    let upstream = Scripted::ok();
     let gw = gateway_before(
         &upstream,
         Duration::from_secs(5),
@@ -465,7 +410,7 @@ fn a_bad_host_over_http2_is_refused_with_400_and_reaches_no_upstream() {
         let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
         let mut headers = base.to_vec();
         headers.extend(trick.iter().copied());
-        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        let mut bytes = PREFACE.to_vec();
         bytes.extend(h2_frame(4, 0, 0, &[]));
         bytes.extend(h2_frame(1, 0x5, 1, &h2_block(&headers)));
         conn.write_all(&bytes).expect("write");
@@ -547,16 +492,7 @@ fn an_http2_client_that_never_opens_its_window_releases_the_upstream_at_the_writ
     let given_up = Arc::new(AtomicUsize::new(0));
     let seen = given_up.clone();
     let upstream = Scripted::start(move |_, conn| {
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
-        let chunk = vec![b'z'; 256 * 1024];
-        let mut sent = conn.write_all(head.as_bytes());
-        for _ in 0..SIZE / chunk.len() {
-            if sent.is_err() {
-                break;
-            }
-            sent = conn.write_all(&chunk);
-        }
-        if sent.is_err() {
+        if !scripted::write_long_answer(conn, SIZE) {
             seen.fetch_add(1, Ordering::SeqCst);
         }
         false
@@ -566,20 +502,7 @@ fn an_http2_client_that_never_opens_its_window_releases_the_upstream_at_the_writ
         Duration::from_secs(5),
         Options::default().server(|s| s.h2c(true).write_timeout(Duration::from_secs(1))),
     );
-    let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
-    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no answer byte may be sent.
-    bytes.extend(h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
-    let headers = [
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":authority", "gw"),
-        (":path", "/api/raw/big"),
-    ];
-    for stream in [1, 3, 5] {
-        bytes.extend(h2_frame(1, 0x5, stream, &h2_block(&headers)));
-    }
-    conn.write_all(&bytes).expect("write");
+    let mut conn = windowless_h2(gw.addr, &[1, 3, 5]);
     // The client keeps its connection open (and reads, so that its own
     // socket never fills) while the gateway decides.
     conn.set_read_timeout(Some(Duration::from_millis(200)))
@@ -701,15 +624,7 @@ fn http2_streams_count_in_max_connections() {
 fn a_client_that_drops_or_stalls_its_answer_logs_no_error() {
     const SIZE: usize = 16 * 1024 * 1024;
     let upstream = Scripted::start(move |_, conn| {
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
-        let chunk = vec![b'z'; 256 * 1024];
-        let mut sent = conn.write_all(head.as_bytes());
-        for _ in 0..SIZE / chunk.len() {
-            if sent.is_err() {
-                break;
-            }
-            sent = conn.write_all(&chunk);
-        }
+        scripted::write_long_answer(conn, SIZE);
         false
     });
     let gw = gateway_before(
@@ -727,17 +642,7 @@ fn a_client_that_drops_or_stalls_its_answer_logs_no_error() {
         drop(conn);
     }
     // HTTP/2: a stream without window, given up at the write timeout.
-    let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
-    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    bytes.extend(h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
-    let headers = [
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":authority", "gw"),
-        (":path", "/api/raw/big"),
-    ];
-    bytes.extend(h2_frame(1, 0x5, 1, &h2_block(&headers)));
-    conn.write_all(&bytes).expect("write");
+    let mut conn = windowless_h2(gw.addr, &[1]);
     conn.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     // Until the access log has all four requests (bounded).
@@ -755,4 +660,24 @@ fn a_client_that_drops_or_stalls_its_answer_logs_no_error() {
     assert_eq!(logged(&log), 4, "{log}");
     let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
     assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// An h2c connection whose client opens no flow-control window
+/// (`SETTINGS_INITIAL_WINDOW_SIZE = 0`: no answer byte may be sent), with a
+/// GET of `/api/raw/big` on each of `streams`.
+fn windowless_h2(addr: SocketAddr, streams: &[u32]) -> std::net::TcpStream {
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let headers = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "gw"),
+        (":path", "/api/raw/big"),
+    ];
+    for &stream in streams {
+        bytes.extend(h2_frame(1, 0x5, stream, &h2_block(&headers)));
+    }
+    conn.write_all(&bytes).expect("write");
+    conn
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 use crate::common::scripted::{gateway_before, Scripted};
 use crate::common::Options;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A frame: length, type, flags, stream, payload.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("len").to_be_bytes();
     let mut out = vec![len[1], len[2], len[3], kind, flags];
     out.extend_from_slice(&stream.to_be_bytes());
@@ -24,7 +24,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// HPACK literals without indexing, new names (any bytes, as sent).
-fn block(headers: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn block(headers: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in headers {
         out.push(0);

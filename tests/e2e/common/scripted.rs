@@ -24,6 +24,15 @@ pub struct Scripted {
 }
 
 impl Scripted {
+    /// An upstream that answers every request `200` with the body `ok`
+    /// (and keeps each request head).
+    pub fn ok() -> Scripted {
+        Scripted::start(|_, conn| {
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            true
+        })
+    }
+
     pub fn start(
         script: impl Fn(&str, &mut TcpStream) -> bool + Send + Sync + 'static,
     ) -> Scripted {
@@ -189,6 +198,46 @@ pub fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
     } else {
         text.push_str("\r\n");
     }
+    text
+}
+
+/// A PROXY protocol v2 header: `command` (0 LOCAL, 1 PROXY), the
+/// family/transport byte, and the address block `body`.
+pub fn proxy_v2_header(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    out.push(0x20 | command);
+    out.push(family);
+    out.extend_from_slice(&u16::try_from(body.len()).expect("len").to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes an answer of `size` bytes of body to `conn`, by 256 KiB pieces;
+/// `false` when the gateway stopped taking it.
+pub fn write_long_answer(conn: &mut TcpStream, size: usize) -> bool {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+    let chunk = vec![b'z'; 256 * 1024];
+    let mut sent = conn.write_all(head.as_bytes());
+    for _ in 0..size / chunk.len() {
+        if sent.is_err() {
+            break;
+        }
+        sent = conn.write_all(&chunk);
+    }
+    sent.is_ok()
+}
+
+/// A JSON POST with `headers`, as written (`Host: gw`, `Connection: close`).
+pub fn json_post(path: &str, body: &serde_json::Value, headers: &[(&str, &str)]) -> String {
+    let body = body.to_string();
+    let mut text = format!("POST {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
     text
 }
 
