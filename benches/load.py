@@ -21,8 +21,10 @@ and start-up time), instructions (callgrind instructions per proxied request,
 pingora vs vigile: deterministic), tls (each proxy terminating TLS with the
 same self-signed pair: full handshakes/s with wrk and `Connection: close`,
 keep-alive req/s over HTTP/1.1 with wrk, and HTTP/2 with h2load, many streams
-on few connections: req/s and p99). No argument: all but instructions,
-migrated and tls.
+on few connections: req/s and p99; the server's CPU per full handshake),
+h2-instructions (callgrind instructions per HTTP/2 request over TLS,
+pingora, haproxy and vigile). No argument: all but instructions, migrated,
+tls and h2-instructions.
 """
 
 import json
@@ -462,7 +464,12 @@ def run_tls(bench):
             bench.start_contender(name)
             port = TLS_PORTS[name]
             bench.wrk(port, 1, scheme="https")  # warm-up
+            pid = bench.procs[name].pid
+            cpu_before = cpu_seconds(pid)
             hs = bench.wrk(port, DURATION, scheme="https", extra_env={"CLOSE": "1"})
+            # The server's CPU per full handshake: the load generator, doing
+            # its side of each handshake on one CPU, may be what bounds the rate.
+            hs["cpu_us"] = 1e6 * (cpu_seconds(pid) - cpu_before) / max(hs["rps"] * DURATION, 1)
             time.sleep(1)  # the closed connections' sockets settle
             h1 = bench.wrk(port, DURATION, scheme="https")
             h2 = h2load(port, DURATION, token, bench.path)
@@ -471,16 +478,19 @@ def run_tls(bench):
             bad = sum(x.get("s401", 0) + x.get("other", 0) + x.get("errors", 0) for x in (hs, h1))
             if bad:
                 log(f"  {name}: {bad} answers over TLS were not 200 (or errors)")
-            log(f"round {r + 1} {name:8} handshakes {hs['rps']:8.0f}/s  h1 {h1['rps']:8.0f} req/s  "
+            log(f"round {r + 1} {name:8} handshakes {hs['rps']:8.0f}/s ({hs['cpu_us']:.0f} us CPU each)  "
+                f"h1 {h1['rps']:8.0f} req/s  "
                 f"h2 {h2['rps']:8.0f} req/s p99 {h2['p99_us']} us")
             bench.stop(name)
     print(f"\n## TLS: {ROUNDS} rounds x {DURATION} s, {WORKERS} worker thread(s) per proxy, medians\n")
-    print("| contender | handshakes/s | HTTP/1.1 keep-alive req/s (p99 us) | HTTP/2 req/s (p99 us) |")
-    print("|---|---|---|---|")
+    print("| contender | handshakes/s | server CPU per handshake (us) | HTTP/1.1 keep-alive req/s (p99 us) "
+          "| HTTP/2 req/s (p99 us) |")
+    print("|---|---|---|---|---|")
     for name in contenders:
         m = results[name]
         med = lambda k, f: statistics.median(x[f] for x in m[k])
-        print(f"| {name} | {med('handshakes', 'rps'):.0f} | {med('h1', 'rps'):.0f} ({med('h1', 'p99_us'):.0f}) | "
+        print(f"| {name} | {med('handshakes', 'rps'):.0f} | {med('handshakes', 'cpu_us'):.0f} | "
+              f"{med('h1', 'rps'):.0f} ({med('h1', 'p99_us'):.0f}) | "
               f"{med('h2', 'rps'):.0f} ({med('h2', 'p99_us'):.0f}) |")
     print("\nPaired ratios (median over rounds of the ratio within each round):\n")
     for name in contenders:
@@ -493,6 +503,10 @@ def run_tls(bench):
                 parts.append(f"{k} {statistics.median(ratios):.2f}" if ratios else f"{k} -")
             p99 = [a["p99_us"] / max(b["p99_us"], 1) for a, b in zip(results[name]["h2"], results[ref]["h2"])]
             parts.append(f"h2 p99 {statistics.median(p99):.2f}")
+            per_cpu = [b["cpu_us"] / a["cpu_us"] for a, b in zip(results[name]["handshakes"],
+                                                               results[ref]["handshakes"]) if a["cpu_us"]]
+            if per_cpu:
+                parts.append(f"handshakes per CPU second {statistics.median(per_cpu):.2f}")
             print(f"- {name} vs {ref}: " + ", ".join(parts))
 
 
@@ -749,6 +763,53 @@ def run_instructions(bench):
         print(f"| {name} | {per:,.0f} | {per / rows[0][1]:.2f} |")
 
 
+def run_h2_instructions(bench):
+    """Instructions per HTTP/2 request over TLS under callgrind (h2load, 4
+    connections x 32 streams, one token): deterministic, unlike req/s."""
+    import glob
+    token = open(bench.path("tokens.txt")).readline().strip()
+    n = 5000
+    rows = []
+    for name in ("pingora", "haproxy", "vigile"):
+        out = bench.path(f"callgrind-h2-{name}.out")
+        if name == "pingora":
+            cmd = [BARE, "--listen", f"127.0.0.1:{PORTS['pingora']}", "--upstream", f"127.0.0.1:{PORTS['upstream']}",
+                   "--threads", "1", "--tls-listen", f"127.0.0.1:{TLS_PORTS['pingora']}",
+                   "--tls-cert", bench.path("tls.pem"), "--tls-key", bench.path("tls.key")]
+        elif name == "haproxy":
+            bench.start_contender("haproxy")  # writes its configuration
+            bench.stop("haproxy")
+            cmd = ["haproxy", "-db", "-f", bench.path("haproxy.cfg")]
+        else:
+            cmd = [VIGILE, "serve", "--config", bench.path("vigile.yaml")]
+        proc = bench.start(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd, "0,1",
+                           PORTS[name], env={"RUST_LOG": "warn"})
+        wait_port(TLS_PORTS[name])
+
+        def h2(requests):
+            return subprocess.run(["h2load", "-t1", "-c4", "-m32", f"-n{requests}", "-H",
+                                   f"authorization: Bearer {token}", f"https://127.0.0.1:{TLS_PORTS[name]}/api/stocks/"],
+                                  capture_output=True, text=True, check=True).stdout
+        h2(500)  # warm-up: connections, pools, the token seen once
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True)
+        done = h2(n)
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True)
+        time.sleep(1)
+        bench.stop(name)
+        ok = int(re.search(r"status codes: (\d+) 2xx", done).group(1))
+        if ok != n:
+            log(f"  {name}: {n - ok} of {n} answers were not 2xx")
+        dump = sorted(glob.glob(out + ".*"), key=os.path.getmtime)[-1]
+        totals = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+        total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
+        rows.append((name, total / n))
+    print(f"\n## Instructions per HTTP/2 request over TLS (callgrind, h2load -c4 -m32, {n} requests)\n")
+    print("| contender | instructions/request | vs pingora |")
+    print("|---|---|---|")
+    for name, per in rows:
+        print(f"| {name} | {per:,.0f} | {per / rows[0][1]:.2f} |")
+
+
 def run_scale(bench):
     conf = bench.write_vigile_config("scale.yaml", "scale/vigile.redb")
     base_conf = bench.write_vigile_config("base.yaml", "base/vigile.redb")
@@ -790,7 +851,8 @@ def main():
         print(f"# vigile load benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
               f"{open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
         bench.start_upstream()
-        if any(m in modes for m in ("proxy", "revoked", "storm", "migrated", "timing", "instructions", "tls")):
+        if any(m in modes for m in ("proxy", "revoked", "storm", "migrated", "timing", "instructions", "tls",
+                                    "h2-instructions")):
             bench.setup_vigile()
         if "proxy" in modes:
             run_proxy(bench)
@@ -806,6 +868,8 @@ def main():
             run_instructions(bench)
         if "tls" in modes:
             run_tls(bench)
+        if "h2-instructions" in modes:
+            run_h2_instructions(bench)
         if "scale" in modes:
             run_scale(bench)
     finally:

@@ -1,4 +1,5 @@
-//! The direct path: a GET or HEAD without a body, from an HTTP/1 client.
+//! The direct path: a GET or HEAD without a body, from an HTTP/1 client or
+//! on an HTTP/2 stream that the request's headers ended.
 //! vigile writes the request to the upstream, reads the answer and streams it
 //! back itself, one step after the other, over its own pool of idle upstream
 //! connections.
@@ -10,7 +11,10 @@
 //! for request bodies and upgrades, which keep taking it; a plain read does
 //! not need it. The framing (chunked, content length, HEAD, 204/304, keep
 //! alive) is Pingora's own: the sessions used here are Pingora's HTTP/1
-//! sessions.
+//! sessions (the client's, or its HTTP/2 stream, whose answer goes in DATA
+//! frames; Pingora drops the connection-specific headers there). Over
+//! HTTP/2 this also spares the `getpeername` Pingora's pool makes on every
+//! reuse of a connection: a third of the system calls of such a request.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -31,10 +35,14 @@ use crate::upstream::{idle_time, ConnectionEvents, IdleConnections, Pooled};
 pub const MAX_INFORMATIONAL: usize = 8;
 
 /// Whether a request can take the direct path (its client speaking
-/// HTTP/1): GET or HEAD, no body, no upgrade, an origin-form target.
+/// HTTP/1, or HTTP/2 with the request's stream already ended): GET or HEAD,
+/// no body, no upgrade, an origin-form target.
 pub fn eligible(req: &RequestHeader) -> bool {
     (req.method == Method::GET || req.method == Method::HEAD)
-        && matches!(req.version, Version::HTTP_11 | Version::HTTP_10)
+        && matches!(
+            req.version,
+            Version::HTTP_11 | Version::HTTP_10 | Version::HTTP_2
+        )
         && req.raw_path().first() == Some(&b'/')
         && !req.headers.contains_key(header::TRANSFER_ENCODING)
         && !req.headers.contains_key(header::UPGRADE)
@@ -82,7 +90,8 @@ pub async fn forward(
     // can stay open. HTTP/1.0 knows no chunks: an answer without a length
     // goes to such a client delimited by the close of its connection.
     let no_body = head || matches!(resp.status.as_u16(), 204 | 304);
-    if !no_body && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+    let http2 = session.req_header().version == Version::HTTP_2;
+    if !http2 && !no_body && !resp.headers.contains_key(header::CONTENT_LENGTH) {
         if http10 {
             resp.remove_header(&header::TRANSFER_ENCODING);
             session.set_keepalive(None);
@@ -91,19 +100,39 @@ pub async fn forward(
             resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
         }
     }
-    let ServerSession::H1(client) = session.downstream_session.as_mut() else {
-        return Err(Error::explain(
-            ErrorType::InternalError,
-            "direct path on a non-HTTP/1 session",
-        ));
-    };
-    client
-        .write_response_header(resp)
-        .await
-        .map_err(|e| e.into_down())?;
-
-    while let Some(chunk) = upstream.read_body_ref().await.map_err(|e| e.into_up())? {
-        client.write_body(chunk).await.map_err(|e| e.into_down())?;
+    match session.downstream_session.as_mut() {
+        ServerSession::H1(client) => {
+            client
+                .write_response_header(resp)
+                .await
+                .map_err(|e| e.into_down())?;
+            while let Some(chunk) = upstream.read_body_ref().await.map_err(|e| e.into_up())? {
+                client.write_body(chunk).await.map_err(|e| e.into_down())?;
+            }
+        }
+        // HTTP/2: DATA frames delimit the answer (Pingora drops the
+        // connection-specific headers); the stream ends with it.
+        ServerSession::H2(client) => {
+            client
+                .write_response_header(resp, no_body)
+                .map_err(|e| e.into_down())?;
+            if !no_body {
+                while let Some(chunk) = upstream.read_body_ref().await.map_err(|e| e.into_up())? {
+                    let chunk = bytes::Bytes::copy_from_slice(chunk);
+                    client
+                        .write_body(chunk, false)
+                        .await
+                        .map_err(|e| e.into_down())?;
+                }
+                client.finish().map_err(|e| e.into_down())?;
+            }
+        }
+        _ => {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "direct path on a session neither HTTP/1 nor HTTP/2",
+            ))
+        }
     }
 
     // Back to the pool only when the answer was read to its end by its

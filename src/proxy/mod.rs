@@ -251,7 +251,13 @@ impl ProxyHttp for Proxy {
             }
             ctx._stream_place = Some(StreamPlace(limit));
         }
-        let decision = ctx.live.planner.decide(session.req_header(), http1);
+        // An HTTP/2 request whose stream is already over (no body can
+        // follow) may take the direct path too.
+        let direct_capable = http1 || session.downstream_session.is_body_empty();
+        let decision = ctx
+            .live
+            .planner
+            .decide(session.req_header(), direct_capable);
         if decision.is_route_auth_failure() {
             if let Action::Reject(e) = &decision.action {
                 self.gateway

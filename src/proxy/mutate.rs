@@ -319,6 +319,22 @@ impl Forwarding<'_> {
         parts.uri = req.uri.clone();
         parts.version = http::Version::HTTP_11;
         parts.headers = req.headers.clone();
+        if req.version == http::Version::HTTP_2 {
+            // HTTP/2's `:authority` is HTTP/1.1's `Host` (Pingora refused
+            // a `host` that differs), and the target is the origin form.
+            if let Some(authority) = req.uri.authority() {
+                if !parts.headers.contains_key(HOST) {
+                    let host = HeaderValue::from_str(authority.as_str()).map_err(|_| {
+                        Error::explain(ErrorType::InvalidHTTPHeader, "bad :authority")
+                    })?;
+                    parts.headers.insert(HOST, host);
+                }
+            }
+            let origin = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            parts.uri = origin
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad :path"))?;
+        }
         if has_hop_by_hop(&parts.headers) {
             strip_hop_by_hop(&mut parts.headers)?;
         }

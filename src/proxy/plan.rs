@@ -124,9 +124,10 @@ fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 }
 
 impl Planner {
-    /// Decides what to do with `req`. `http1`: the client speaks HTTP/1 (the
-    /// direct path serves only those).
-    pub fn decide(&self, req: &RequestHeader, http1: bool) -> Decision {
+    /// Decides what to do with `req`. `direct_capable`: the client's session
+    /// can take the direct path (HTTP/1, or an HTTP/2 stream the request
+    /// already ended: no body can follow).
+    pub fn decide(&self, req: &RequestHeader, direct_capable: bool) -> Decision {
         // A tunnel is no request for a route or an endpoint: refused
         // before anything (as Pingora's own refusal of HTTP/1 `CONNECT`,
         // which the connection turns into this answer).
@@ -194,7 +195,7 @@ impl Planner {
             return decision;
         };
         decision.label = RouteLabel::Route(index);
-        let direct = self.direct_path && http1 && forward::eligible(req);
+        let direct = self.direct_path && direct_capable && forward::eligible(req);
         decision.action = match self.check_access(req, index) {
             Ok(Access::Checked(identity)) => Action::Forward {
                 route: index,

@@ -230,3 +230,112 @@ fn an_upstream_that_closes_without_answering_gets_502_json() {
     // A fresh connection that closes is not tried again: one request only.
     assert_eq!(upstream.requests().len(), 1);
 }
+
+/// HTTP/2 reads (GET and HEAD, the request's stream ended with its
+/// headers) take the direct path too: the upstream gets an HTTP/1.1
+/// request in origin form with `Host` from `:authority`, over vigile's own
+/// pool; the answers' framing becomes DATA frames (a chunked one, a HEAD's
+/// empty one, a 204). A GET with a body goes by Pingora's path and its body
+/// reaches the upstream.
+#[test]
+fn http2_reads_take_the_direct_path() {
+    let upstream = Scripted::start(|head, conn| {
+        let answer: &[u8] = match path_of(head) {
+            _ if head.starts_with("HEAD ") => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+            // `ok` only once the body has come (chunked: `2`, `{}`, `0`).
+            "/api/raw/with-body" => {
+                let mut body = Vec::new();
+                let mut byte = [0u8; 1];
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                while !body.ends_with(b"0\r\n\r\n") && body.len() < 64 {
+                    match conn.read(&mut byte) {
+                        Ok(1) => body.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if body.windows(2).any(|w| w == b"{}") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                } else {
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+                }
+            }
+            "/api/raw/chunked" => {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nch\r\n3\r\nunk\r\n0\r\n\r\n"
+            }
+            "/api/raw/empty" => b"HTTP/1.1 204 No Content\r\n\r\n",
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        };
+        conn.write_all(answer).is_ok()
+    });
+    let gw = gateway_before(&upstream, on_the_direct_path().server(|s| s.h2c(true)));
+    let addr = gw.addr;
+    let answers = crate::common::tls::runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = crate::common::tls::h2_open(tcp).await;
+        let mut out = Vec::new();
+        for (method, path, body) in [
+            ("GET", "/api/raw/a?q=1", Vec::new()),
+            ("GET", "/api/raw/b", Vec::new()),
+            ("HEAD", "/api/raw/c", Vec::new()),
+            ("GET", "/api/raw/chunked", Vec::new()),
+            ("GET", "/api/raw/empty", Vec::new()),
+            ("GET", "/api/raw/with-body", b"{}".to_vec()),
+        ] {
+            let request = (method, path, vec![], body);
+            let answer = crate::common::tls::h2_send(&mut send, "gw.example:8443", request).await;
+            out.push(answer.expect("an answer"));
+        }
+        out
+    });
+    let seen: Vec<(u16, &[u8])> = answers
+        .iter()
+        .map(|a| (a.status, a.body.as_slice()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (200, &b"ok"[..]),
+            (200, b"ok"),
+            (200, b""),
+            (200, b"chunk"),
+            (204, b""),
+            (200, b"ok")
+        ]
+    );
+    for answer in &answers {
+        assert!(answer.headers.get("transfer-encoding").is_none());
+        assert!(answer.headers.get("x-request-id").is_some());
+    }
+    let heads = upstream.requests();
+    let paths: Vec<&str> = heads.iter().map(|h| path_of(h)).collect();
+    assert_eq!(heads.len(), 6, "{paths:?}");
+    for head in &heads {
+        assert!(head.contains(" HTTP/1.1\r\n"), "{head}");
+        assert_eq!(scripted::header_of(head, "host"), Some("gw.example:8443"));
+        assert_eq!(
+            scripted::header_of(head, "x-forwarded-host"),
+            Some("gw.example:8443")
+        );
+    }
+    assert!(
+        heads[0].starts_with("GET /api/raw/a?q=1 HTTP/1.1\r\n"),
+        "{}",
+        heads[0]
+    );
+    assert!(
+        heads[2].starts_with("HEAD /api/raw/c HTTP/1.1\r\n"),
+        "{}",
+        heads[2]
+    );
+    // The five reads went over vigile's own pool; the GET with a body did not.
+    assert_eq!(connections(&gw, "opened") + connections(&gw, "reused"), 5);
+    let announced = (
+        scripted::header_of(&heads[5], "content-length"),
+        scripted::header_of(&heads[5], "transfer-encoding"),
+    );
+    assert!(
+        matches!(announced, (Some("2"), _) | (_, Some("chunked"))),
+        "{}",
+        heads[5]
+    );
+}
