@@ -1,5 +1,5 @@
 //! The direct path: a GET or HEAD without a body, from an HTTP/1 client or
-//! on an HTTP/2 stream that the request's headers ended.
+//! over HTTP/2 (a request that can have no body).
 //! vigile writes the request to the upstream, reads the answer and streams it
 //! back itself, one step after the other, over its own pool of idle upstream
 //! connections.
@@ -35,7 +35,7 @@ use crate::upstream::{idle_time, ConnectionEvents, IdleConnections, Pooled};
 pub const MAX_INFORMATIONAL: usize = 8;
 
 /// Whether a request can take the direct path (its client speaking
-/// HTTP/1, or HTTP/2 with the request's stream already ended): GET or HEAD,
+/// HTTP/1, or HTTP/2 with no body to come): GET or HEAD,
 /// no body, no upgrade, an origin-form target.
 pub fn eligible(req: &RequestHeader) -> bool {
     (req.method == Method::GET || req.method == Method::HEAD)
@@ -75,7 +75,26 @@ pub async fn forward(
     build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
     answer: impl FnOnce(&ResponseHeader) -> Box<ResponseHeader>,
 ) -> Result<()> {
-    let (mut upstream, fd) = exchange(session, target, build).await?;
+    // HTTP/2: a client that resets its stream (or loses its connection)
+    // ends the exchange at once, and with it the stream's place in
+    // `server.max_connections` and the upstream connection (h2 no longer
+    // counts a reset stream against the connection's limit). The request
+    // is built first (once more, by a copy, for the one retry).
+    let http2 = matches!(*session.downstream_session, ServerSession::H2(_));
+    let exchanged = if http2 {
+        let built = build(session)?;
+        let ServerSession::H2(client) = session.downstream_session.as_mut() else {
+            return Err(Error::explain(ErrorType::InternalError, "not HTTP/2"));
+        };
+        tokio::select! {
+            biased;
+            reset = client.idle() => return Err(client_gone(reset)),
+            exchanged = exchange(target, || Ok(built.clone())) => exchanged,
+        }
+    } else {
+        exchange(target, || build(session)).await
+    };
+    let (mut upstream, fd) = exchanged?;
     let head = session.req_header().method == Method::HEAD;
     let http10 = session.req_header().version == Version::HTTP_10;
 
@@ -90,7 +109,6 @@ pub async fn forward(
     // can stay open. HTTP/1.0 knows no chunks: an answer without a length
     // goes to such a client delimited by the close of its connection.
     let no_body = head || matches!(resp.status.as_u16(), 204 | 304);
-    let http2 = session.req_header().version == Version::HTTP_2;
     if !http2 && !no_body && !resp.headers.contains_key(header::CONTENT_LENGTH) {
         if http10 {
             resp.remove_header(&header::TRANSFER_ENCODING);
@@ -116,15 +134,22 @@ pub async fn forward(
             client
                 .write_response_header(resp, no_body)
                 .map_err(|e| e.into_down())?;
-            if !no_body {
-                while let Some(chunk) = upstream.read_body_ref().await.map_err(|e| e.into_up())? {
-                    let chunk = bytes::Bytes::copy_from_slice(chunk);
-                    client
-                        .write_body(chunk, false)
-                        .await
-                        .map_err(|e| e.into_down())?;
-                }
-                client.finish().map_err(|e| e.into_down())?;
+            loop {
+                let chunk = tokio::select! {
+                    biased;
+                    reset = client.idle() => return Err(client_gone(reset)),
+                    chunk = upstream.read_body_ref() => chunk.map_err(|e| e.into_up())?,
+                };
+                // Without a body (HEAD, 204, 304) this read returns at once:
+                // it is what lets the connection go back to the pool.
+                let Some(chunk) = chunk.filter(|_| !no_body) else {
+                    break;
+                };
+                let chunk = bytes::Bytes::copy_from_slice(chunk);
+                client
+                    .write_body(chunk, false)
+                    .await
+                    .map_err(|e| e.into_down())?;
             }
         }
         _ => {
@@ -149,22 +174,36 @@ pub async fn forward(
             });
         }
     }
+    // HTTP/2: the stream ends once the connection is back in the pool, so
+    // that the client's next request finds it there.
+    if let (ServerSession::H2(client), false) = (session.downstream_session.as_mut(), no_body) {
+        client.finish().map_err(|e| e.into_down())?;
+    }
     Ok(())
+}
+
+/// The error of an HTTP/2 stream its client reset (or whose connection
+/// went away) while the gateway was busy with it: the client's doing.
+fn client_gone(reset: Result<impl std::fmt::Display>) -> Box<Error> {
+    let why = match reset {
+        Ok(reason) => format!("the client reset its HTTP/2 stream ({reason})"),
+        Err(e) => format!("the client's HTTP/2 stream went away ({e})"),
+    };
+    Error::explain(ErrorType::ConnectionClosed, why).into_down()
 }
 
 /// Connects (or reuses a connection), writes the request and reads the
 /// answer's header, all within `read_timeout` from the start (a retry gets
 /// what is left).
 async fn exchange(
-    session: &Session,
     target: &Target<'_>,
-    build: impl Fn(&Session) -> Result<Box<RequestHeader>>,
+    build: impl Fn() -> Result<Box<RequestHeader>>,
 ) -> Result<(UpstreamSession, RawFd)> {
     let deadline = tokio::time::Instant::now() + target.read_timeout;
     if let Some(pooled) = target.idle.take(&target.events.stale) {
         let mut upstream = upstream_session(pooled.stream, target);
         let mut informational = 0;
-        let sent = send(&mut upstream, build(session)?, deadline, &mut informational).await;
+        let sent = send(&mut upstream, build()?, deadline, &mut informational).await;
         match sent {
             Ok(()) => {
                 target.events.reused.inc();
@@ -186,7 +225,7 @@ async fn exchange(
     let (stream, fd) = connect(target).await?;
     target.events.opened.inc();
     let mut upstream = upstream_session(stream, target);
-    send(&mut upstream, build(session)?, deadline, &mut 0)
+    send(&mut upstream, build()?, deadline, &mut 0)
         .await
         .map_err(|e| e.into_up())?;
     Ok((upstream, fd))

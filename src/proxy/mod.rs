@@ -251,8 +251,9 @@ impl ProxyHttp for Proxy {
             }
             ctx._stream_place = Some(StreamPlace(limit));
         }
-        // An HTTP/2 request whose stream is already over (no body can
-        // follow) may take the direct path too.
+        // An HTTP/2 request without a body (its stream ended with its
+        // headers, or `content-length: 0`, which h2 holds the client to)
+        // may take the direct path too.
         let direct_capable = http1 || session.downstream_session.is_body_empty();
         let decision = ctx
             .live

@@ -125,8 +125,8 @@ fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 
 impl Planner {
     /// Decides what to do with `req`. `direct_capable`: the client's session
-    /// can take the direct path (HTTP/1, or an HTTP/2 stream the request
-    /// already ended: no body can follow).
+    /// can take the direct path (HTTP/1, or an HTTP/2 request that can have
+    /// no body: its stream ended, or `content-length: 0`).
     pub fn decide(&self, req: &RequestHeader, direct_capable: bool) -> Decision {
         // A tunnel is no request for a route or an endpoint: refused
         // before anything (as Pingora's own refusal of HTTP/1 `CONNECT`,

@@ -681,3 +681,89 @@ fn windowless_h2(addr: SocketAddr, streams: &[u32]) -> std::net::TcpStream {
     conn.write_all(&bytes).expect("write");
     conn
 }
+
+/// A client that resets its HTTP/2 streams (`RST_STREAM`) while the
+/// upstream takes its time gives their places in `server.max_connections`
+/// back at once, and the gateway gives up the upstream connections: h2 no
+/// longer counts a reset stream against the connection's own limit, so
+/// keeping them would let one connection take every place.
+#[test]
+fn reset_http2_streams_give_their_places_back_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen = closed.clone();
+    let upstream = Scripted::start(move |_, conn| {
+        // Answers only after 8 s, unless the gateway closes first.
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(8)));
+        let mut byte = [0u8; 1];
+        if let Ok(0) = conn.read(&mut byte) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        false
+    });
+    let gw = gateway_before(
+        &upstream,
+        Duration::from_secs(10),
+        Options::default().server(|s| s.h2c(true)),
+    );
+    let open = |gw: &Gateway| gw.metric("vigile_client_connections");
+    let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(h2_frame(4, 0, 0, &[]));
+    let headers = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "gw"),
+        (":path", "/api/raw/slow"),
+    ];
+    let streams = [1u32, 3, 5, 7];
+    for &stream in &streams {
+        bytes.extend(h2_frame(1, 0x5, stream, &h2_block(&headers)));
+    }
+    conn.write_all(&bytes).expect("write");
+    // The connection and its four streams hold five places.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open(&gw) < 5.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(open(&gw), 5.0);
+    assert!(eventually(Duration::from_secs(5), || upstream
+        .requests()
+        .len()
+        == 4));
+    // RST_STREAM(CANCEL) on each: the places come back long before 8 s.
+    let started = std::time::Instant::now();
+    let mut resets = Vec::new();
+    for &stream in &streams {
+        resets.extend(h2_frame(3, 0, stream, &8u32.to_be_bytes()));
+    }
+    conn.write_all(&resets).expect("write");
+    assert!(
+        eventually(Duration::from_secs(3), || open(&gw) == 1.0),
+        "{}",
+        open(&gw)
+    );
+    assert!(eventually(Duration::from_secs(3), || closed
+        .load(Ordering::SeqCst)
+        == 4));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(conn);
+}
+
+/// Polls `check` every 20 ms for up to `within`.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}

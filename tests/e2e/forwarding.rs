@@ -283,7 +283,13 @@ fn http2_reads_take_the_direct_path() {
         ] {
             let request = (method, path, vec![], body);
             let answer = crate::common::tls::h2_send(&mut send, "gw.example:8443", request).await;
-            out.push(answer.expect("an answer"));
+            let answer = answer.expect("an answer");
+            if answer.body.is_empty() {
+                // A bodiless answer's stream ends with its head: time for
+                // the connection to go back to the pool.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            out.push(answer);
         }
         out
     });
@@ -327,8 +333,12 @@ fn http2_reads_take_the_direct_path() {
         "{}",
         heads[2]
     );
-    // The five reads went over vigile's own pool; the GET with a body did not.
-    assert_eq!(connections(&gw, "opened") + connections(&gw, "reused"), 5);
+    // The five reads went over vigile's own pool, on one connection (a HEAD
+    // or 204 answer gives it back too); the GET with a body did not.
+    assert_eq!(
+        (connections(&gw, "opened"), connections(&gw, "reused")),
+        (1, 4)
+    );
     let announced = (
         scripted::header_of(&heads[5], "content-length"),
         scripted::header_of(&heads[5], "transfer-encoding"),
