@@ -719,7 +719,6 @@ def run_instructions(bench):
     """Instructions per proxied request under callgrind: deterministic, unlike
     time on a shared machine. Note: valgrind lacks SHA-NI, so SHA-256 runs its
     software fallback there (about 24k instructions per token check)."""
-    import glob
     import http.client
     with open(bench.path("tokens.txt")) as f:
         tokens = f.read().split()
@@ -752,11 +751,21 @@ def run_instructions(bench):
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True)
         time.sleep(1)
         bench.stop(name)
-        dump = sorted(glob.glob(out + ".*"), key=os.path.getmtime)[-1]
-        totals = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
-        total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
-        rows.append((label, total / n))
-    print(f"\n## Instructions per proxied request (callgrind, {n} keep-alive requests)\n")
+        rows.append((label, callgrind_total(out) / n))
+    print_instructions(f"Instructions per proxied request (callgrind, {n} keep-alive requests)", rows)
+
+
+def callgrind_total(out):
+    """The instructions counted in the newest dump of callgrind output `out`."""
+    import glob
+    dump = sorted(glob.glob(out + ".*"), key=os.path.getmtime)[-1]
+    totals = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+    return int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
+
+
+def print_instructions(title, rows):
+    """`rows` (contender, instructions per request), the first the reference."""
+    print(f"\n## {title}\n")
     print("| contender | instructions/request | vs pingora |")
     print("|---|---|---|")
     for name, per in rows:
@@ -766,7 +775,6 @@ def run_instructions(bench):
 def run_h2_instructions(bench):
     """Instructions per HTTP/2 request over TLS under callgrind (h2load, 4
     connections x 32 streams, one token): deterministic, unlike req/s."""
-    import glob
     token = open(bench.path("tokens.txt")).readline().strip()
     n = 5000
     rows = []
@@ -799,15 +807,8 @@ def run_h2_instructions(bench):
         ok = int(re.search(r"status codes: (\d+) 2xx", done).group(1))
         if ok != n:
             log(f"  {name}: {n - ok} of {n} answers were not 2xx")
-        dump = sorted(glob.glob(out + ".*"), key=os.path.getmtime)[-1]
-        totals = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
-        total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
-        rows.append((name, total / n))
-    print(f"\n## Instructions per HTTP/2 request over TLS (callgrind, h2load -c4 -m32, {n} requests)\n")
-    print("| contender | instructions/request | vs pingora |")
-    print("|---|---|---|")
-    for name, per in rows:
-        print(f"| {name} | {per:,.0f} | {per / rows[0][1]:.2f} |")
+        rows.append((name, callgrind_total(out) / n))
+    print_instructions(f"Instructions per HTTP/2 request over TLS (callgrind, h2load -c4 -m32, {n} requests)", rows)
 
 
 def run_scale(bench):
