@@ -119,7 +119,9 @@ fn django_hashes_log_in_once_and_become_argon2id() {
         );
 
         let first = login(&gw, &email, password);
-        assert_eq!(first.status, 200, "{vector}: {}", first.text);
+        // A 503 `store_unavailable` was seen once here, in a full run on
+        // PostgreSQL under load: the gateway's log says which store call.
+        assert_eq!(first.status, 200, "{vector}: {}\n{}", first.text, gw.log());
         assert_eq!(first.json["account"]["email"], email.as_str());
         let access = first.json["access"].as_str().expect("access");
         let r = gw.get("/api/stocks/x", Some(access));
