@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::common::config::UnderscoreHeaders;
 use crate::common::scripted::{self, gateway_before, header_of, split_answer, RawAnswer, Scripted};
+use crate::common::tls::h2c;
 use crate::common::{self, Gateway, Options};
 use crate::edge_h2::{block as h2_block, frame as h2_frame, PREFACE};
 
@@ -182,24 +183,18 @@ fn client_address_and_scheme_claims_never_reach_the_upstream_over_either_protoco
     );
     // HTTP/2 with prior knowledge (Pingora's path), names in lower case.
     let addr = gw.addr;
-    let answer = crate::common::tls::runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut send = crate::common::tls::h2_open(tcp).await;
-        let lower: Vec<(&str, String)> = CLAIMS.iter().map(|(n, v)| (*n, v.to_string())).collect();
-        let lower: Vec<(String, String)> = lower
-            .into_iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), v))
-            .collect();
-        let request_headers: Vec<(&str, String)> =
-            lower.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
-        crate::common::tls::h2_send(
-            &mut send,
-            "gw",
-            ("GET", "/api/raw/h2", request_headers, vec![]),
-        )
-        .await
-    });
-    assert_eq!(answer.expect("an answer").status, 200);
+    let lower: Vec<(String, String)> = CLAIMS
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let request_headers: Vec<(&str, String)> =
+        lower.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+    let answer = h2c(
+        addr,
+        "gw",
+        vec![("GET", "/api/raw/h2", request_headers, vec![])],
+    );
+    assert_eq!(answer[0].as_ref().expect("an answer").status, 200);
     let head = upstream.requests().last().cloned().expect("a request");
     assert!(head.contains("/api/raw/h2"), "{head}");
     assert_eq!(claims_in(&head), Vec::<String>::new(), "{head}");
@@ -246,16 +241,12 @@ fn every_forwarded_for_header_of_an_untrusted_client_is_appended_to() {
         assert_eq!(header_of(&head, "x-real-ip"), Some(AROUND), "{head}");
     }
     let addr = gw.addr;
-    let answer = crate::common::tls::runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut send = crate::common::tls::h2_open(tcp).await;
-        let headers = sent
-            .iter()
-            .map(|(_, v)| ("x-forwarded-for", v.to_string()))
-            .collect();
-        crate::common::tls::h2_send(&mut send, "gw", ("GET", "/api/raw/h2", headers, vec![])).await
-    });
-    assert_eq!(answer.expect("an answer").status, 200);
+    let headers = sent
+        .iter()
+        .map(|(_, v)| ("x-forwarded-for", v.to_string()))
+        .collect();
+    let answer = h2c(addr, "gw", vec![("GET", "/api/raw/h2", headers, vec![])]);
+    assert_eq!(answer[0].as_ref().expect("an answer").status, 200);
     let head = upstream.requests().last().cloned().expect("a request");
     assert_eq!(
         header_of(&head, "x-forwarded-for"),
@@ -335,12 +326,8 @@ fn connect_is_refused_with_the_same_json_405_over_http2_as_over_http1() {
     assert_eq!(h1.code(), "method_not_allowed");
     assert!(rest.is_empty(), "a second answer on the refused connection");
     let addr = gw.addr;
-    let h2 = crate::common::tls::runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut send = crate::common::tls::h2_open(tcp).await;
-        crate::common::tls::h2_send(&mut send, &target, ("CONNECT", "", vec![], vec![])).await
-    });
-    let h2 = h2.expect("an answer");
+    let mut h2 = h2c(addr, &target, vec![("CONNECT", "", vec![], vec![])]);
+    let h2 = h2.remove(0).expect("an answer");
     assert_eq!(h2.status, 405);
     assert_eq!(h2.json()["code"], "method_not_allowed", "{:?}", h2.body);
     assert_eq!(h2.header("content-type"), Some("application/json"));
@@ -446,16 +433,13 @@ fn connection_headers_of_an_upstream_answer_never_reach_an_http2_client() {
         Options::default().server(|s| s.h2c(true)),
     );
     let addr = gw.addr;
-    let answers = crate::common::tls::runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut send = crate::common::tls::h2_open(tcp).await;
-        let mut out = Vec::new();
-        for method in ["GET", "POST"] {
-            let request = (method, "/api/raw/x", vec![], b"{}".to_vec());
-            out.push(crate::common::tls::h2_send(&mut send, "gw", request).await);
-        }
-        out
-    });
+    let answers = h2c(
+        addr,
+        "gw",
+        ["GET", "POST"]
+            .map(|method| (method, "/api/raw/x", vec![], b"{}".to_vec()))
+            .into(),
+    );
     for answer in answers {
         let answer = answer.expect("a well-formed answer");
         assert_eq!((answer.status, answer.body.as_slice()), (200, &b"ok"[..]));
@@ -600,13 +584,8 @@ fn http2_streams_count_in_max_connections() {
         "{served} served, {refused} refused"
     );
     // The places came back: a new connection's streams are served.
-    let again = crate::common::tls::runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut send = crate::common::tls::h2_open(tcp).await;
-        crate::common::tls::h2_send(&mut send, "gw", ("GET", "/api/raw/again", vec![], vec![]))
-            .await
-    });
-    assert_eq!(again.expect("an answer").status, 200);
+    let again = h2c(addr, "gw", vec![("GET", "/api/raw/again", vec![], vec![])]);
+    assert_eq!(again[0].as_ref().expect("an answer").status, 200);
     assert!(gw.metric("vigile_connections_refused_total{reason=\"max_connections\"}") >= 1.0);
     // Every place came back once the connections closed (bounded wait).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -159,16 +159,8 @@ fn a_long_answer_streams_over_http2() {
         Options::default().server(|s| s.h2c(true)),
     );
     let addr = gw.addr;
-    let answers = crate::common::tls::runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut send = crate::common::tls::h2_open(tcp).await;
-        let mut out = Vec::new();
-        for _ in 0..2 {
-            let request = ("GET", "/api/raw/stream", vec![], vec![]);
-            out.push(crate::common::tls::h2_send(&mut send, "gw", request).await);
-        }
-        out
-    });
+    let request = || ("GET", "/api/raw/stream", vec![], vec![]);
+    let answers = crate::common::tls::h2c(addr, "gw", vec![request(), request()]);
     for answer in answers {
         let answer = answer.expect("an answer");
         assert_eq!(answer.status, 200);

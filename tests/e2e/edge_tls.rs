@@ -401,20 +401,16 @@ fn the_certificate_is_swapped_on_reload_while_a_connection_stays_open() {
 fn h2c_with_prior_knowledge_on_the_plain_listener_when_enabled() {
     let gw = Gateway::start_with(Options::default().server(|s| s.h2c(true)));
     let addr = gw.addr;
-    let answers = tls::runtime().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut send = h2_open(tcp).await;
-        let a = h2_send(&mut send, "gw", ("GET", "/api/stocks/x", vec![], vec![])).await;
-        let b = h2_send(
-            &mut send,
-            "gw",
+    let mut answers = tls::h2c(
+        addr,
+        "gw",
+        vec![
+            ("GET", "/api/stocks/x", vec![], vec![]),
             ("GET", "/api/accounts/nope/", vec![], vec![]),
-        )
-        .await;
-        (a, b)
-    });
-    assert_eq!(answers.0.expect("h2c").status, 401);
-    assert_eq!(answers.1.expect("h2c").json()["code"], "not_found");
+        ],
+    );
+    assert_eq!(answers.remove(0).expect("h2c").status, 401);
+    assert_eq!(answers.remove(0).expect("h2c").json()["code"], "not_found");
     // HTTP/1.1 still served there.
     assert_eq!(gw.get("/api/accounts/nope/", None).status, 404);
 }

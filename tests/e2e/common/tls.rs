@@ -188,6 +188,24 @@ pub fn session_of(tls: &Tls) -> (Option<Vec<u8>>, Vec<u8>) {
 /// A request for [`h2_send`]: method, path, headers, body.
 pub type Request<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, Vec<u8>);
 
+/// `requests` one after the other on one HTTP/2 connection with prior
+/// knowledge (h2c) to `addr`, as `authority`; each answer, or why none.
+pub fn h2c(
+    addr: SocketAddr,
+    authority: &str,
+    requests: Vec<Request<'_>>,
+) -> Vec<Result<Answer, String>> {
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut send = h2_open(tcp).await;
+        let mut out = Vec::new();
+        for request in requests {
+            out.push(h2_send(&mut send, authority, request).await);
+        }
+        out
+    })
+}
+
 /// An HTTP/2 connection (`io`) ready for requests.
 pub async fn h2_open<IO>(io: IO) -> h2::client::SendRequest<bytes::Bytes>
 where
