@@ -1,5 +1,5 @@
 //! Who sent a request: the client's address (`forwarded.rs`: the peer, or
-//! what a trusted proxy says) and the scheme it used.
+//! what a trusted proxy says).
 
 use pingora::proxy::Session;
 
@@ -18,34 +18,4 @@ pub(super) fn client_of(session: &Session, trusted: &TrustedProxies) -> Option<C
             .map(|v| v.as_bytes())
             .collect()
     }))
-}
-
-/// The scheme a trusted proxy says its client used (`true`: https): the one
-/// `X-Forwarded-Proto` it sent, `http` or `https` (a TLS-terminating
-/// balancer's). From any other peer, or anything else (two headers, a
-/// list, another word), `None`: the gateway's own listener tells.
-pub(super) fn forwarded_proto(session: &Session, trusted: &TrustedProxies) -> Option<bool> {
-    if trusted.is_empty() {
-        return None;
-    }
-    let peer = session.client_addr()?.as_inet()?.ip().to_canonical();
-    if !trusted.contains(peer) {
-        return None;
-    }
-    let mut values = session
-        .req_header()
-        .headers
-        .get_all(http::header::HeaderName::from_static("x-forwarded-proto"))
-        .iter();
-    let value = values.next()?.as_bytes().trim_ascii();
-    if values.next().is_some() {
-        return None;
-    }
-    if value.eq_ignore_ascii_case(b"https") {
-        Some(true)
-    } else if value.eq_ignore_ascii_case(b"http") {
-        Some(false)
-    } else {
-        None
-    }
 }

@@ -235,9 +235,10 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = mutate::request_id(session.req_header());
         ctx.client = client::client_of(session, &ctx.live.config.server.trusted_proxies);
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        ctx.https = client::forwarded_proto(session, &ctx.live.config.server.trusted_proxies)
-            .unwrap_or(tls);
+        // The scheme is always the gateway's own listener's: a trusted
+        // proxy's `X-Forwarded-Proto` may be the client's, passed on
+        // (nginx and HAProxy do so by default).
+        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let http1 = matches!(*session.downstream_session, ServerSession::H1(_));
         // An HTTP/2 stream holds what an HTTP/1.1 connection holds (an
         // upstream connection, its descriptors): it takes a place in the
