@@ -115,12 +115,12 @@ impl<S: tracing::Subscriber> Layer<S> for AuditLines {
 /// Such lines are written only when the `log` facade is at `debug` level;
 /// a flood of them cannot fill the log (the TLS handshakes, which vigile
 /// does itself, are counted in `vigile_edge_refusals_total`).
-const CLIENT_NOISE: [(&str, &str); 3] = [
+const CLIENT_NOISE: [(&str, &str); 2] = [
     // An HTTP/2 client that closes before its preface and settings.
     ("pingora_core::apps", "H2 handshake error"),
-    // A TLS client that resets instead of closing.
+    // A TLS peer that resets instead of closing (a client, or an upstream
+    // over TLS: the same Pingora code shuts both down).
     ("pingora_core::protocols::tls", "TLS shutdown failed"),
-    ("pingora_core::services::listening", "Downstream handshake"),
 ];
 
 /// `F`, which also holds back the [`CLIENT_NOISE`] lines below `debug`.

@@ -4,8 +4,8 @@
 //! then the client's first handshake record (its ClientHello), then the
 //! handshake itself, done here rather than by Pingora's listener: the
 //! connection holds its place in `server.max_connections` from its first
-//! byte, a client that stalls anywhere before HTTP is dropped at
-//! `server.header_timeout` rather than at Pingora's 60 s, and a failed
+//! byte, a client that stalls before HTTP is dropped after a
+//! `server.header_timeout` per step rather than at Pingora's 60 s, and a failed
 //! handshake is counted (`vigile_edge_refusals_total`) instead of logged as
 //! an error. Each step has `server.header_timeout`; the bytes read are put
 //! back for the next layer.
