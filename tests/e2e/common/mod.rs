@@ -37,14 +37,19 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     ports
 }
 
-fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
+/// Waits until `child` listens on `addr`; if it exits first, the panic
+/// quotes its log (`log`), which says why.
+fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str, log: Option<&Path>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
+            let said = log
+                .and_then(|l| std::fs::read_to_string(l).ok())
+                .unwrap_or_default();
+            panic!("{what} exited early: {status}\n{said}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -91,7 +96,7 @@ impl DemoUpstream {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the demo upstream");
-        wait_for_port(addr, &mut child, "the demo upstream");
+        wait_for_port(addr, &mut child, "the demo upstream", None);
         DemoUpstream { child, addr }
     }
 }
@@ -408,8 +413,9 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("start vigile");
-        wait_for_port(self.admin, &mut child, "vigile");
-        wait_for_port(self.addr, &mut child, "vigile");
+        let log = self.log_path();
+        wait_for_port(self.admin, &mut child, "vigile", Some(&log));
+        wait_for_port(self.addr, &mut child, "vigile", Some(&log));
         self.child = Some(child);
     }
 
