@@ -30,6 +30,7 @@ tls and h2-instructions.
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -170,8 +171,78 @@ def thread_cpu(pid):
     return out
 
 
+def load_cpu_seconds():
+    """User and system CPU seconds of the load generators that have ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cpu_seconds(pid):
     return sum(cpu_split(pid))
+
+
+# The share of one CPU a server gets in the "half a CPU" measures of mode
+# tls, enforced by a cgroup CPU quota over a short period.
+QUOTA_SHARE = float(os.environ.get("QUOTA_SHARE", "0.5"))
+QUOTA_PERIOD_US = 10000
+
+
+class CpuQuota:
+    """A process held to QUOTA_SHARE of one CPU by the kernel's CFS quota
+    (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), so that the server and
+    not the load generator is what bounds a rate. Needs root and a mounted
+    cpu controller; `available` says whether it could be set up."""
+
+    def __init__(self):
+        self.group = None
+        self.procs_home = None
+        v2, v1 = "/sys/fs/cgroup", "/sys/fs/cgroup/cpu"
+        try:
+            if os.path.exists(f"{v2}/cgroup.controllers"):
+                if "cpu" not in open(f"{v2}/cgroup.subtree_control").read().split():
+                    with open(f"{v2}/cgroup.subtree_control", "w") as f:
+                        f.write("+cpu")
+                group = f"{v2}/vigile-bench"
+                os.makedirs(group, exist_ok=True)
+                with open(f"{group}/cpu.max", "w") as f:
+                    f.write(f"{int(QUOTA_SHARE * QUOTA_PERIOD_US)} {QUOTA_PERIOD_US}")
+                self.procs_home = f"{v2}/cgroup.procs"
+            elif os.path.exists(f"{v1}/cpu.cfs_quota_us"):
+                group = f"{v1}/vigile-bench"
+                os.makedirs(group, exist_ok=True)
+                with open(f"{group}/cpu.cfs_period_us", "w") as f:
+                    f.write(str(QUOTA_PERIOD_US))
+                with open(f"{group}/cpu.cfs_quota_us", "w") as f:
+                    f.write(str(int(QUOTA_SHARE * QUOTA_PERIOD_US)))
+                self.procs_home = f"{v1}/cgroup.procs"
+            else:
+                log("no cgroup cpu controller: the half-a-CPU measures are left out")
+                return
+            self.group = group
+        except OSError as e:
+            log(f"cannot set a CPU quota ({e}): the half-a-CPU measures are left out")
+
+    @property
+    def available(self):
+        return self.group is not None
+
+    def hold(self, pid):
+        with open(f"{self.group}/cgroup.procs", "w") as f:
+            f.write(str(pid))
+
+    def release(self, pid):
+        try:
+            with open(self.procs_home, "w") as f:
+                f.write(str(pid))
+        except OSError:
+            pass  # the process has ended
+
+    def remove(self):
+        if self.group:
+            try:
+                os.rmdir(self.group)
+            except OSError as e:
+                log(f"cannot remove {self.group}: {e}")
 
 
 def rss_mib(pid):
@@ -454,44 +525,80 @@ def h2load(port, duration, token, path):
 def run_tls(bench):
     """Each proxy terminating TLS with the same pair: full handshakes per
     second (a new connection per request), keep-alive HTTP/1.1 req/s, and
-    HTTP/2 req/s and p99 (h2load)."""
+    HTTP/2 req/s and p99 (h2load); each with the server's CPU time per
+    request. Handshakes and HTTP/2 are measured twice: with CPU 1 to the
+    server, and with the server held to QUOTA_SHARE of a CPU (so that the
+    server, not the load generator on CPU 0, bounds the rate)."""
     contenders = os.environ.get("CONTENDERS", "pingora,haproxy,vigile").split(",")
     token = open(bench.path("tokens.txt")).readline().strip()
-    measures = ("handshakes", "h1", "h2")
+    quota = CpuQuota()
+    measures = ("handshakes", "h1", "h2") + (("handshakes_q", "h2_q") if quota.available else ())
     results = {c: {m: [] for m in measures} for c in contenders}
-    for r in range(ROUNDS):
-        for name in contenders:
-            bench.start_contender(name)
-            port = TLS_PORTS[name]
-            bench.wrk(port, 1, scheme="https")  # warm-up
-            pid = bench.procs[name].pid
-            cpu_before = cpu_seconds(pid)
-            hs = bench.wrk(port, DURATION, scheme="https", extra_env={"CLOSE": "1"})
-            # The server's CPU per full handshake: the load generator, doing
-            # its side of each handshake on one CPU, may be what bounds the rate.
-            hs["cpu_us"] = 1e6 * (cpu_seconds(pid) - cpu_before) / max(hs["rps"] * DURATION, 1)
-            time.sleep(1)  # the closed connections' sockets settle
-            h1 = bench.wrk(port, DURATION, scheme="https")
-            h2 = h2load(port, DURATION, token, bench.path)
-            for m, res in zip(measures, (hs, h1, h2)):
-                results[name][m].append(res)
-            bad = sum(x.get("s401", 0) + x.get("other", 0) + x.get("errors", 0) for x in (hs, h1))
-            if bad:
-                log(f"  {name}: {bad} answers over TLS were not 200 (or errors)")
-            log(f"round {r + 1} {name:8} handshakes {hs['rps']:8.0f}/s ({hs['cpu_us']:.0f} us CPU each)  "
-                f"h1 {h1['rps']:8.0f} req/s  "
-                f"h2 {h2['rps']:8.0f} req/s p99 {h2['p99_us']} us")
-            bench.stop(name)
+
+    def timed(pid, run):
+        """`run()`'s result with the server's CPU per request (us) and the
+        load generator's (us, wrk only)."""
+        cpu_before, load_before = cpu_seconds(pid), load_cpu_seconds()
+        res = run()
+        done = res["requests"] if "requests" in res else res["rps"] * DURATION
+        res["cpu_us"] = 1e6 * (cpu_seconds(pid) - cpu_before) / max(done, 1)
+        res["load_cpu_us"] = 1e6 * (load_cpu_seconds() - load_before) / max(done, 1)
+        return res
+
+    try:
+        for r in range(ROUNDS):
+            for name in contenders:
+                bench.start_contender(name)
+                port = TLS_PORTS[name]
+                bench.wrk(port, 1, scheme="https")  # warm-up
+                pid = bench.procs[name].pid
+                handshakes = lambda: bench.wrk(port, DURATION, scheme="https", extra_env={"CLOSE": "1"})
+                http2 = lambda: h2load(port, DURATION, token, bench.path)
+                got = {"handshakes": timed(pid, handshakes)}
+                time.sleep(1)  # the closed connections' sockets settle
+                got["h1"] = timed(pid, lambda: bench.wrk(port, DURATION, scheme="https"))
+                got["h2"] = timed(pid, http2)
+                if quota.available:
+                    quota.hold(pid)
+                    try:
+                        got["handshakes_q"] = timed(pid, handshakes)
+                        time.sleep(1)
+                        got["h2_q"] = timed(pid, http2)
+                    finally:
+                        quota.release(pid)
+                for m in measures:
+                    results[name][m].append(got[m])
+                bad = sum(x.get("s401", 0) + x.get("other", 0) + x.get("errors", 0)
+                          for m, x in got.items() if not m.startswith("h2"))
+                if bad:
+                    log(f"  {name}: {bad} answers over TLS were not 200 (or errors)")
+                hs, h1, h2 = got["handshakes"], got["h1"], got["h2"]
+                line = (f"round {r + 1} {name:8} handshakes {hs['rps']:6.0f}/s ({hs['cpu_us']:.0f} us CPU each, "
+                        f"wrk {hs['load_cpu_us']:.0f})  h1 {h1['rps']:6.0f} req/s ({h1['cpu_us']:.1f} us)  "
+                        f"h2 {h2['rps']:6.0f} req/s ({h2['cpu_us']:.1f} us) p99 {h2['p99_us']} us")
+                if quota.available:
+                    line += (f"  | {QUOTA_SHARE:g} CPU: handshakes {got['handshakes_q']['rps']:6.0f}/s  "
+                             f"h2 {got['h2_q']['rps']:6.0f} req/s")
+                log(line)
+                bench.stop(name)
+    finally:
+        quota.remove()
+    med = lambda name, k, f: statistics.median(x[f] for x in results[name][k])
     print(f"\n## TLS: {ROUNDS} rounds x {DURATION} s, {WORKERS} worker thread(s) per proxy, medians\n")
-    print("| contender | handshakes/s | server CPU per handshake (us) | HTTP/1.1 keep-alive req/s (p99 us) "
-          "| HTTP/2 req/s (p99 us) |")
-    print("|---|---|---|---|---|")
+    print("CPU 1 to the server, the load on CPU 0 (server CPU per request in us):\n")
+    print("| contender | handshakes/s (CPU us each) | HTTP/1.1 keep-alive req/s (CPU us, p99 us) "
+          "| HTTP/2 req/s (CPU us, p99 us) |")
+    print("|---|---|---|---|")
     for name in contenders:
-        m = results[name]
-        med = lambda k, f: statistics.median(x[f] for x in m[k])
-        print(f"| {name} | {med('handshakes', 'rps'):.0f} | {med('handshakes', 'cpu_us'):.0f} | "
-              f"{med('h1', 'rps'):.0f} ({med('h1', 'p99_us'):.0f}) | "
-              f"{med('h2', 'rps'):.0f} ({med('h2', 'p99_us'):.0f}) |")
+        print(f"| {name} | {med(name, 'handshakes', 'rps'):.0f} ({med(name, 'handshakes', 'cpu_us'):.0f}) | "
+              f"{med(name, 'h1', 'rps'):.0f} ({med(name, 'h1', 'cpu_us'):.1f}, {med(name, 'h1', 'p99_us'):.0f}) | "
+              f"{med(name, 'h2', 'rps'):.0f} ({med(name, 'h2', 'cpu_us'):.1f}, {med(name, 'h2', 'p99_us'):.0f}) |")
+    if quota.available:
+        print(f"\nThe server held to {QUOTA_SHARE:g} of a CPU (cgroup quota):\n")
+        print("| contender | handshakes/s | HTTP/2 req/s |")
+        print("|---|---|---|")
+        for name in contenders:
+            print(f"| {name} | {med(name, 'handshakes_q', 'rps'):.0f} | {med(name, 'h2_q', 'rps'):.0f} |")
     print("\nPaired ratios (median over rounds of the ratio within each round):\n")
     for name in contenders:
         for ref in ("haproxy", "pingora"):
@@ -503,10 +610,11 @@ def run_tls(bench):
                 parts.append(f"{k} {statistics.median(ratios):.2f}" if ratios else f"{k} -")
             p99 = [a["p99_us"] / max(b["p99_us"], 1) for a, b in zip(results[name]["h2"], results[ref]["h2"])]
             parts.append(f"h2 p99 {statistics.median(p99):.2f}")
-            per_cpu = [b["cpu_us"] / a["cpu_us"] for a, b in zip(results[name]["handshakes"],
-                                                               results[ref]["handshakes"]) if a["cpu_us"]]
-            if per_cpu:
-                parts.append(f"handshakes per CPU second {statistics.median(per_cpu):.2f}")
+            for k in ("handshakes", "h1", "h2"):
+                per_cpu = [b["cpu_us"] / a["cpu_us"] for a, b in zip(results[name][k], results[ref][k])
+                           if a["cpu_us"]]
+                if per_cpu:
+                    parts.append(f"{k} per CPU second {statistics.median(per_cpu):.2f}")
             print(f"- {name} vs {ref}: " + ", ".join(parts))
 
 
