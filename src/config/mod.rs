@@ -124,10 +124,24 @@ impl Config {
     /// The checks of each section, then those across sections; values left
     /// out and derived from others are filled in here.
     fn check(&mut self, env: Env) -> Result<(), ConfigError> {
-        self.server.check()?;
-        if self.admin.listen == self.server.listen {
-            return err("admin.listen", "must differ from server.listen");
+        let proxy_listeners = std::iter::once(("server.listen", self.server.listen)).chain(
+            self.server
+                .tls
+                .as_ref()
+                .map(|t| ("server.tls.listen", t.listen)),
+        );
+        for (key, addr) in proxy_listeners {
+            if server::overlap(self.admin.listen, addr) {
+                return err(
+                    "admin.listen",
+                    format!(
+                        "must not share its port with {key} (the same address, or a wildcard \
+                         one that covers it): a connection could reach the wrong listener"
+                    ),
+                );
+            }
         }
+        self.server.check()?;
         self.store.check(env)?;
         self.tokens.check(env)?;
         self.migration.check(env, &self.tokens)?;
@@ -209,6 +223,51 @@ mod tests {
             msg.contains("tokens.access_ttl") || msg.contains("access_ttl"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn listeners_that_would_share_connections_are_refused() {
+        let tls = |listen: &str| {
+            format!(
+                "server:\n  listen: {listen}\n  tls: {{listen: '127.0.0.1:8443', cert_file: c, key_file: k}}\n"
+            )
+        };
+        for overlapping in ["'0.0.0.0:8443'", "'[::]:8443'", "'127.0.0.1:8443'"] {
+            let msg = refusal(&tls(overlapping));
+            assert!(
+                msg.starts_with("server.tls.listen:"),
+                "{overlapping}: {msg}"
+            );
+            assert!(msg.contains("server.listen"), "{msg}");
+        }
+        for (server, admin) in [
+            ("'0.0.0.0:9090'", "'127.0.0.1:9090'"),
+            ("'127.0.0.1:9090'", "'[::]:9090'"),
+            ("'127.0.0.1:9090'", "'127.0.0.1:9090'"),
+        ] {
+            let msg = refusal(&format!(
+                "server: {{listen: {server}}}\nadmin: {{listen: {admin}}}\n"
+            ));
+            assert!(msg.starts_with("admin.listen:"), "{server} {admin}: {msg}");
+        }
+        // The admin listener against the TLS one.
+        let msg = refusal(
+            "server:\n  listen: '127.0.0.1:8080'\n  tls: {listen: '0.0.0.0:9090', cert_file: c, key_file: k}\n",
+        );
+        assert!(
+            msg.starts_with("admin.listen:") || msg.starts_with("server.tls"),
+            "{msg}"
+        );
+        // Other ports, or other addresses: no overlap.
+        for (server, admin) in [
+            ("'0.0.0.0:8080'", "'127.0.0.1:9090'"),
+            ("'127.0.0.1:9090'", "'127.0.0.2:9090'"),
+        ] {
+            load(&format!(
+                "server: {{listen: {server}}}\nadmin: {{listen: {admin}}}\n"
+            ))
+            .unwrap_or_else(|e| panic!("{server} {admin}: {}", e.0));
+        }
     }
 
     #[test]

@@ -112,13 +112,29 @@ impl ServerConfig {
             return err("server.log_level", format!("not a log filter: {e}"));
         }
         if let Some(tls) = &self.tls {
-            if tls.listen == self.listen {
-                return err("server.tls.listen", "must differ from server.listen");
+            if overlap(tls.listen, self.listen) {
+                return err(
+                    "server.tls.listen",
+                    "must not share its port with server.listen (the same address, or a wildcard \
+                     one that covers it): a connection could reach the wrong listener",
+                );
             }
             tls.check()?;
         }
         Ok(())
     }
+}
+
+/// Whether two listeners would take each other's connections: the same
+/// port, on the same address or where one of them is a wildcard (`0.0.0.0`,
+/// or `[::]`, which also takes IPv4 on a dual-stack host). The proxy's
+/// sockets set `SO_REUSEPORT`, so the kernel may let both bind and share
+/// the connections between them. Port 0 (a port the system picks) never
+/// overlaps.
+pub(crate) fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 #[derive(Debug, Clone, Deserialize)]

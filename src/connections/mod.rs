@@ -155,6 +155,10 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // One deadline from the first byte to the end of the first request's
+        // head (or an HTTP/2 client's first bytes), however the time is
+        // split between a PROXY header, a TLS handshake and the head.
+        let deadline = tokio::time::Instant::now() + self.edge.header_timeout;
         let tls = self.edge.tls.filter(|tls| tls.serves(&stream));
         // Counted from the first byte, TLS handshakes included.
         let guard = match self.edge.limit {
@@ -175,17 +179,23 @@ where
         // What precedes HTTP: on TLS, the handshake (ALPN chooses the
         // protocol); on plain connections, a PROXY header or the h2c preface.
         let (stream, h2) = if let Some(tls) = tls {
-            preface::tls(stream, self.edge, tls).await?
+            preface::tls(stream, self.edge, tls, deadline).await?
         } else if self.edge.proxy_protocol || self.edge.h2c {
-            preface::plain(stream, self.edge).await?
+            preface::plain(stream, self.edge, deadline).await?
         } else {
             (stream, false)
         };
         if h2 {
-            return self.serve_h2(stream, guard, shutdown).await;
+            return self.serve_h2(stream, guard, deadline, shutdown).await;
         }
         let phase = Arc::new(AtomicU8::new(HEAD));
-        let stream = Box::new(EdgeStream::new(stream, self.edge, phase.clone(), guard));
+        let stream = Box::new(EdgeStream::new(
+            stream,
+            self.edge,
+            phase.clone(),
+            guard,
+            deadline,
+        ));
         let mut session = ServerSession::new_http1(stream);
         session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECONDS));
         session.set_keepalive_reuses_remaining(
@@ -229,16 +239,17 @@ where
     /// An HTTP/2 connection: served by Pingora's own HTTP/2 loop (streams,
     /// flow control, graceful shutdown, idle timeout), over an
     /// [`EdgeStream`] that bounds the time to the client's first bytes by
-    /// `server.header_timeout` and each write by `server.write_timeout`,
+    /// `deadline` and each write by `server.write_timeout`,
     /// and holds the connection's place in the cap.
     async fn serve_h2(
         &self,
         stream: Stream,
         guard: Option<limit::ConnectionGuard>,
+        deadline: tokio::time::Instant,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let phase = Arc::new(AtomicU8::new(HEAD));
-        let mut edge = EdgeStream::new(stream, self.edge, phase.clone(), guard);
+        let mut edge = EdgeStream::new(stream, self.edge, phase.clone(), guard, deadline);
         edge.until_first_bytes();
         let mut serving = <A as ServerApp>::process_new(&self.app, Box::new(edge), shutdown);
         std::future::poll_fn(|cx| match serving.as_mut().poll(cx) {

@@ -4,14 +4,15 @@
 //! then the client's first handshake record (its ClientHello), then the
 //! handshake itself, done here rather than by Pingora's listener: the
 //! connection holds its place in `server.max_connections` from its first
-//! byte, a client that stalls before HTTP is dropped after a
-//! `server.header_timeout` per step rather than at Pingora's 60 s, and a failed
-//! handshake is counted (`vigile_edge_refusals_total`) instead of logged as
-//! an error. Each step has `server.header_timeout`; the bytes read are put
+//! byte, a client that stalls before HTTP is dropped at the connection's
+//! deadline rather than at Pingora's 60 s, and a failed handshake is counted
+//! (`vigile_edge_refusals_total`) instead of logged as an error. Every step
+//! works to one deadline, `server.header_timeout` from the first byte, which
+//! the first request's head shares (`EdgeStream`); the bytes read are put
 //! back for the next layer.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use tokio::time::Instant;
 
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -26,10 +27,14 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The plain connection `stream`, past what precedes HTTP, and whether it
 /// speaks HTTP/2 (h2c); `None`: it is to be closed.
-pub(super) async fn plain(stream: Stream, edge: &Edge) -> Option<(Stream, bool)> {
+pub(super) async fn plain(
+    stream: Stream,
+    edge: &Edge,
+    deadline: Instant,
+) -> Option<(Stream, bool)> {
     let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
     if edge.proxy_protocol {
-        if let Err(why) = proxy_protocol::accept(&mut l4, edge.header_timeout).await {
+        if let Err(why) = proxy_protocol::accept(&mut l4, deadline).await {
             tracing::debug!(target: "vigile::edge", why, "connection refused: PROXY protocol");
             if let Some(refusals) = &edge.proxy_protocol_refusals {
                 refusals.inc();
@@ -37,7 +42,7 @@ pub(super) async fn plain(stream: Stream, edge: &Edge) -> Option<(Stream, bool)>
             return None;
         }
     }
-    let h2 = edge.h2c && is_h2c(&mut l4, edge.header_timeout).await?;
+    let h2 = edge.h2c && is_h2c(&mut l4, deadline).await?;
     Some((l4, h2))
 }
 
@@ -71,14 +76,19 @@ impl TlsEdge {
 }
 
 /// A connection of the TLS listener, past the PROXY header (when
-/// required), its ClientHello and the handshake, each within
-/// `server.header_timeout`, and whether ALPN chose HTTP/2; `None`: it is to
+/// required), its ClientHello and the handshake, all by `deadline`, and
+/// whether ALPN chose HTTP/2; `None`: it is to
 /// be closed (the refusal counted, and logged at debug level only: what a
 /// scanner or a broken client sends is not the operator's error).
-pub(super) async fn tls(stream: Stream, edge: &Edge, tls: &TlsEdge) -> Option<(Stream, bool)> {
+pub(super) async fn tls(
+    stream: Stream,
+    edge: &Edge,
+    tls: &TlsEdge,
+    deadline: Instant,
+) -> Option<(Stream, bool)> {
     let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
     if edge.proxy_protocol {
-        if let Err(why) = proxy_protocol::accept(&mut l4, edge.header_timeout).await {
+        if let Err(why) = proxy_protocol::accept(&mut l4, deadline).await {
             tracing::debug!(target: "vigile::edge", why, "TLS connection refused: PROXY protocol");
             if let Some(refusals) = &edge.proxy_protocol_refusals {
                 refusals.inc();
@@ -86,12 +96,12 @@ pub(super) async fn tls(stream: Stream, edge: &Edge, tls: &TlsEdge) -> Option<(S
             return None;
         }
     }
-    if let Err(why) = first_record(&mut l4, edge.header_timeout).await {
+    if let Err(why) = first_record(&mut l4, deadline).await {
         tracing::debug!(target: "vigile::edge", why, "TLS connection refused");
         tls.client_hello_refusals.inc();
         return None;
     }
-    let handshake = tokio::time::timeout(edge.header_timeout, tls.acceptor.tls_handshake(*l4));
+    let handshake = tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(*l4));
     match handshake.await {
         Ok(Ok(stream)) => {
             let stream: Stream = Box::new(stream);
@@ -106,7 +116,7 @@ pub(super) async fn tls(stream: Stream, edge: &Edge, tls: &TlsEdge) -> Option<(S
         Err(_) => {
             tracing::debug!(
                 target: "vigile::edge",
-                "TLS handshake not done within server.header_timeout"
+                "TLS handshake not done within server.header_timeout of the first byte"
             );
             tls.handshake_refusals.inc();
             None
@@ -116,7 +126,7 @@ pub(super) async fn tls(stream: Stream, edge: &Edge, tls: &TlsEdge) -> Option<(S
 
 /// Waits for the first TLS record (a handshake record: the ClientHello),
 /// whole, within `within`, and puts it back.
-async fn first_record(l4: &mut L4Stream, within: Duration) -> Result<(), String> {
+async fn first_record(l4: &mut L4Stream, deadline: Instant) -> Result<(), String> {
     let mut seen = Vec::with_capacity(512);
     let read = async {
         let mut buf = [0u8; 2048];
@@ -142,14 +152,14 @@ async fn first_record(l4: &mut L4Stream, within: Duration) -> Result<(), String>
             seen.extend_from_slice(&buf[..n]);
         }
     };
-    let read = tokio::time::timeout(within, read).await;
+    let read = tokio::time::timeout_at(deadline, read).await;
     l4.rewind(&seen);
-    read.map_err(|_| "no ClientHello within server.header_timeout".to_string())?
+    read.map_err(|_| "no ClientHello within server.header_timeout of the first byte".to_string())?
 }
 
 /// Whether the connection opens with the HTTP/2 preface: reads until its
 /// bytes differ from it (then HTTP/1) or are all there, and puts them back.
-async fn is_h2c(l4: &mut L4Stream, within: Duration) -> Option<bool> {
+async fn is_h2c(l4: &mut L4Stream, deadline: Instant) -> Option<bool> {
     let mut seen = Vec::with_capacity(H2_PREFACE.len());
     let read = async {
         let mut buf = [0u8; 24];
@@ -163,7 +173,7 @@ async fn is_h2c(l4: &mut L4Stream, within: Duration) -> Option<bool> {
         }
         Some(())
     };
-    let read = tokio::time::timeout(within, read).await;
+    let read = tokio::time::timeout_at(deadline, read).await;
     l4.rewind(&seen);
     match read {
         Ok(Some(())) => Some(seen == H2_PREFACE),

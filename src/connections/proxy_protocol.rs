@@ -1,8 +1,9 @@
 //! The PROXY protocol (`server.proxy_protocol: true`): a load balancer opens
 //! each connection with a header naming the client (v1, text, or v2,
 //! binary; HAProxy's `proxy-protocol.txt`). It is read before anything else
-//! (before the TLS handshake on a TLS listener), within
-//! `server.header_timeout` and a bounded size; a connection without a valid
+//! (before the TLS handshake on a TLS listener), by the connection's
+//! deadline (`server.header_timeout` from its first byte) and within a
+//! bounded size; a connection without a valid
 //! one is closed. The client's address then stands as the connection's peer
 //! address for everything above (throttles, access log, `X-Forwarded-For`).
 //! A `LOCAL` header (the balancer's own health check) or an `UNKNOWN` /
@@ -10,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::io::AsRawFd;
-use std::time::Duration;
+use tokio::time::Instant;
 
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest};
@@ -169,10 +170,10 @@ fn parse_v2(buf: &[u8]) -> Parsed {
     Parsed::Complete(Header { len, source })
 }
 
-/// Reads the header at the start of `stream` within `within`, leaves what
+/// Reads the header at the start of `stream` by `deadline`, leaves what
 /// follows it to be read next, and makes its source the stream's peer
 /// address. An error: the connection is to be closed.
-pub async fn accept(stream: &mut L4Stream, within: Duration) -> Result<(), String> {
+pub async fn accept(stream: &mut L4Stream, deadline: Instant) -> Result<(), String> {
     let read = async {
         let mut buf = Vec::with_capacity(256);
         let mut chunk = [0u8; 512];
@@ -192,9 +193,11 @@ pub async fn accept(stream: &mut L4Stream, within: Duration) -> Result<(), Strin
             buf.extend_from_slice(&chunk[..n]);
         }
     };
-    let (header, buf) = tokio::time::timeout(within, read)
+    let (header, buf) = tokio::time::timeout_at(deadline, read)
         .await
-        .map_err(|_| "no PROXY header within server.header_timeout".to_string())??;
+        .map_err(|_| {
+            "no PROXY header within server.header_timeout of the first byte".to_string()
+        })??;
     stream.rewind(&buf[header.len..]);
     if let Some(source) = header.source {
         let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());

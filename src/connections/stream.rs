@@ -30,8 +30,13 @@ pub struct EdgeStream {
     /// waits; it never fires after the current head's deadline.
     deadline: Option<Pin<Box<Sleep>>>,
     /// The current head's deadline, set (`armed`) when a read of it first
-    /// waits: about the end of the previous request, or the connection's start.
+    /// waits: about the end of the previous request; for the first request,
+    /// the connection's own (`first_deadline`).
     deadline_at: Instant,
+    /// The first request's deadline: `server.header_timeout` from the
+    /// connection's first byte, what came before HTTP (PROXY header, TLS
+    /// handshake) included; taken by the first head.
+    first_deadline: Option<Instant>,
     armed: bool,
     /// Bytes read since the head phase began.
     head_bytes: usize,
@@ -68,13 +73,15 @@ impl EdgeStream {
         edge: &'static Edge,
         phase: Arc<AtomicU8>,
         guard: Option<ConnectionGuard>,
+        first_deadline: Instant,
     ) -> EdgeStream {
         EdgeStream {
             inner,
             edge,
             phase,
             deadline: None,
-            deadline_at: Instant::now(),
+            deadline_at: first_deadline,
+            first_deadline: Some(first_deadline),
             armed: false,
             head_bytes: 0,
             first_done: AtomicBool::new(false),
@@ -101,6 +108,7 @@ impl EdgeStream {
     pub(super) fn next_request(&mut self) {
         self.phase.store(HEAD, Ordering::Relaxed);
         self.armed = false;
+        self.first_deadline = None;
         self.head_bytes = 0;
     }
 
@@ -112,7 +120,10 @@ impl EdgeStream {
     fn wait_for_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.armed {
             self.armed = true;
-            self.deadline_at = Instant::now() + self.edge.header_timeout;
+            self.deadline_at = self
+                .first_deadline
+                .take()
+                .unwrap_or_else(|| Instant::now() + self.edge.header_timeout);
             if self.deadline.is_none() {
                 self.deadline = Some(Box::pin(tokio::time::sleep_until(self.deadline_at)));
             }

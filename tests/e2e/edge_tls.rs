@@ -505,6 +505,42 @@ fn a_silent_or_plain_text_client_on_the_tls_listener_is_dropped_within_the_head_
     assert!(client.connect(addr, b"", async |_| ()).is_ok());
 }
 
+#[test]
+fn the_handshake_and_the_first_head_share_one_deadline() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = authority(&dir);
+    let (_gw, addr) = tls_gateway(
+        &ca,
+        Options::default().server(|s| s.header_timeout(Duration::from_secs(4))),
+    );
+    // A client that spends most of the head deadline before its
+    // ClientHello, then trickles a head: it is not given a fresh
+    // `header_timeout` for each step (that would be 2.5 + 4 s here).
+    let client = Client::new(&ca.ca(), &[b"http/1.1"], false);
+    let started = Instant::now();
+    let answer = client
+        .connect_late(addr, b"", Duration::from_millis(2500), async |mut tls| {
+            tls.write_all(b"GET /api/stocks/ HTTP/1.1\r\nHost: gw\r\n")
+                .await
+                .expect("write");
+            let mut answer = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut answer)).await;
+            answer
+        })
+        .expect("handshake within the deadline");
+    let elapsed = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        elapsed >= Duration::from_millis(3500) && elapsed < Duration::from_millis(6000),
+        "closed after {elapsed:?}"
+    );
+}
+
 /// Polls `check` every 50 ms for up to `within`.
 fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + within;

@@ -149,11 +149,23 @@ impl Client {
         prefix: &[u8],
         f: impl AsyncFnOnce(Tls) -> T,
     ) -> Result<T, String> {
+        self.connect_late(addr, prefix, std::time::Duration::ZERO, f)
+    }
+
+    /// As `connect`, the handshake begun `late` after the prefix.
+    pub fn connect_late<T>(
+        &self,
+        addr: SocketAddr,
+        prefix: &[u8],
+        late: std::time::Duration,
+        f: impl AsyncFnOnce(Tls) -> T,
+    ) -> Result<T, String> {
         runtime().block_on(async {
             let mut tcp = tokio::net::TcpStream::connect(addr)
                 .await
                 .map_err(|e| e.to_string())?;
             tcp.write_all(prefix).await.map_err(|e| e.to_string())?;
+            tokio::time::sleep(late).await;
             let connector = tokio_rustls::TlsConnector::from(self.config.clone());
             let name = pki_types::ServerName::try_from("localhost").expect("name");
             let tls = connector
