@@ -21,7 +21,10 @@ and start-up time), instructions (callgrind instructions per proxied request,
 pingora vs vigile: deterministic), tls (each proxy terminating TLS with the
 same self-signed pair: full handshakes/s with wrk and `Connection: close`,
 keep-alive req/s over HTTP/1.1 with wrk, and HTTP/2 with h2load, many streams
-on few connections: req/s and p99; the server's CPU per full handshake),
+on few connections: req/s and p99; the server's CPU per request of each;
+handshakes and HTTP/2 again with the server held to half a CPU by a cgroup
+quota, QUOTA_SHARE, so that the server and not the load generator bounds the
+rate),
 h2-instructions (callgrind instructions per HTTP/2 request over TLS,
 pingora, haproxy and vigile). No argument: all but instructions, migrated,
 tls and h2-instructions.

@@ -232,7 +232,13 @@ mod tests {
                 "server:\n  listen: {listen}\n  tls: {{listen: '127.0.0.1:8443', cert_file: c, key_file: k}}\n"
             )
         };
-        for overlapping in ["'0.0.0.0:8443'", "'[::]:8443'", "'127.0.0.1:8443'"] {
+        for overlapping in [
+            "'0.0.0.0:8443'",
+            "'[::]:8443'",
+            "'127.0.0.1:8443'",
+            "'[::ffff:127.0.0.1]:8443'",
+            "'[::ffff:0.0.0.0]:8443'",
+        ] {
             let msg = refusal(&tls(overlapping));
             assert!(
                 msg.starts_with("server.tls.listen:"),
@@ -258,10 +264,16 @@ mod tests {
             msg.starts_with("admin.listen:") || msg.starts_with("server.tls"),
             "{msg}"
         );
-        // Other ports, or other addresses: no overlap.
+        let msg = refusal(
+            "server:\n  listen: '127.0.0.1:8080'\n  tls: {listen: '127.0.0.1:0', cert_file: c, key_file: k}\n",
+        );
+        assert!(msg.starts_with("server.tls.listen:"), "{msg}");
+        // Other ports, or other addresses (an IPv4 wildcard covers no IPv6
+        // address): no overlap.
         for (server, admin) in [
             ("'0.0.0.0:8080'", "'127.0.0.1:9090'"),
             ("'127.0.0.1:9090'", "'127.0.0.2:9090'"),
+            ("'0.0.0.0:9090'", "'[::1]:9090'"),
         ] {
             load(&format!(
                 "server: {{listen: {server}}}\nadmin: {{listen: {admin}}}\n"

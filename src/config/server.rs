@@ -1,7 +1,7 @@
 //! `server:` (the proxy listener and its workers, who the client is behind
 //! a load balancer) and `admin:` (the admin listener).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -112,6 +112,13 @@ impl ServerConfig {
             return err("server.log_level", format!("not a log filter: {e}"));
         }
         if let Some(tls) = &self.tls {
+            if tls.listen.port() == 0 {
+                return err(
+                    "server.tls.listen",
+                    "needs a port of its own (not 0): its connections are told from the plain \
+                     listener's by the address they came to",
+                );
+            }
             if overlap(tls.listen, self.listen) {
                 return err(
                     "server.tls.listen",
@@ -126,15 +133,20 @@ impl ServerConfig {
 }
 
 /// Whether two listeners would take each other's connections: the same
-/// port, on the same address or where one of them is a wildcard (`0.0.0.0`,
-/// or `[::]`, which also takes IPv4 on a dual-stack host). The proxy's
-/// sockets set `SO_REUSEPORT`, so the kernel may let both bind and share
-/// the connections between them. Port 0 (a port the system picks) never
-/// overlaps.
+/// port, on the same address (an IPv4-mapped IPv6 address is its IPv4
+/// address) or where one is a wildcard that covers the other (`[::]` covers
+/// every address on a dual-stack host, `0.0.0.0` every IPv4 one). The
+/// proxy's sockets set `SO_REUSEPORT`, so the kernel may let both bind and
+/// share the connections between them. Port 0 (a port the system picks)
+/// never overlaps.
 pub(crate) fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.port() != 0
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    let covers = |wide: IpAddr, other: IpAddr| match wide {
+        IpAddr::V6(v6) if v6.is_unspecified() => true,
+        IpAddr::V4(v4) if v4.is_unspecified() => other.is_ipv4(),
+        _ => false,
+    };
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    a.port() == b.port() && a.port() != 0 && (x == y || covers(x, y) || covers(y, x))
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -155,7 +155,7 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // One deadline from the first byte to the end of the first request's
+        // One deadline from the acceptance to the end of the first request's
         // head (or an HTTP/2 client's first bytes), however the time is
         // split between a PROXY header, a TLS handshake and the head.
         let deadline = tokio::time::Instant::now() + self.edge.header_timeout;

@@ -7,7 +7,7 @@
 //! byte, a client that stalls before HTTP is dropped at the connection's
 //! deadline rather than at Pingora's 60 s, and a failed handshake is counted
 //! (`vigile_edge_refusals_total`) instead of logged as an error. Every step
-//! works to one deadline, `server.header_timeout` from the first byte, which
+//! works to one deadline, `server.header_timeout` from the acceptance, which
 //! the first request's head shares (`EdgeStream`); the bytes read are put
 //! back for the next layer.
 
@@ -116,7 +116,7 @@ pub(super) async fn tls(
         Err(_) => {
             tracing::debug!(
                 target: "vigile::edge",
-                "TLS handshake not done within server.header_timeout of the first byte"
+                "TLS handshake not done within server.header_timeout of the connection's start"
             );
             tls.handshake_refusals.inc();
             None
@@ -154,7 +154,9 @@ async fn first_record(l4: &mut L4Stream, deadline: Instant) -> Result<(), String
     };
     let read = tokio::time::timeout_at(deadline, read).await;
     l4.rewind(&seen);
-    read.map_err(|_| "no ClientHello within server.header_timeout of the first byte".to_string())?
+    read.map_err(|_| {
+        "no ClientHello within server.header_timeout of the connection's start".to_string()
+    })?
 }
 
 /// Whether the connection opens with the HTTP/2 preface: reads until its

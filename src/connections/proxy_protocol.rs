@@ -2,7 +2,7 @@
 //! each connection with a header naming the client (v1, text, or v2,
 //! binary; HAProxy's `proxy-protocol.txt`). It is read before anything else
 //! (before the TLS handshake on a TLS listener), by the connection's
-//! deadline (`server.header_timeout` from its first byte) and within a
+//! deadline (`server.header_timeout` from its acceptance) and within a
 //! bounded size; a connection without a valid
 //! one is closed. The client's address then stands as the connection's peer
 //! address for everything above (throttles, access log, `X-Forwarded-For`).
@@ -196,7 +196,7 @@ pub async fn accept(stream: &mut L4Stream, deadline: Instant) -> Result<(), Stri
     let (header, buf) = tokio::time::timeout_at(deadline, read)
         .await
         .map_err(|_| {
-            "no PROXY header within server.header_timeout of the first byte".to_string()
+            "no PROXY header within server.header_timeout of the connection's start".to_string()
         })??;
     stream.rewind(&buf[header.len..]);
     if let Some(source) = header.source {

@@ -34,7 +34,7 @@ pub struct EdgeStream {
     /// the connection's own (`first_deadline`).
     deadline_at: Instant,
     /// The first request's deadline: `server.header_timeout` from the
-    /// connection's first byte, what came before HTTP (PROXY header, TLS
+    /// connection's acceptance, what came before HTTP (PROXY header, TLS
     /// handshake) included; taken by the first head.
     first_deadline: Option<Instant>,
     armed: bool,

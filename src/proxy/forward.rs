@@ -300,9 +300,9 @@ fn head_timeout() -> Box<Error> {
     )
 }
 
-/// A new connection to the target, and the number of its socket (for the
-/// answer's deadline: the stream owns the socket, no duplicate is made, so
-/// a connection costs one descriptor).
+/// A new connection to the target, and the number of its socket (to peek
+/// at it while it is idle, and for the answer's deadline: the stream owns
+/// the socket, no duplicate is made, so a connection costs one descriptor).
 async fn connect(target: &Target<'_>) -> Result<(Stream, RawFd)> {
     let attempt = tokio::net::TcpStream::connect(target.addr);
     let tcp = match tokio::time::timeout(target.connect_timeout, attempt).await {
