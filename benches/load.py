@@ -22,9 +22,8 @@ pingora vs vigile: deterministic), tls (each proxy terminating TLS with the
 same self-signed pair: full handshakes/s with wrk and `Connection: close`,
 keep-alive req/s over HTTP/1.1 with wrk, and HTTP/2 with h2load, many streams
 on few connections: req/s and p99; the server's CPU per request of each;
-handshakes and HTTP/2 again with the server held to half a CPU by a cgroup
-quota, QUOTA_SHARE, so that the server and not the load generator bounds the
-rate),
+handshakes again with the server held to half a CPU by a cgroup quota,
+QUOTA_SHARE, so that the server and not the load generator bounds the rate),
 h2-instructions (callgrind instructions per HTTP/2 request over TLS,
 pingora, haproxy and vigile). No argument: all but instructions, migrated,
 tls and h2-instructions.
@@ -532,13 +531,15 @@ def run_tls(bench):
     """Each proxy terminating TLS with the same pair: full handshakes per
     second (a new connection per request), keep-alive HTTP/1.1 req/s, and
     HTTP/2 req/s and p99 (h2load); each with the server's CPU time per
-    request. Handshakes and HTTP/2 are measured twice: with CPU 1 to the
-    server, and with the server held to QUOTA_SHARE of a CPU (so that the
-    server, not the load generator on CPU 0, bounds the rate)."""
+    request and how busy it was. Handshakes are measured twice: with CPU 1
+    to the server, and with the server held to QUOTA_SHARE of a CPU: wrk's
+    side of a full handshake costs it more than the server's side costs a
+    server, so with a CPU each the rate is the load generator's.
+    (Keep-alive HTTP/1.1 and HTTP/2 keep the server's CPU busy without it.)"""
     contenders = os.environ.get("CONTENDERS", "pingora,haproxy,vigile").split(",")
     token = open(bench.path("tokens.txt")).readline().strip()
     quota = CpuQuota()
-    measures = ("handshakes", "h1", "h2") + (("handshakes_q", "h2_q") if quota.available else ())
+    measures = ("handshakes", "h1", "h2") + (("handshakes_q",) if quota.available else ())
     results = {c: {m: [] for m in measures} for c in contenders}
 
     def timed(pid, run):
@@ -548,6 +549,7 @@ def run_tls(bench):
         res = run()
         done = res["requests"]
         res["cpu_us"] = 1e6 * (cpu_seconds(pid) - cpu_before) / max(done, 1)
+        res["busy"] = res["cpu_us"] * res["rps"] / 1e6
         res["load_cpu_us"] = 1e6 * (load_cpu_seconds() - load_before) / max(done, 1)
         return res
 
@@ -568,8 +570,6 @@ def run_tls(bench):
                     quota.hold(pid)
                     try:
                         got["handshakes_q"] = timed(pid, handshakes)
-                        time.sleep(1)
-                        got["h2_q"] = timed(pid, http2)
                     finally:
                         quota.release(pid)
                 for m in measures:
@@ -580,31 +580,30 @@ def run_tls(bench):
                     log(f"  {name}: {bad} answers over TLS were not 200 (or errors)")
                 hs, h1, h2 = got["handshakes"], got["h1"], got["h2"]
                 line = (f"round {r + 1} {name:8} handshakes {hs['rps']:6.0f}/s ({hs['cpu_us']:.0f} us CPU each, "
-                        f"wrk {hs['load_cpu_us']:.0f})  h1 {h1['rps']:6.0f} req/s ({h1['cpu_us']:.1f} us)  "
-                        f"h2 {h2['rps']:6.0f} req/s ({h2['cpu_us']:.1f} us) p99 {h2['p99_us']} us")
+                        f"busy {hs['busy']:.2f}, wrk {hs['load_cpu_us']:.0f})  "
+                        f"h1 {h1['rps']:6.0f} req/s ({h1['cpu_us']:.1f} us, busy {h1['busy']:.2f})  "
+                        f"h2 {h2['rps']:6.0f} req/s ({h2['cpu_us']:.1f} us, busy {h2['busy']:.2f}) p99 {h2['p99_us']} us")
                 if quota.available:
-                    line += (f"  | {QUOTA_SHARE:g} CPU: handshakes {got['handshakes_q']['rps']:6.0f}/s  "
-                             f"h2 {got['h2_q']['rps']:6.0f} req/s")
+                    line += f"  | {QUOTA_SHARE:g} CPU: handshakes {got['handshakes_q']['rps']:6.0f}/s"
                 log(line)
                 bench.stop(name)
     finally:
         quota.remove()
     med = lambda name, k, f: statistics.median(x[f] for x in results[name][k])
     print(f"\n## TLS: {ROUNDS} rounds x {DURATION} s, {WORKERS} worker thread(s) per proxy, medians\n")
-    print("CPU 1 to the server, the load on CPU 0 (server CPU per request in us):\n")
-    print("| contender | handshakes/s (CPU us each) | HTTP/1.1 keep-alive req/s (CPU us, p99 us) "
-          "| HTTP/2 req/s (CPU us, p99 us) |")
-    print("|---|---|---|---|")
+    print("CPU 1 to the server, the load on CPU 0 (server CPU per request in us, share of its CPU busy):\n")
+    print("| contender | handshakes/s (CPU us each, busy) | HTTP/1.1 keep-alive req/s (CPU us, busy, p99 us) "
+          "| HTTP/2 req/s (CPU us, busy, p99 us) |" + (f" handshakes/s at {QUOTA_SHARE:g} CPU |" if quota.available else ""))
+    print("|---|---|---|---|" + ("---|" if quota.available else ""))
     for name in contenders:
-        print(f"| {name} | {med(name, 'handshakes', 'rps'):.0f} ({med(name, 'handshakes', 'cpu_us'):.0f}) | "
-              f"{med(name, 'h1', 'rps'):.0f} ({med(name, 'h1', 'cpu_us'):.1f}, {med(name, 'h1', 'p99_us'):.0f}) | "
-              f"{med(name, 'h2', 'rps'):.0f} ({med(name, 'h2', 'cpu_us'):.1f}, {med(name, 'h2', 'p99_us'):.0f}) |")
-    if quota.available:
-        print(f"\nThe server held to {QUOTA_SHARE:g} of a CPU (cgroup quota):\n")
-        print("| contender | handshakes/s | HTTP/2 req/s |")
-        print("|---|---|---|")
-        for name in contenders:
-            print(f"| {name} | {med(name, 'handshakes_q', 'rps'):.0f} | {med(name, 'h2_q', 'rps'):.0f} |")
+        cells = [f"{med(name, 'handshakes', 'rps'):.0f} ({med(name, 'handshakes', 'cpu_us'):.0f}, "
+                 f"{med(name, 'handshakes', 'busy'):.2f})"]
+        for k in ("h1", "h2"):
+            cells.append(f"{med(name, k, 'rps'):.0f} ({med(name, k, 'cpu_us'):.1f}, {med(name, k, 'busy'):.2f}, "
+                         f"{med(name, k, 'p99_us'):.0f})")
+        if quota.available:
+            cells.append(f"{med(name, 'handshakes_q', 'rps'):.0f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
     print("\nPaired ratios (median over rounds of the ratio within each round):\n")
     for name in contenders:
         for ref in ("haproxy", "pingora"):

@@ -6,7 +6,7 @@
 #   bash benches/load.sh proxy      # only the proxy comparison (also: storm, scale)
 #   ROUNDS=3 bash benches/load.sh migrated   # the storm of first logins of Django accounts
 #   ROUNDS=7 DURATION=10 bash benches/load.sh proxy
-#   bash benches/load.sh tls        # TLS handshakes, HTTP/1.1 and HTTP/2 over TLS (h2load); also with
+#   bash benches/load.sh tls        # TLS handshakes, HTTP/1.1 and HTTP/2 over TLS (h2load); handshakes also with
 #                                   # the server held to half a CPU (cgroup quota, needs root; QUOTA_SHARE=0.5)
 #   bash benches/load.sh h2-instructions   # instructions per HTTP/2 request over TLS (callgrind)
 #

@@ -118,6 +118,9 @@ pub async fn forward(
             resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
         }
     }
+    // HTTP/2: the piece that completes the answer, kept to end the stream
+    // with (one DATA frame with END_STREAM, not an empty one after it).
+    let mut last = None;
     match session.downstream_session.as_mut() {
         ServerSession::H1(client) => {
             client
@@ -146,6 +149,10 @@ pub async fn forward(
                     break;
                 };
                 let chunk = bytes::Bytes::copy_from_slice(chunk);
+                if upstream.is_body_done() {
+                    last = Some(chunk);
+                    break;
+                }
                 client
                     .write_body(chunk, false)
                     .await
@@ -175,9 +182,15 @@ pub async fn forward(
         }
     }
     // HTTP/2: the stream ends once the connection is back in the pool, so
-    // that the client's next request finds it there.
+    // that the client's next request finds it there: with the answer's
+    // last piece when its framing said it was the last (a Content-Length
+    // reached), else with an empty DATA frame.
     if let (ServerSession::H2(client), false) = (session.downstream_session.as_mut(), no_body) {
-        client.finish().map_err(|e| e.into_down())?;
+        match last {
+            Some(chunk) => client.write_body(chunk, true).await,
+            None => client.finish(),
+        }
+        .map_err(|e| e.into_down())?;
     }
     Ok(())
 }

@@ -349,3 +349,81 @@ fn http2_reads_take_the_direct_path() {
         heads[5]
     );
 }
+
+#[test]
+fn an_http2_answer_of_known_length_ends_with_its_last_data_frame() {
+    use crate::edge_h2::{block, frame, PREFACE};
+    let upstream = Scripted::start(|head, conn| {
+        let answer: &[u8] = match path_of(head) {
+            "/api/raw/chunked" => {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nch\r\n3\r\nunk\r\n0\r\n\r\n"
+            }
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        };
+        conn.write_all(answer).is_ok()
+    });
+    let gw = gateway_before(&upstream, on_the_direct_path().server(|s| s.h2c(true)));
+    let mut conn = TcpStream::connect(gw.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(4, 0, 0, &[]));
+    conn.write_all(&hello).expect("preface");
+    let mut bytes = Vec::new();
+    // The DATA frames (length, flags) of each stream, until it ends.
+    let mut data_of = |conn: &mut TcpStream, stream: u32, path: &str| {
+        let headers = block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "gw"),
+        ]);
+        conn.write_all(&frame(1, 0x5, stream, &headers))
+            .expect("request");
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            // Whole frames first, then more bytes.
+            while bytes.len() >= 9 {
+                let len = usize::from(bytes[0]) << 16
+                    | usize::from(bytes[1]) << 8
+                    | usize::from(bytes[2]);
+                if bytes.len() < 9 + len {
+                    break;
+                }
+                let (kind, flags) = (bytes[3], bytes[4]);
+                let id = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff;
+                bytes.drain(..9 + len);
+                if id == stream && kind == 0 {
+                    data.push((len, flags & 1 == 1));
+                }
+                if id == stream && flags & 1 == 1 && (kind == 0 || kind == 1) {
+                    return data;
+                }
+                if kind == 3 || kind == 7 {
+                    panic!("stream reset or connection closed: {data:?}");
+                }
+            }
+            let n = conn.read(&mut buf).expect("read");
+            assert!(n > 0, "closed: {data:?}");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+    };
+    // A Content-Length answer: its one DATA frame ends the stream (no
+    // empty DATA frame after it: one frame less per answer).
+    assert_eq!(data_of(&mut conn, 1, "/api/raw/a"), [(5, true)]);
+    assert_eq!(data_of(&mut conn, 3, "/api/raw/b"), [(5, true)]);
+    // A chunked one ends when its last chunk is read: with an empty frame.
+    let chunked = data_of(&mut conn, 5, "/api/raw/chunked");
+    let body: usize = chunked.iter().map(|(len, _)| len).sum();
+    assert_eq!(body, 5, "{chunked:?}");
+    assert_eq!(
+        chunked.last().map(|(_, end)| *end),
+        Some(true),
+        "{chunked:?}"
+    );
+    assert_eq!(
+        (connections(&gw, "opened"), connections(&gw, "reused")),
+        (1, 2)
+    );
+}
