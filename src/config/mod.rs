@@ -43,6 +43,7 @@ pub use tls::{LoadedTls, ServerTls, UpstreamTls};
 pub use tokens::{Algorithm, KeySource, TokenConfig};
 pub use upstreams::{HealthCheckConfig, UpstreamConfig};
 pub use values::RoleName;
+pub use values::Targets;
 
 /// A configuration that could not be used; the text names the key.
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +280,22 @@ mod tests {
                 "server: {{listen: {server}}}\nadmin: {{listen: {admin}}}\n"
             ))
             .unwrap_or_else(|e| panic!("{server} {admin}: {}", e.0));
+        }
+    }
+
+    #[test]
+    fn targets_written_with_one_host_name_give_it_as_the_tls_name() {
+        let up = |targets: &str| {
+            let yaml = format!("upstreams:\n  b: {{targets: [{targets}]}}\n");
+            load(&yaml).expect("loads").upstreams.remove(0).targets
+        };
+        assert_eq!(
+            up("'localhost:1', 'LocalHost:2'").common_host(),
+            Some("localhost")
+        );
+        assert_eq!(up("'localhost:1'").len(), 1);
+        for other in ["'localhost:1', '127.0.0.1:2'", "'127.0.0.1:1'", "'[::1]:1'"] {
+            assert_eq!(up(other).common_host(), None, "{other}");
         }
     }
 

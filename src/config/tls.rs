@@ -102,8 +102,9 @@ impl UpstreamTls {
             None if self.verify => {
                 return Err(refuse(
                     "sni",
-                    "needed to verify the upstream's certificate (the name it must hold), \
-                     or set verify: false"
+                    "needed to verify the upstream's certificate (the name it must hold) \
+                     when the targets are not all written with one host name, or set \
+                     verify: false"
                         .into(),
                 ));
             }

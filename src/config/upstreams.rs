@@ -1,7 +1,6 @@
 //! `upstreams:`, the backends routes forward to, by name.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -17,7 +16,7 @@ pub struct UpstreamConfig {
     pub name: String,
     /// Resolved at load.
     #[serde(deserialize_with = "values::targets")]
-    pub targets: Vec<SocketAddr>,
+    pub targets: values::Targets,
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
     #[serde(default = "two_seconds", deserialize_with = "duration::deserialize")]
@@ -67,6 +66,15 @@ impl UpstreamConfig {
     pub(super) fn check(&mut self) -> Result<(), ConfigError> {
         let key = format!("upstreams.{}", self.name);
         if let Some(tls) = &mut self.tls {
+            // The name the certificate must hold: `sni`, or else the host
+            // name all the targets are written with.
+            if tls.sni.is_none() {
+                tls.sni = self
+                    .targets
+                    .common_host()
+                    .filter(|host| rustls::pki_types::ServerName::try_from(*host).is_ok())
+                    .map(str::to_string);
+            }
             tls.load(&format!("{key}.tls"))?;
         }
         if self.targets.is_empty() {

@@ -70,23 +70,59 @@ pub(crate) fn listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Socke
 
 /// Upstream targets: `host:port` each, resolved once at load; a refusal
 /// names the item (`upstreams.b.targets[1]`).
-pub(crate) fn targets<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<SocketAddr>, D::Error> {
-    struct Target(SocketAddr);
+pub(crate) fn targets<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Targets, D::Error> {
+    struct Target(SocketAddr, Option<String>);
     impl<'de> Deserialize<'de> for Target {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             from_str(deserializer, |text| {
-                text.to_socket_addrs()
+                let addr = text
+                    .to_socket_addrs()
                     .ok()
                     .and_then(|mut addrs| addrs.next())
-                    .map(Target)
-                    .ok_or_else(|| format!("`{text}` is not a host:port"))
+                    .ok_or_else(|| format!("`{text}` is not a host:port"))?;
+                // The host as written, when it is a name (not an address).
+                let host = text
+                    .rsplit_once(':')
+                    .map(|(host, _)| host)
+                    .filter(|host| host.parse::<std::net::IpAddr>().is_err())
+                    .filter(|host| !host.starts_with('['))
+                    .map(|host| host.to_ascii_lowercase());
+                Ok(Target(addr, host))
             })
         }
     }
     let targets = Vec::<Target>::deserialize(deserializer)?;
-    Ok(targets.into_iter().map(|t| t.0).collect())
+    Ok(Targets {
+        addrs: targets.iter().map(|t| t.0).collect(),
+        hosts: targets.into_iter().map(|t| t.1).collect(),
+    })
+}
+
+/// An upstream's targets: their addresses, resolved at load, and the host
+/// name each was written with (`None` for an address), the default TLS
+/// name of the upstream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Targets {
+    addrs: Vec<SocketAddr>,
+    hosts: Vec<Option<String>>,
+}
+
+impl Targets {
+    /// The one host name every target was written with, if they were.
+    pub fn common_host(&self) -> Option<&str> {
+        let first = self.hosts.first()?.as_deref()?;
+        self.hosts
+            .iter()
+            .all(|h| h.as_deref() == Some(first))
+            .then_some(first)
+    }
+}
+
+impl std::ops::Deref for Targets {
+    type Target = [SocketAddr];
+    fn deref(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
 }
 
 const METHODS: [&str; 9] = [

@@ -41,6 +41,7 @@ impl Proxy {
             events: &pool.connection_events,
             connect_timeout: pool.connect_timeout,
             read_timeout: pool.read_timeout,
+            client_write_timeout: live.config.server.write_timeout,
         };
         let ctx = &*ctx;
         let build = |session: &Session| match forwarding(ctx) {

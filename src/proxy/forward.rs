@@ -60,6 +60,67 @@ pub struct Target<'a> {
     pub events: &'a ConnectionEvents,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// `server.write_timeout`: longest an HTTP/2 client may leave a piece
+    /// of its answer waiting for flow-control window.
+    pub client_write_timeout: Duration,
+}
+
+/// `future`, or `None` if it has not finished within `limit`; the timer is
+/// made only if `future` has to wait (the usual read finds its bytes there
+/// and costs no clock read, no timer).
+async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut future = std::pin::pin!(future);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(value) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(value));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// A read of the answer's body, at most `read_timeout` from its start.
+async fn read_body(
+    upstream: &mut UpstreamSession,
+    read_timeout: Duration,
+) -> Result<Option<&[u8]>> {
+    match within(read_timeout, upstream.read_body_ref()).await {
+        Some(read) => read.map_err(|e| e.into_up()),
+        None => Err(Error::explain(
+            ErrorType::ReadTimedout,
+            "reading the answer's body: nothing within read_timeout",
+        )
+        .into_up()),
+    }
+}
+
+/// A piece of the answer to an HTTP/2 client, taken (flow-control window
+/// given) within `server.write_timeout` (`limit`, the session's own write
+/// timeout, set in `early_request_filter`). The timer is `within`'s, made
+/// only when the write waits; the session's would read the clock twice and
+/// make two timers for each piece, so it is off during the write (and on
+/// again for whatever else is written on the stream).
+async fn write_h2(
+    client: &mut pingora::protocols::http::v2::server::HttpSession,
+    chunk: bytes::Bytes,
+    end: bool,
+    limit: Duration,
+) -> Result<()> {
+    client.set_write_timeout(None);
+    let written = within(limit, client.write_body(chunk, end)).await;
+    client.set_write_timeout(Some(limit));
+    match written {
+        Some(written) => written.map_err(|e| e.into_down()),
+        None => Err(Error::explain(
+            ErrorType::WriteTimedout,
+            "writing the answer: the HTTP/2 client gave no window within server.write_timeout",
+        )
+        .into_down()),
+    }
 }
 
 /// Sends the request `build` makes to the target and streams the answer,
@@ -127,7 +188,7 @@ pub async fn forward(
                 .write_response_header(resp)
                 .await
                 .map_err(|e| e.into_down())?;
-            while let Some(chunk) = upstream.read_body_ref().await.map_err(|e| e.into_up())? {
+            while let Some(chunk) = read_body(&mut upstream, target.read_timeout).await? {
                 client.write_body(chunk).await.map_err(|e| e.into_down())?;
             }
         }
@@ -141,7 +202,7 @@ pub async fn forward(
                 let chunk = tokio::select! {
                     biased;
                     reset = client.idle() => return Err(client_gone(reset)),
-                    chunk = upstream.read_body_ref() => chunk.map_err(|e| e.into_up())?,
+                    chunk = read_body(&mut upstream, target.read_timeout) => chunk?,
                 };
                 // Without a body (HEAD, 204, 304) this read returns at once:
                 // it is what lets the connection go back to the pool.
@@ -153,10 +214,7 @@ pub async fn forward(
                     last = Some(chunk);
                     break;
                 }
-                client
-                    .write_body(chunk, false)
-                    .await
-                    .map_err(|e| e.into_down())?;
+                write_h2(client, chunk, false, target.client_write_timeout).await?;
             }
         }
         _ => {
@@ -187,10 +245,9 @@ pub async fn forward(
     // reached), else with an empty DATA frame.
     if let (ServerSession::H2(client), false) = (session.downstream_session.as_mut(), no_body) {
         match last {
-            Some(chunk) => client.write_body(chunk, true).await,
-            None => client.finish(),
+            Some(chunk) => write_h2(client, chunk, true, target.client_write_timeout).await?,
+            None => client.finish().map_err(|e| e.into_down())?,
         }
-        .map_err(|e| e.into_down())?;
     }
     Ok(())
 }
@@ -214,7 +271,7 @@ async fn exchange(
 ) -> Result<(UpstreamSession, RawFd)> {
     let deadline = tokio::time::Instant::now() + target.read_timeout;
     if let Some(pooled) = target.idle.take(&target.events.stale) {
-        let mut upstream = upstream_session(pooled.stream, target);
+        let mut upstream = upstream_session(pooled.stream);
         let mut informational = 0;
         let sent = send(&mut upstream, build()?, deadline, &mut informational).await;
         match sent {
@@ -237,7 +294,7 @@ async fn exchange(
     }
     let (stream, fd) = connect(target).await?;
     target.events.opened.inc();
-    let mut upstream = upstream_session(stream, target);
+    let mut upstream = upstream_session(stream);
     send(&mut upstream, build()?, deadline, &mut 0)
         .await
         .map_err(|e| e.into_up())?;
@@ -262,11 +319,12 @@ pub fn closed_before_answer(e: &Error) -> bool {
     }
 }
 
-fn upstream_session(stream: Stream, target: &Target<'_>) -> UpstreamSession {
-    let mut upstream = UpstreamSession::new(stream);
-    upstream.read_timeout = Some(target.read_timeout);
-    upstream.write_timeout = Some(target.read_timeout);
-    upstream
+/// A session on `stream`, without timeouts of its own: the request's head
+/// and the answer's are bounded by `send`'s deadline, each read of the body
+/// by `read_timeout` (`read_body`). Pingora's would read the clock for each
+/// read and write, and make a second timer for a wait already bounded.
+fn upstream_session(stream: Stream) -> UpstreamSession {
+    UpstreamSession::new(stream)
 }
 
 /// Writes the request and reads the final answer's head, all before

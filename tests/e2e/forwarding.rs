@@ -427,3 +427,46 @@ fn an_http2_answer_of_known_length_ends_with_its_last_data_frame() {
         (1, 2)
     );
 }
+
+#[test]
+fn an_upstream_that_stalls_its_body_is_cut_off_after_read_timeout() {
+    // The head and half the body, then nothing for 8 s: past read_timeout
+    // (2 s) between two reads, the answer is given up, over HTTP/1.1 (the
+    // client's connection closed short of the length) and HTTP/2 (the
+    // stream reset), on the direct path.
+    let upstream = Scripted::start(|_, conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+        std::thread::sleep(Duration::from_secs(8));
+        false
+    });
+    let gw = gateway_before(&upstream, on_the_direct_path().server(|s| s.h2c(true)));
+    let started = std::time::Instant::now();
+    let mut conn = TcpStream::connect(gw.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    conn.write_all(b"GET /api/raw/stall HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(6),
+        "HTTP/1.1: closed after {elapsed:?}"
+    );
+
+    let started = std::time::Instant::now();
+    let answers = crate::common::tls::h2c(
+        gw.addr,
+        "gw",
+        vec![("GET", "/api/raw/stall", vec![], Vec::new())],
+    );
+    let elapsed = started.elapsed();
+    let error = answers[0].as_ref().expect_err("a reset stream");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(6),
+        "HTTP/2: {error} after {elapsed:?}"
+    );
+}

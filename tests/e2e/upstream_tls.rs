@@ -79,7 +79,22 @@ fn an_upstream_over_tls_is_verified_by_name_and_authority() {
             .route(Route::new(name, &format!("/api/{name}/"), name).auth(Auth::None))
             .upstream(name, upstream);
     }
+    // Without `sni`, the name the targets are written with is the one sent
+    // and verified (an address has no name to default to: `cli.rs` checks
+    // that check-config then asks for `sni`).
+    let mut by_name = Upstream::new([]).read_timeout(Duration::from_secs(2));
+    by_name.targets = vec![format!("LocalHost:{}", backend.addr.port())];
+    by_name.tls = Some(UpstreamTls {
+        ca_file: Some(ca.ca()),
+        ..UpstreamTls::default()
+    });
+    options = options
+        .route(Route::new("by_name", "/api/by_name/", "by_name").auth(Auth::None))
+        .upstream("by_name", by_name);
     let gw = Gateway::start_with(options);
+    let r = gw.get("/api/by_name/x", None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["tls"]["version"], "TLSv1_3", "{}", r.text);
     for _ in 0..3 {
         let r = gw.get("/api/good/x", None);
         assert_eq!(r.status, 200, "{}", r.text);

@@ -421,7 +421,8 @@ pub enum Auth {
 /// One entry of `upstreams:` (its name is the key in `Config::upstreams`).
 #[derive(Debug, Serialize)]
 pub struct Upstream {
-    pub targets: Vec<SocketAddr>,
+    /// `host:port` each.
+    pub targets: Vec<String>,
     #[serde(serialize_with = "duration")]
     pub read_timeout: Option<Duration>,
     #[serde(serialize_with = "duration")]
@@ -433,7 +434,7 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(targets: impl IntoIterator<Item = SocketAddr>) -> Upstream {
         Upstream {
-            targets: targets.into_iter().collect(),
+            targets: targets.into_iter().map(|a| a.to_string()).collect(),
             read_timeout: None,
             connect_timeout: None,
             health_check: None,
