@@ -294,7 +294,13 @@ mod tests {
             Some("localhost")
         );
         assert_eq!(up("'localhost:1'").len(), 1);
-        for other in ["'localhost:1', '127.0.0.1:2'", "'127.0.0.1:1'", "'[::1]:1'"] {
+        for other in [
+            "'localhost:1', '127.0.0.1:2'",
+            "'127.0.0.1:1'",
+            "'[::1]:1'",
+            "'0x7f000001:1'",
+            "'127.1:1'",
+        ] {
             assert_eq!(up(other).common_host(), None, "{other}");
         }
     }

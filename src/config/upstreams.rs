@@ -65,10 +65,15 @@ pub(super) fn by_name<'de, D: Deserializer<'de>>(
 impl UpstreamConfig {
     pub(super) fn check(&mut self) -> Result<(), ConfigError> {
         let key = format!("upstreams.{}", self.name);
+        if self.targets.is_empty() {
+            return err(&format!("{key}.targets"), "needs at least one host:port");
+        }
         if let Some(tls) = &mut self.tls {
             // The name the certificate must hold: `sni`, or else the host
-            // name all the targets are written with.
-            if tls.sni.is_none() {
+            // name all the targets are written with (only when it is
+            // verified: without verification the name sent stays the
+            // address's, as before, which sends none).
+            if tls.sni.is_none() && tls.verify {
                 tls.sni = self
                     .targets
                     .common_host()
@@ -76,9 +81,6 @@ impl UpstreamConfig {
                     .map(str::to_string);
             }
             tls.load(&format!("{key}.tls"))?;
-        }
-        if self.targets.is_empty() {
-            return err(&format!("{key}.targets"), "needs at least one host:port");
         }
         if let Some(hc) = &self.health_check {
             if hc.path.as_ref().is_some_and(|p| !p.starts_with('/')) {

@@ -80,14 +80,7 @@ pub(crate) fn targets<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Targ
                     .ok()
                     .and_then(|mut addrs| addrs.next())
                     .ok_or_else(|| format!("`{text}` is not a host:port"))?;
-                // The host as written, when it is a name (not an address).
-                let host = text
-                    .rsplit_once(':')
-                    .map(|(host, _)| host)
-                    .filter(|host| host.parse::<std::net::IpAddr>().is_err())
-                    .filter(|host| !host.starts_with('['))
-                    .map(|host| host.to_ascii_lowercase());
-                Ok(Target(addr, host))
+                Ok(Target(addr, host_name(text)))
             })
         }
     }
@@ -96,6 +89,43 @@ pub(crate) fn targets<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Targ
         addrs: targets.iter().map(|t| t.0).collect(),
         hosts: targets.into_iter().map(|t| t.1).collect(),
     })
+}
+
+/// The host of a `host:port` target as written, when it is a name: not an
+/// address, nor one of the numeric forms the resolver also takes
+/// (`0x7f000001`, `127.1`); in lower case, one trailing dot dropped.
+fn host_name(target: &str) -> Option<String> {
+    target
+        .rsplit_once(':')
+        .map(|(host, _)| host.strip_suffix('.').unwrap_or(host))
+        .filter(|host| host.parse::<std::net::IpAddr>().is_err())
+        .filter(|host| !host.starts_with('[') && !host.is_empty())
+        .filter(|host| {
+            !host
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | 'x' | 'X'))
+        })
+        .map(|host| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+#[test]
+fn host_names_of_targets() {
+    assert_eq!(
+        host_name("Billing.Internal.:443").as_deref(),
+        Some("billing.internal")
+    );
+    assert_eq!(host_name("localhost:1").as_deref(), Some("localhost"));
+    for address in [
+        "127.0.0.1:1",
+        "[::1]:1",
+        "0x7f000001:1",
+        "127.1:1",
+        ":1",
+        "x",
+    ] {
+        assert_eq!(host_name(address), None, "{address}");
+    }
 }
 
 /// An upstream's targets: their addresses, resolved at load, and the host

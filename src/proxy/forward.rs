@@ -110,9 +110,12 @@ async fn write_h2(
     end: bool,
     limit: Duration,
 ) -> Result<()> {
+    // Not dropped between the two: no caller polls it in a `select!`, and
+    // the session goes with the request's future otherwise.
+    let before = client.get_write_timeout();
     client.set_write_timeout(None);
     let written = within(limit, client.write_body(chunk, end)).await;
-    client.set_write_timeout(Some(limit));
+    client.set_write_timeout(before);
     match written {
         Some(written) => written.map_err(|e| e.into_down()),
         None => Err(Error::explain(
@@ -210,7 +213,13 @@ pub async fn forward(
                     break;
                 };
                 let chunk = bytes::Bytes::copy_from_slice(chunk);
-                if upstream.is_body_done() {
+                let done = upstream.is_body_done();
+                // A chunk head that came in pieces reads as nothing: no
+                // empty DATA frame for it.
+                if chunk.is_empty() && !done {
+                    continue;
+                }
+                if done {
                     last = Some(chunk);
                     break;
                 }
