@@ -260,6 +260,12 @@ pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
+        // A kept-alive connection idle for longer is not used again: the
+        // gateway closes one idle for `server.header_timeout` (1 s or
+        // more in these tests), and a request sent just as it does gets
+        // the 408 of a head cut short (a test that waits that long between
+        // two requests raced it once).
+        .max_idle_age(Duration::from_millis(500))
         .build()
         .into()
 }
