@@ -220,9 +220,24 @@ class CpuQuota:
             else:
                 log("no cgroup cpu controller: the half-a-CPU measures are left out")
                 return
+            # A process can be moved in and out (a kernel may refuse).
+            probe = subprocess.Popen(["sleep", "5"])
+            try:
+                with open(f"{group}/cgroup.procs", "w") as f:
+                    f.write(str(probe.pid))
+                with open(self.procs_home, "w") as f:
+                    f.write(str(probe.pid))
+            finally:
+                probe.kill()
+                probe.wait()
             self.group = group
         except OSError as e:
             log(f"cannot set a CPU quota ({e}): the half-a-CPU measures are left out")
+            for leftover in ("/sys/fs/cgroup/vigile-bench", "/sys/fs/cgroup/cpu/vigile-bench"):
+                try:
+                    os.rmdir(leftover)
+                except OSError:
+                    pass
 
     @property
     def available(self):
