@@ -81,8 +81,8 @@ impl ConnectionLimit {
         None
     }
 
-    /// Closes a connection that cannot read an answer yet (a TLS client
-    /// before its handshake), counting the refusal.
+    /// Counts a refusal (and warns about it), without answering: what a TLS
+    /// client before its handshake gets; the other refusals answer too.
     pub(super) fn refuse_silently(&self) {
         self.refused.inc();
         self.warn_refusal();
@@ -99,8 +99,7 @@ impl ConnectionLimit {
             return true;
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
-        self.refused.inc();
-        self.warn_refusal();
+        self.refuse_silently();
         false
     }
 
@@ -112,8 +111,7 @@ impl ConnectionLimit {
     /// Answers 503 `too_many_connections` and closes, without disturbing
     /// the connections already served.
     pub(super) async fn refuse(&self, mut stream: Stream) {
-        self.refused.inc();
-        self.warn_refusal();
+        self.refuse_silently();
         if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
             LINGERING.fetch_sub(1, Ordering::Relaxed);
             return;

@@ -29,14 +29,12 @@ pub struct EdgeStream {
     /// The timer of the heads' deadlines, made when a read of a head first
     /// waits; it never fires after the current head's deadline.
     deadline: Option<Pin<Box<Sleep>>>,
-    /// The current head's deadline, set (`armed`) when a read of it first
-    /// waits: about the end of the previous request; for the first request,
-    /// the connection's own (`first_deadline`).
+    /// The current head's deadline: for the first request, the
+    /// connection's own (`server.header_timeout` from its acceptance, what
+    /// came before HTTP, a PROXY header or a TLS handshake, included); for
+    /// the next ones, set (`armed`) when a read of the head first waits,
+    /// about the end of the previous request.
     deadline_at: Instant,
-    /// The first request's deadline: `server.header_timeout` from the
-    /// connection's acceptance, what came before HTTP (PROXY header, TLS
-    /// handshake) included; taken by the first head.
-    first_deadline: Option<Instant>,
     armed: bool,
     /// Bytes read since the head phase began.
     head_bytes: usize,
@@ -81,8 +79,7 @@ impl EdgeStream {
             phase,
             deadline: None,
             deadline_at: first_deadline,
-            first_deadline: Some(first_deadline),
-            armed: false,
+            armed: true,
             head_bytes: 0,
             first_done: AtomicBool::new(false),
             refusal: None,
@@ -108,7 +105,6 @@ impl EdgeStream {
     pub(super) fn next_request(&mut self) {
         self.phase.store(HEAD, Ordering::Relaxed);
         self.armed = false;
-        self.first_deadline = None;
         self.head_bytes = 0;
     }
 
@@ -120,13 +116,10 @@ impl EdgeStream {
     fn wait_for_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.armed {
             self.armed = true;
-            self.deadline_at = self
-                .first_deadline
-                .take()
-                .unwrap_or_else(|| Instant::now() + self.edge.header_timeout);
-            if self.deadline.is_none() {
-                self.deadline = Some(Box::pin(tokio::time::sleep_until(self.deadline_at)));
-            }
+            self.deadline_at = Instant::now() + self.edge.header_timeout;
+        }
+        if self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(self.deadline_at)));
         }
         let deadline_at = self.deadline_at;
         loop {

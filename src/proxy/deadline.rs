@@ -276,8 +276,8 @@ async fn run_timer(shared: Arc<Shared>, limit: Duration) {
 /// and after it (each wait for answer bytes).
 #[derive(Default)]
 pub struct HeadDeadline {
-    /// The upstream connection of the current attempt.
-    /// The upstream connection, and its addresses when known.
+    /// The upstream connection of the current attempt, and its addresses
+    /// when known.
     fd: Option<(RawFd, Option<(SocketAddr, SocketAddr)>)>,
     /// When the answer head is due: set once, when the request first went
     /// out whole (pushed back while the upstream still received it).

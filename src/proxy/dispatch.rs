@@ -1,6 +1,6 @@
 //! Which forwarding path a request the plan let through takes: the direct
-//! path (`forward.rs`: a plain read from an HTTP/1 client to a plain-HTTP
-//! upstream) or Pingora's.
+//! path (`forward.rs`: a plain read, from an HTTP/1 client or an HTTP/2
+//! stream that can carry no body, to a plain-HTTP upstream) or Pingora's.
 
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
@@ -41,7 +41,6 @@ impl Proxy {
             events: &pool.connection_events,
             connect_timeout: pool.connect_timeout,
             read_timeout: pool.read_timeout,
-            client_write_timeout: live.config.server.write_timeout,
         };
         let ctx = &*ctx;
         let build = |session: &Session| match forwarding(ctx) {

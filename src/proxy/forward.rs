@@ -60,9 +60,6 @@ pub struct Target<'a> {
     pub events: &'a ConnectionEvents,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
-    /// `server.write_timeout`: longest an HTTP/2 client may leave a piece
-    /// of its answer waiting for flow-control window.
-    pub client_write_timeout: Duration,
 }
 
 /// `future`, or `None` if it has not finished within `limit`; the timer is
@@ -99,23 +96,27 @@ async fn read_body(
 }
 
 /// A piece of the answer to an HTTP/2 client, taken (flow-control window
-/// given) within `server.write_timeout` (`limit`, the session's own write
-/// timeout, set in `early_request_filter`). The timer is `within`'s, made
-/// only when the write waits; the session's would read the clock twice and
-/// make two timers for each piece, so it is off during the write (and on
-/// again for whatever else is written on the stream).
+/// given) within the session's write timeout (`server.write_timeout`, set
+/// in `early_request_filter`). The timer is `within`'s, made only when the
+/// write waits; the session's would read the clock twice and make two
+/// timers for each piece, so it is off during the write (and on again for
+/// whatever else is written on the stream).
 async fn write_h2(
     client: &mut pingora::protocols::http::v2::server::HttpSession,
     chunk: bytes::Bytes,
     end: bool,
-    limit: Duration,
 ) -> Result<()> {
+    let Some(limit) = client.get_write_timeout() else {
+        return client
+            .write_body(chunk, end)
+            .await
+            .map_err(|e| e.into_down());
+    };
     // Not dropped between the two: no caller polls it in a `select!`, and
     // the session goes with the request's future otherwise.
-    let before = client.get_write_timeout();
     client.set_write_timeout(None);
     let written = within(limit, client.write_body(chunk, end)).await;
-    client.set_write_timeout(before);
+    client.set_write_timeout(Some(limit));
     match written {
         Some(written) => written.map_err(|e| e.into_down()),
         None => Err(Error::explain(
@@ -223,7 +224,7 @@ pub async fn forward(
                     last = Some(chunk);
                     break;
                 }
-                write_h2(client, chunk, false, target.client_write_timeout).await?;
+                write_h2(client, chunk, false).await?;
             }
         }
         _ => {
@@ -254,7 +255,7 @@ pub async fn forward(
     // reached), else with an empty DATA frame.
     if let (ServerSession::H2(client), false) = (session.downstream_session.as_mut(), no_body) {
         match last {
-            Some(chunk) => write_h2(client, chunk, true, target.client_write_timeout).await?,
+            Some(chunk) => write_h2(client, chunk, true).await?,
             None => client.finish().map_err(|e| e.into_down())?,
         }
     }
@@ -273,14 +274,17 @@ fn client_gone(reset: Result<impl std::fmt::Display>) -> Box<Error> {
 
 /// Connects (or reuses a connection), writes the request and reads the
 /// answer's header, all within `read_timeout` from the start (a retry gets
-/// what is left).
+/// what is left). The upstream session has no timeouts of its own: `send`'s
+/// deadline bounds the heads, `read_body` each read of the body (Pingora's
+/// would read the clock for each read and write, and make a second timer
+/// for a wait already bounded).
 async fn exchange(
     target: &Target<'_>,
     build: impl Fn() -> Result<Box<RequestHeader>>,
 ) -> Result<(UpstreamSession, RawFd)> {
     let deadline = tokio::time::Instant::now() + target.read_timeout;
     if let Some(pooled) = target.idle.take(&target.events.stale) {
-        let mut upstream = upstream_session(pooled.stream);
+        let mut upstream = UpstreamSession::new(pooled.stream);
         let mut informational = 0;
         let sent = send(&mut upstream, build()?, deadline, &mut informational).await;
         match sent {
@@ -303,7 +307,7 @@ async fn exchange(
     }
     let (stream, fd) = connect(target).await?;
     target.events.opened.inc();
-    let mut upstream = upstream_session(stream);
+    let mut upstream = UpstreamSession::new(stream);
     send(&mut upstream, build()?, deadline, &mut 0)
         .await
         .map_err(|e| e.into_up())?;
@@ -326,14 +330,6 @@ pub fn closed_before_answer(e: &Error) -> bool {
         ErrorType::ConnectionClosed | ErrorType::ReadError => nothing_read(),
         _ => false,
     }
-}
-
-/// A session on `stream`, without timeouts of its own: the request's head
-/// and the answer's are bounded by `send`'s deadline, each read of the body
-/// by `read_timeout` (`read_body`). Pingora's would read the clock for each
-/// read and write, and make a second timer for a wait already bounded.
-fn upstream_session(stream: Stream) -> UpstreamSession {
-    UpstreamSession::new(stream)
 }
 
 /// Writes the request and reads the final answer's head, all before

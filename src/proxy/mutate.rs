@@ -330,10 +330,11 @@ impl Forwarding<'_> {
                     parts.headers.insert(HOST, host);
                 }
             }
-            let origin = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            parts.uri = origin
-                .parse()
-                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad :path"))?;
+            parts.uri = req
+                .uri
+                .path_and_query()
+                .cloned()
+                .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
         }
         if has_hop_by_hop(&parts.headers) {
             strip_hop_by_hop(&mut parts.headers)?;

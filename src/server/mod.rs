@@ -222,11 +222,10 @@ pub fn serve(config_path: PathBuf) -> Result<(), ServeError> {
         // can replace it).
         options.allow_connect_method_proxying = true;
         app.server_options = Some(options);
-        let edge = match (&listener.tls_addr, &server_cert) {
+        let tls_listen = cfg.server.tls.as_ref().map(|t| t.listen);
+        let edge = match (tls_listen, &server_cert) {
             (Some(addr), Some(cert)) => proxy_edge.with_tls(TlsEdge {
-                addr: addr
-                    .parse()
-                    .map_err(|e| ServeError::Tls(format!("server.tls.listen: {addr}: {e}")))?,
+                addr,
                 acceptor: tls_settings(cert.clone())?.build(),
                 client_hello_refusals: refusals.with_label_values(&["tls_client_hello"]),
                 handshake_refusals: refusals.with_label_values(&["tls_handshake"]),
