@@ -37,13 +37,13 @@ pub use identity::IdentityHeaders;
 pub use mailer::{MailerConfig, MailerKind, SmtpConfig, SmtpTls};
 pub use migration::{MigrationConfig, SimpleJwtAlgorithm, SimpleJwtConfig};
 pub use routes::{AuthMode, RouteConfig, UpstreamRef};
+pub(crate) use server::overlap;
 pub use server::{AdminConfig, LogFormat, ServerConfig, UnderscoreHeaders};
 pub use store::{DatabaseUrl, StoreConfig, StoreKind};
 pub use tls::{LoadedTls, ServerTls, UpstreamTls};
 pub use tokens::{Algorithm, KeySource, TokenConfig};
 pub use upstreams::{HealthCheckConfig, UpstreamConfig};
 pub use values::RoleName;
-pub use values::Targets;
 
 /// A configuration that could not be used; the text names the key.
 #[derive(Debug, thiserror::Error)]

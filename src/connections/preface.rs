@@ -32,18 +32,31 @@ pub(super) async fn plain(
     edge: &Edge,
     deadline: Instant,
 ) -> Option<(Stream, bool)> {
+    let mut l4 = proxy_header(stream, edge, deadline, false).await?;
+    let h2 = edge.h2c && is_h2c(&mut l4, deadline).await?;
+    Some((l4, h2))
+}
+
+/// The connection's TCP stream, past its PROXY header when the listener
+/// requires one; `None`: it is to be closed (the refusal counted, and
+/// logged at debug level).
+async fn proxy_header(
+    stream: Stream,
+    edge: &Edge,
+    deadline: Instant,
+    tls: bool,
+) -> Option<Box<L4Stream>> {
     let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
     if edge.proxy_protocol {
         if let Err(why) = proxy_protocol::accept(&mut l4, deadline).await {
-            tracing::debug!(target: "vigile::edge", why, "connection refused: PROXY protocol");
+            tracing::debug!(target: "vigile::edge", why, tls, "connection refused: PROXY protocol");
             if let Some(refusals) = &edge.proxy_protocol_refusals {
                 refusals.inc();
             }
             return None;
         }
     }
-    let h2 = edge.h2c && is_h2c(&mut l4, deadline).await?;
-    Some((l4, h2))
+    Some(l4)
 }
 
 /// The largest TLS record a ClientHello comes in (2^14 bytes of content,
@@ -63,15 +76,14 @@ pub struct TlsEdge {
 }
 
 impl TlsEdge {
-    /// Whether `stream` came in on this listener.
+    /// Whether `stream` came in on this listener: the address it came to is
+    /// the listener's, or one its wildcard covers (as `check-config` judges
+    /// listeners that would share a port).
     pub(super) fn serves(&self, stream: &Stream) -> bool {
         let local = stream
             .get_socket_digest()
             .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
-        local.is_some_and(|local| {
-            local.port() == self.addr.port()
-                && (self.addr.ip().is_unspecified() || local.ip() == self.addr.ip())
-        })
+        local.is_some_and(|local| crate::config::overlap(self.addr, local))
     }
 }
 
@@ -86,16 +98,7 @@ pub(super) async fn tls(
     tls: &TlsEdge,
     deadline: Instant,
 ) -> Option<(Stream, bool)> {
-    let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
-    if edge.proxy_protocol {
-        if let Err(why) = proxy_protocol::accept(&mut l4, deadline).await {
-            tracing::debug!(target: "vigile::edge", why, "TLS connection refused: PROXY protocol");
-            if let Some(refusals) = &edge.proxy_protocol_refusals {
-                refusals.inc();
-            }
-            return None;
-        }
-    }
+    let mut l4 = proxy_header(stream, edge, deadline, true).await?;
     if let Err(why) = first_record(&mut l4, deadline).await {
         tracing::debug!(target: "vigile::edge", why, "TLS connection refused");
         tls.client_hello_refusals.inc();
@@ -108,16 +111,12 @@ pub(super) async fn tls(
             let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
             Some((stream, h2))
         }
-        Ok(Err(e)) => {
-            tracing::debug!(target: "vigile::edge", error = %e, "TLS handshake failed");
-            tls.handshake_refusals.inc();
-            None
-        }
-        Err(_) => {
-            tracing::debug!(
-                target: "vigile::edge",
-                "TLS handshake not done within server.header_timeout of the connection's start"
-            );
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "not done within server.header_timeout of the connection's start".into(),
+            };
+            tracing::debug!(target: "vigile::edge", why, "TLS handshake failed");
             tls.handshake_refusals.inc();
             None
         }

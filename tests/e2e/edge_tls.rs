@@ -638,3 +638,30 @@ fn handshakes_hold_their_place_in_max_connections_and_fail_quietly() {
         "{log}"
     );
 }
+
+#[test]
+fn a_tls_wildcard_on_ipv4_leaves_a_plain_ipv6_listener_on_its_port_plain() {
+    // `0.0.0.0:P` takes no IPv6 connection, so `check-config` lets `[::1]:P`
+    // beside it; the connections that come to `[::1]:P` are plain ones.
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = authority(&dir);
+    let (cert_file, key_file) = ca.issue("server", false);
+    let port = common::free_port();
+    let plain: SocketAddr = format!("[::1]:{port}").parse().expect("addr");
+    let tls_listen: SocketAddr = format!("0.0.0.0:{port}").parse().expect("addr");
+    let _gw = Gateway::start_with(Options::default().server(|s| {
+        s.listen(plain).tls(ServerTls {
+            listen: tls_listen,
+            cert_file,
+            key_file,
+        })
+    }));
+    let (answer, _) = crate::common::scripted::raw_exchange(
+        plain,
+        b"GET /api/stocks/ HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(answer.status, 401, "{}", answer.text());
+    let ipv4: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let client = Client::new(&ca.ca(), &[H1], false);
+    assert!(client.connect(ipv4, b"", async |_| ()).is_ok());
+}

@@ -115,6 +115,7 @@ pub struct ServerTls {
 }
 
 setters!(Server {
+    listen: SocketAddr,
     grace_period: Duration,
     log_format: LogFormat,
     underscore_headers: UnderscoreHeaders,

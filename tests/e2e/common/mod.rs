@@ -301,7 +301,11 @@ impl Gateway {
         let jobs = DemoUpstream::start("jobs");
         let dir = tempfile::tempdir().expect("tempdir");
         let [port, admin_port] = free_ports::<2>();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        // The proxy's listener: the test's own, or one on a free port.
+        let addr: SocketAddr = options
+            .server
+            .listen
+            .unwrap_or_else(|| format!("127.0.0.1:{port}").parse().expect("addr"));
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
         std::fs::write(dir.path().join("jwt.secret"), SECRET).expect("secret");
         let mut routes = vec![
