@@ -648,6 +648,8 @@ fn a_tls_wildcard_on_ipv4_leaves_a_plain_ipv6_listener_on_its_port_plain() {
     let (cert_file, key_file) = ca.issue("server", false);
     let port = common::free_port();
     let plain: SocketAddr = format!("[::1]:{port}").parse().expect("addr");
+    // Free on IPv6 loopback too (the port was picked on 127.0.0.1).
+    drop(std::net::TcpListener::bind(plain).expect("IPv6 loopback ([::1]) with this port free"));
     let tls_listen: SocketAddr = format!("0.0.0.0:{port}").parse().expect("addr");
     let _gw = Gateway::start_with(Options::default().server(|s| {
         s.listen(plain).tls(ServerTls {
